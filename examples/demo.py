@@ -1,0 +1,101 @@
+"""`make demo`: the two reference examples, end to end, on embedded local servers.
+
+Starts nats-server and a Temporal dev server, runs a worker with the plugin, then runs
+the token-streaming workflow while a consumer prints each token as it arrives through
+NATS, and the progress workflow while a consumer draws a progress bar. The consumer
+only reads the stream; it never talks to the activity.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import uuid
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from examples.progress import ProgressWorkflow, streaming_tokens_with_progress_activity
+from examples.token_stream import ChatWorkflow, chat_activity
+from mistral_workflows import MistralWorkflowsPlugin, TaskStates, subscribe
+from mistral_workflows.dev import EmbeddedServers
+
+TASK_QUEUE = "demo"
+TEXT = "Stream every step of a long job to a live progress bar"
+BAR_WIDTH = 30
+
+
+async def show_tokens(nats_url: str, workflow_id: str) -> str:
+    """Print the tokens of the workflow's token-stream task as they arrive; return the text."""
+    states, printed = TaskStates(), 0
+    async for event in subscribe(nats_url, workflow_exec_id=workflow_id, stream="token-stream"):
+        task = states.apply(event)
+        if task is None:
+            continue
+        tokens = (task.state or {}).get("tokens", [])
+        sys.stdout.write("".join(tokens[printed:]))
+        sys.stdout.flush()
+        printed = len(tokens)
+        if task.status != "running":
+            print()
+            return "".join(tokens)
+    raise RuntimeError("the event stream ended before the task did")
+
+
+async def show_progress(nats_url: str, workflow_id: str) -> int:
+    """Draw a progress bar from the workflow's progress-stream task; return the final count."""
+    states = TaskStates()
+    async for event in subscribe(nats_url, workflow_exec_id=workflow_id, stream="progress-stream"):
+        task = states.apply(event)
+        if task is None:
+            continue
+        done, total = task.state["progress_idx"], task.state["progress_total"]
+        filled = BAR_WIDTH * done // max(total, 1)
+        sys.stdout.write(f"\r[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {done}/{total} words")
+        sys.stdout.flush()
+        if task.status != "running":
+            print()
+            return int(done)
+    raise RuntimeError("the event stream ended before the task did")
+
+
+async def run_demo(nats_url: str, temporal_address: str) -> None:
+    """Run both examples against the given servers, checking what the consumers saw."""
+    client = await Client.connect(
+        temporal_address, plugins=[MistralWorkflowsPlugin(nats_url=nats_url)]
+    )
+    async with Worker(
+        client,
+        task_queue=TASK_QUEUE,
+        workflows=[ChatWorkflow, ProgressWorkflow],
+        activities=[chat_activity, streaming_tokens_with_progress_activity],
+    ):
+        chat_id = f"chat-{uuid.uuid4().hex[:8]}"
+        print(f"\nToken stream of workflow {chat_id}, read from NATS:\n")
+        shown = asyncio.create_task(show_tokens(nats_url, chat_id))
+        result = await client.execute_workflow(
+            ChatWorkflow.run, "Why stream tokens?", id=chat_id, task_queue=TASK_QUEUE
+        )
+        if await shown != result["response"]:
+            raise SystemExit("demo: the streamed text differs from the activity's result")
+
+        progress_id = f"progress-{uuid.uuid4().hex[:8]}"
+        print(f"\nProgress of workflow {progress_id}, read from NATS:\n")
+        bar = asyncio.create_task(show_progress(nats_url, progress_id))
+        outcome = await client.execute_workflow(
+            ProgressWorkflow.run, TEXT, id=progress_id, task_queue=TASK_QUEUE
+        )
+        if await bar != outcome["token_count"]:
+            raise SystemExit("demo: the progress bar did not reach the activity's count")
+    print("\nBoth streams arrived complete.")
+
+
+def main() -> None:
+    print("Starting nats-server and the Temporal dev server...")
+    with EmbeddedServers() as servers:
+        print(f"NATS      {servers.nats_url}\nTemporal  {servers.temporal_address}")
+        asyncio.run(asyncio.wait_for(run_demo(servers.nats_url, servers.temporal_address), 120))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,5 @@
+import sys
+
+from mistral_workflows.cli import main
+
+sys.exit(main())

@@ -1,0 +1,160 @@
+"""A pull consumer that reads a JetStream stream in order with low latency.
+
+nats-py's `fetch` waits for a whole batch before returning and its ordered push consumer
+drops messages when its pending limit overflows, so we drive the pull protocol directly:
+an ephemeral consumer with no acks, pull requests that are topped up when half used
+(bounded buffering, messages handed over as soon as they arrive), idle heartbeats, and a
+new consumer from the last delivered sequence whenever the old one is lost or skips.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+
+import orjson
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+__all__ = ["Reader"]
+
+_HEARTBEAT = 2.0
+_PULL_EXPIRES = 30.0
+_INACTIVE_THRESHOLD = 60.0
+_HEARTBEAT_STATUS = "100"
+_END_OF_REQUEST = frozenset({"404", "408", "409"})
+
+
+class Reader:
+    """Reads the messages matching `filters` from `stream`, from `start_seq` on, in order."""
+
+    def __init__(
+        self,
+        nc: NATS,
+        stream: str,
+        filters: Sequence[str],
+        start_seq: int | None = None,
+        batch: int = 256,
+    ) -> None:
+        self._nc = nc
+        self._stream = stream
+        self._filters = list(filters)
+        self._next_seq = start_seq
+        self._batch = batch
+        self._sub: Subscription | None = None
+        self._consumer = ""
+        self._outstanding = 0
+        self._consumer_seq = 0
+        self._last_seen = 0.0
+
+    async def open(self) -> None:
+        """Create the consumer and issue the first pull request."""
+        inbox = self._nc.new_inbox()
+        # No pending limit to overflow: the pull requests bound what can be buffered.
+        self._sub = await self._nc.subscribe(inbox, pending_msgs_limit=0, pending_bytes_limit=0)
+        await self._create_consumer()
+
+    async def close(self) -> None:
+        """Unsubscribe and delete the consumer (it would expire on its own anyway)."""
+        if self._sub is not None and not self._nc.is_closed:
+            await self._sub.unsubscribe()
+            try:
+                await self._nc.jetstream().delete_consumer(self._stream, self._consumer)
+            except Exception:
+                pass  # Best effort: the server drops inactive consumers by itself.
+        self._sub = None
+
+    async def next(self, timeout: float | None) -> Msg | None:
+        """The next message in stream order, or None after `timeout` seconds of silence."""
+        assert self._sub is not None, "call open() first"
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            wait = _HEARTBEAT * 3
+            if deadline is not None:
+                wait = min(wait, deadline - time.monotonic())
+                if wait <= 0:
+                    return None
+            try:
+                msg = await self._sub.next_msg(timeout=wait)
+            except TimeoutError:
+                if time.monotonic() - self._last_seen > _HEARTBEAT * 3:
+                    await self._create_consumer()  # The consumer or the server went away.
+                continue
+            self._last_seen = time.monotonic()
+            status = msg.headers.get("Status") if msg.headers else None
+            if status is None and await self._accept(msg):
+                return msg
+            if status in _END_OF_REQUEST:
+                await self._end_of_request(msg, status)
+
+    async def _accept(self, msg: Msg) -> bool:
+        meta = msg.metadata
+        self._outstanding -= 1
+        if meta.sequence.consumer != self._consumer_seq + 1:
+            # A gap: start over from the last message we handed out.
+            await self._create_consumer()
+            return False
+        self._consumer_seq = meta.sequence.consumer
+        self._next_seq = meta.sequence.stream + 1
+        if self._outstanding <= self._batch // 2:
+            await self._pull(self._batch)
+        return True
+
+    async def _end_of_request(self, msg: Msg, status: str) -> None:
+        assert msg.headers is not None
+        if status == "409" and "Consumer Deleted" in msg.headers.get("Description", ""):
+            await self._create_consumer()
+            return
+        self._outstanding -= int(msg.headers.get("Nats-Pending-Messages", "0") or 0)
+        if status == "404" or self._outstanding <= self._batch // 2:
+            self._outstanding = max(self._outstanding, 0)
+            await self._pull(self._batch)
+
+    async def _create_consumer(self) -> None:
+        assert self._sub is not None
+        js = self._nc.jetstream()
+        config = ConsumerConfig(
+            ack_policy=AckPolicy.NONE,
+            inactive_threshold=_INACTIVE_THRESHOLD,
+            mem_storage=True,
+            num_replicas=1,
+            **_start(self._next_seq),
+            **_filter(self._filters),
+        )
+        if self._consumer:
+            try:
+                await js.delete_consumer(self._stream, self._consumer)
+            except Exception:
+                pass  # It may be gone already, which is why we are here.
+        info = await js.add_consumer(self._stream, config)
+        self._consumer = info.name
+        self._consumer_seq = 0
+        self._outstanding = 0
+        self._last_seen = time.monotonic()
+        await self._pull(self._batch)
+
+    async def _pull(self, n: int) -> None:
+        assert self._sub is not None
+        request = {
+            "batch": n,
+            "expires": int(_PULL_EXPIRES * 1e9),
+            "idle_heartbeat": int(_HEARTBEAT * 1e9),
+        }
+        subject = f"$JS.API.CONSUMER.MSG.NEXT.{self._stream}.{self._consumer}"
+        await self._nc.publish(subject, orjson.dumps(request), reply=self._sub.subject)
+        self._outstanding += n
+
+
+def _start(seq: int | None) -> dict[str, object]:
+    if seq is None:
+        return {"deliver_policy": DeliverPolicy.ALL}
+    return {"deliver_policy": DeliverPolicy.BY_START_SEQUENCE, "opt_start_seq": seq}
+
+
+def _filter(filters: list[str]) -> dict[str, object]:
+    if len(filters) == 1:
+        return {"filter_subject": filters[0]}
+    return {"filter_subjects": filters}

@@ -1,0 +1,133 @@
+"""Rebuilding each task's state from its events: STARTED, then patches, in order."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from mistral_workflows.core.events import (
+    CustomTaskCanceledEvent,
+    CustomTaskCompletedEvent,
+    CustomTaskEvent,
+    CustomTaskFailedEvent,
+    CustomTaskInProgressEvent,
+    CustomTaskStartedEvent,
+    CustomTaskTimedOutEvent,
+    JSONPatchPayload,
+    StreamEvent,
+)
+from mistral_workflows.core.patch import apply
+
+__all__ = ["TaskState", "TaskStates"]
+
+Status = Literal["running", "completed", "failed", "canceled", "timed_out"]
+
+
+@dataclass
+class TaskState:
+    """What a consumer knows of one task."""
+
+    task_id: str
+    task_type: str
+    workflow_exec_id: str
+    state: Any = None
+    status: Status = "running"
+    attempt: int = 1
+    sequence: int = -1
+    """The last applied `task_sequence` (-1 before STARTED)."""
+    failure: str | None = None
+    broker_sequence: int | None = None
+    _early: dict[int, CustomTaskEvent] = field(default_factory=dict, repr=False)
+
+
+class TaskStates:
+    """The live state of every task seen, rebuilt from the events fed to `apply`.
+
+    Events of one task are applied in `task_sequence` order: a repeated event is ignored,
+    an early one waits for those before it, and events of an older activity attempt are
+    dropped once a newer attempt has started (its state replaces the old one).
+    """
+
+    def __init__(self) -> None:
+        self._tasks: dict[str, TaskState] = {}
+
+    def apply(self, event: StreamEvent) -> TaskState | None:
+        """Feed one event; returns the task whose state changed, or None."""
+        data = event.data
+        if not data.event_type.startswith("CUSTOM_TASK_"):
+            return None
+        assert isinstance(data, _CUSTOM_TASK_EVENTS)
+        attrs = data.attributes
+        attempt = event.activity_context.attempt if event.activity_context else 1
+        task = self._tasks.get(attrs.custom_task_id)
+        if task is None or attempt > task.attempt:
+            task = TaskState(attrs.custom_task_id, attrs.custom_task_type, data.workflow_exec_id)
+            task.attempt = attempt
+            self._tasks[task.task_id] = task
+        elif attempt < task.attempt:
+            return None
+        return task if _feed(task, data, event.broker_sequence) else None
+
+    def __getitem__(self, task_id: str) -> TaskState:
+        return self._tasks[task_id]
+
+    def get(self, task_id: str) -> TaskState | None:
+        """The task with this id, if seen."""
+        return self._tasks.get(task_id)
+
+    def __iter__(self) -> Iterator[TaskState]:
+        return iter(self._tasks.values())
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+
+_CUSTOM_TASK_EVENTS = (
+    CustomTaskStartedEvent,
+    CustomTaskInProgressEvent,
+    CustomTaskCompletedEvent,
+    CustomTaskFailedEvent,
+    CustomTaskCanceledEvent,
+    CustomTaskTimedOutEvent,
+)
+
+
+def _feed(task: TaskState, data: CustomTaskEvent, broker_sequence: int | None) -> bool:
+    seq = data.attributes.task_sequence
+    if seq is None:  # A producer without sequence numbers: trust arrival order.
+        _change(task, data)
+        return True
+    if seq <= task.sequence:
+        return False
+    if seq > task.sequence + 1:
+        task._early[seq] = data
+        return False
+    _change(task, data)
+    task.sequence, task.broker_sequence = seq, broker_sequence
+    while (early := task._early.pop(task.sequence + 1, None)) is not None:
+        _change(task, early)
+        task.sequence += 1
+    return True
+
+
+def _change(task: TaskState, data: CustomTaskEvent) -> None:
+    if isinstance(data, CustomTaskStartedEvent):
+        payload = data.attributes.payload
+        task.state = copy.deepcopy(payload.value) if payload else None
+    elif isinstance(data, CustomTaskInProgressEvent):
+        payload = data.attributes.payload
+        if isinstance(payload, JSONPatchPayload):
+            task.state = apply(task.state, payload.value)
+        else:
+            task.state = copy.deepcopy(payload.value)
+    elif isinstance(data, CustomTaskCompletedEvent):
+        task.state = copy.deepcopy(data.attributes.payload.value)
+        task.status = "completed"
+    elif isinstance(data, CustomTaskFailedEvent):
+        task.status, task.failure = "failed", data.attributes.failure.message
+    elif isinstance(data, CustomTaskCanceledEvent):
+        task.status, task.failure = "canceled", data.attributes.reason
+    else:
+        task.status = "timed_out"

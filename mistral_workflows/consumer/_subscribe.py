@@ -1,0 +1,158 @@
+"""`subscribe`: typed events of one execution, a workflow tree or a stream type, in order."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+
+import orjson
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from pydantic import ValidationError
+
+from mistral_workflows.core import subjects
+from mistral_workflows.core.connection import connect
+from mistral_workflows.core.errors import ConfigurationError
+from mistral_workflows.core.events import (
+    EVENT_TYPES,
+    TERMINAL_WORKFLOW_EVENT_TYPES,
+    StreamEvent,
+)
+from mistral_workflows.consumer._reader import Reader
+
+__all__ = ["subscribe"]
+
+log = logging.getLogger("mistral_workflows")
+
+_ENDS_FOR_GOOD = TERMINAL_WORKFLOW_EVENT_TYPES - {"WORKFLOW_EXECUTION_CONTINUED_AS_NEW"}
+
+
+async def subscribe(
+    nats: str | NATS,
+    *,
+    workflow_exec_id: str | None = None,
+    root_workflow_exec_id: str | None = None,
+    parent_workflow_exec_id: str | None = None,
+    workflow_name: str | None = None,
+    namespace: str | None = None,
+    stream: str | None = None,
+    event_types: Iterable[str] | None = None,
+    start_seq: int | None = None,
+    until_complete: bool = False,
+    idle_timeout: float | None = None,
+    stream_name: str = "WORKFLOW_EVENTS",
+    subject_prefix: str = subjects.DEFAULT_PREFIX,
+) -> AsyncIterator[StreamEvent]:
+    """Yield the events that match every given filter, oldest first.
+
+    Filters on ids, names and the stream type are applied by the NATS server (they are
+    part of each event's subject); `event_types` is applied here. Each event's
+    `broker_sequence` is its JetStream sequence: pass the last one plus one as
+    `start_seq` to resume where you left off.
+
+    Args:
+        nats: A NATS URL, or a connected `nats.aio.client.Client` (left open).
+        workflow_exec_id: Only events of this workflow execution.
+        root_workflow_exec_id: Only events of the workflow tree under this root.
+        parent_workflow_exec_id: Only events of the children of this workflow.
+        workflow_name: Only events of workflows of this type.
+        namespace: Only events of this Temporal namespace.
+        stream: Only events of this stream type (a `Task` type).
+        event_types: Only events of these types, e.g. {"CUSTOM_TASK_IN_PROGRESS"}.
+        start_seq: The first broker sequence to deliver (inclusive); default: the oldest.
+        until_complete: Stop after the workflow (`workflow_exec_id`, else the root) ends.
+        idle_timeout: Stop after this many seconds without a matching event.
+        stream_name: The JetStream stream.
+        subject_prefix: The subject prefix the workers use.
+
+    Raises:
+        ConfigurationError: a filter is invalid.
+        BrokerConnectionError: the NATS server cannot be reached.
+    """
+    wanted = _event_types(event_types)
+    target = workflow_exec_id or root_workflow_exec_id
+    if until_complete and target is None:
+        raise ConfigurationError(
+            "until_complete needs workflow_exec_id or root_workflow_exec_id: it stops when "
+            "that workflow ends"
+        )
+    if start_seq is not None and (not isinstance(start_seq, int) or start_seq < 1):
+        raise ConfigurationError(f"start_seq must be an integer >= 1, not {start_seq!r}")
+    prefix = subjects.validate_prefix(subject_prefix)
+    if stream is not None and stream != subjects.LIFECYCLE_STREAM:
+        subjects.validate_stream_type(stream)
+    ids = {
+        "namespace": namespace,
+        "workflow_name": workflow_name,
+        "root_exec_id": root_workflow_exec_id,
+        "parent_exec_id": parent_workflow_exec_id,
+        "exec_id": workflow_exec_id,
+    }
+    filters = [subjects.filter_subject(prefix, stream=stream, **ids)]
+    if until_complete and stream not in (None, subjects.LIFECYCLE_STREAM):
+        # The end of the workflow is a lifecycle event: read those too, then drop them.
+        filters.append(subjects.filter_subject(prefix, stream=subjects.LIFECYCLE_STREAM, **ids))
+    async with _connection(nats) as nc:
+        reader = Reader(nc, stream_name, filters, start_seq)
+        await reader.open()
+        try:
+            while (msg := await reader.next(idle_timeout)) is not None:
+                event = _decode(msg)
+                if event is None:
+                    continue
+                if _matches(event, wanted, stream):
+                    yield event
+                if until_complete and _ends(event, target):
+                    return
+        finally:
+            await reader.close()
+
+
+def _event_types(event_types: Iterable[str] | None) -> frozenset[str] | None:
+    if event_types is None:
+        return None
+    if isinstance(event_types, str):
+        event_types = [event_types]
+    wanted = frozenset(event_types)
+    unknown = wanted - EVENT_TYPES
+    if unknown:
+        raise ConfigurationError(
+            f"unknown event type(s) {sorted(unknown)}; known types: {sorted(EVENT_TYPES)}"
+        )
+    return wanted
+
+
+def _matches(event: StreamEvent, wanted: frozenset[str] | None, stream: str | None) -> bool:
+    if stream is not None and event.stream != stream:
+        return False
+    return wanted is None or event.data.event_type in wanted
+
+
+def _ends(event: StreamEvent, target: str | None) -> bool:
+    data = event.data
+    return data.event_type in _ENDS_FOR_GOOD and data.workflow_exec_id == target
+
+
+def _decode(msg: Msg) -> StreamEvent | None:
+    seq = msg.metadata.sequence.stream
+    try:
+        event = StreamEvent.model_validate(orjson.loads(msg.data))
+    except (orjson.JSONDecodeError, ValidationError) as e:
+        # Not ours (someone else published under the prefix): say so, keep going.
+        log.warning("mistral_workflows: skipping message #%d on %s: %s", seq, msg.subject, e)
+        return None
+    event.broker_sequence = seq
+    return event
+
+
+@asynccontextmanager
+async def _connection(nats: str | NATS) -> AsyncIterator[NATS]:
+    if not isinstance(nats, str):
+        yield nats
+        return
+    nc = await connect(nats, name="mistral-workflows-consumer")
+    try:
+        yield nc
+    finally:
+        await nc.close()

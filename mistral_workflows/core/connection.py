@@ -1,0 +1,106 @@
+"""Connecting to NATS with a bounded budget and errors that say what is wrong.
+
+nats-py's defaults retry a dead server or a wrong password for about two minutes before
+giving up. We make a few short attempts ourselves, fail at once on an authentication
+error, and only then turn on nats-py's reconnection for the life of the connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import nats
+import nats.errors
+from nats.aio.client import Client as NATS
+
+from mistral_workflows.core.errors import BrokerConnectionError, redact_url
+
+__all__ = ["connect", "display_url"]
+
+log = logging.getLogger("mistral_workflows")
+
+
+def display_url(servers: str | Sequence[str]) -> str:
+    """The server address(es) without credentials, for messages."""
+    if isinstance(servers, str):
+        return redact_url(servers)
+    return ", ".join(redact_url(s) for s in servers)
+
+
+async def connect(
+    servers: str | Sequence[str],
+    *,
+    connect_timeout: float = 2.0,
+    attempts: int = 3,
+    reconnect_attempts: int = 60,
+    reconnect_wait: float = 0.5,
+    name: str = "mistral-workflows",
+    **options: Any,
+) -> NATS:
+    """Connect to NATS: `attempts` tries of `connect_timeout` seconds, then a clear error.
+
+    Args:
+        servers: One URL or a list, e.g. "nats://127.0.0.1:4222".
+        connect_timeout: Seconds per connection attempt.
+        attempts: Connection attempts before giving up.
+        reconnect_attempts: Reconnection attempts per server once connected (-1: forever).
+        reconnect_wait: Seconds between reconnection attempts.
+        name: The client name shown by the server's monitoring.
+        **options: Further `nats.connect` options (user, password, token, tls,
+            user_credentials, nkeys_seed, ...).
+
+    Raises:
+        BrokerConnectionError: the server cannot be reached or refuses our credentials.
+    """
+    where = display_url(servers)
+    last: BaseException | None = None
+    for attempt in range(attempts):
+        if attempt:
+            await asyncio.sleep(min(0.25 * 2**attempt, 2.0))
+        try:
+            nc = await nats.connect(
+                servers,
+                name=name,
+                connect_timeout=connect_timeout,
+                allow_reconnect=False,
+                error_cb=_quiet,
+                **options,
+            )
+        except (nats.errors.AuthorizationError, nats.errors.Error, OSError, TimeoutError) as e:
+            last = e
+            if _is_auth_error(e):
+                raise BrokerConnectionError(
+                    f"NATS at {where} refused our credentials ({_describe(e)}); check the "
+                    "user/password, token, NKey seed or creds file given to the plugin"
+                ) from e
+            continue
+        # Only now that we are connected do we let nats-py reconnect on its own.
+        nc.options["allow_reconnect"] = True
+        nc.options["max_reconnect_attempts"] = reconnect_attempts
+        nc.options["reconnect_time_wait"] = reconnect_wait
+        return nc
+    raise BrokerConnectionError(
+        f"cannot connect to NATS at {where} after {attempts} attempts of "
+        f"{connect_timeout:g}s ({_describe(last)}); is nats-server running there with "
+        "JetStream enabled (nats-server -js)? `mistral-workflows dev` starts one locally."
+    ) from last
+
+
+def _is_auth_error(e: BaseException) -> bool:
+    text = str(e).lower()
+    return isinstance(e, nats.errors.AuthorizationError) or "authorization" in text
+
+
+def _describe(e: BaseException | None) -> str:
+    if e is None:
+        return "no answer"
+    text = str(e) or type(e).__name__
+    return text if type(e).__name__ in text else f"{type(e).__name__}: {text}"
+
+
+async def _quiet(e: Exception) -> None:
+    # nats-py reports every failed attempt here; our own error says it once, clearly.
+    log.debug("mistral_workflows: NATS: %r", e)

@@ -1,0 +1,144 @@
+"""Where events come from: the workflow execution, the activity attempt, and the live scope.
+
+The interceptors build an `ExecutionContext` in workflow code, carry it to activities in a
+Temporal header, and open a `Scope` around each activity attempt; `Task` finds that scope
+through a ContextVar.
+"""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from mistral_workflows.core.errors import NotInPluggedActivityError
+
+if TYPE_CHECKING:
+    from mistral_workflows.core.publisher import Emitter
+
+__all__ = [
+    "ActivityRef",
+    "ExecutionContext",
+    "Scope",
+    "current_scope",
+    "use_scope",
+]
+
+_FIELDS = (
+    "namespace",
+    "workflow_name",
+    "workflow_exec_id",
+    "workflow_run_id",
+    "root_workflow_exec_id",
+    "parent_workflow_exec_id",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionContext:
+    """The workflow run an event belongs to and its place in the workflow tree."""
+
+    namespace: str
+    workflow_name: str
+    workflow_exec_id: str
+    workflow_run_id: str
+    root_workflow_exec_id: str
+    parent_workflow_exec_id: str | None = None
+
+    def to_dict(self) -> dict[str, str | None]:
+        """The context as a JSON object (the header's content)."""
+        return {name: getattr(self, name) for name in _FIELDS}
+
+    @classmethod
+    def from_dict(cls, raw: object) -> ExecutionContext | None:
+        """Read a context written by `to_dict`; None if `raw` is not a well-formed one."""
+        if not isinstance(raw, dict):
+            return None
+        values = [raw.get(name) for name in _FIELDS]
+        if not all(isinstance(v, str) for v in values[:-1]):
+            return None
+        if not isinstance(values[-1], str | None):
+            return None
+        return cls(*values)
+
+    def origin(self) -> dict[str, Any]:
+        """The event fields that say which workflow run produced it."""
+        return {
+            "workflow_name": self.workflow_name,
+            "workflow_exec_id": self.workflow_exec_id,
+            "root_workflow_exec_id": self.root_workflow_exec_id,
+            "parent_workflow_exec_id": self.parent_workflow_exec_id,
+            "workflow_run_id": self.workflow_run_id,
+        }
+
+    def workflow_context(self) -> dict[str, Any]:
+        """The envelope's `workflow_context` object."""
+        return {
+            "namespace": self.namespace,
+            "workflow_name": self.workflow_name,
+            "workflow_exec_id": self.workflow_exec_id,
+            "parent_workflow_exec_id": self.parent_workflow_exec_id,
+            "root_workflow_exec_id": self.root_workflow_exec_id,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ActivityRef:
+    """The activity attempt that produces events."""
+
+    activity_id: str
+    activity_name: str
+    attempt: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """The envelope's `activity_context` object."""
+        return {
+            "activity_id": self.activity_id,
+            "activity_name": self.activity_name,
+            "attempt": self.attempt,
+        }
+
+
+@dataclass(slots=True)
+class Scope:
+    """One activity attempt of a plugged worker: what a `Task` needs to publish."""
+
+    context: ExecutionContext
+    activity: ActivityRef | None
+    emitter: Emitter
+    task_counts: dict[str, int] = field(default_factory=dict)
+
+    def next_task_ordinal(self, task_type: str) -> int:
+        """Number the tasks of one type in start order, so task ids are deterministic."""
+        n = self.task_counts.get(task_type, 0)
+        self.task_counts[task_type] = n + 1
+        return n
+
+
+_scope: ContextVar[Scope | None] = ContextVar("mistral_workflows_scope", default=None)
+
+
+def current_scope() -> Scope:
+    """The scope of the running activity attempt.
+
+    Raises:
+        NotInPluggedActivityError: outside an activity of a worker with the plugin.
+    """
+    scope = _scope.get()
+    if scope is None:
+        raise NotInPluggedActivityError(
+            "Task can only be used inside a Temporal activity run by a worker whose client "
+            "was connected with plugins=[mistral_workflows.MistralWorkflowsPlugin(...)]; "
+            "register the plugin on Client.connect (or on the Worker)."
+        )
+    return scope
+
+
+def use_scope(scope: Scope | None) -> Any:
+    """Make `scope` current; returns a token for `reset_scope`."""
+    return _scope.set(scope)
+
+
+def reset_scope(token: Any) -> None:
+    """Restore the scope that was current before `use_scope`."""
+    _scope.reset(token)

@@ -1,0 +1,262 @@
+"""Publishing to JetStream: pipelined, in order, deduplicated, and persisted before results.
+
+Each activity attempt gets an `Emitter`. `emit` sends at once and returns without waiting
+for the acknowledgement (a bounded window of in-flight messages gives backpressure);
+`flush` waits until JetStream has stored every event, re-sending the unacknowledged ones
+with their original message id, so a retried publish that was in fact stored is dropped by
+JetStream's duplicate window instead of appearing twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import nats.errors
+import nats.js.errors
+import orjson
+from nats.aio.client import Client as NATS
+from nats.js.api import PubAck
+from nats.js.client import JetStreamContext
+
+from mistral_workflows.core import subjects
+from mistral_workflows.core.context import ActivityRef, ExecutionContext
+from mistral_workflows.core.errors import PayloadTooLargeError, PublishError
+
+__all__ = ["Emitter", "Publisher"]
+
+log = logging.getLogger("mistral_workflows")
+
+# nats-py frames headers as "NATS/1.0\r\n" + "Key: value\r\n"... + "\r\n"; the server
+# counts them against max_payload, nats-py does not (an oversized message then makes the
+# server close the connection for good), so we count them ourselves.
+_HEADER_OVERHEAD = len("NATS/1.0\r\n") + len("\r\n")
+_MSG_ID = "Nats-Msg-Id"
+_EXPECTED_STREAM = "Nats-Expected-Stream"
+# JetStream answers 503 while it has no leader (start-up, failover): worth retrying.
+_RETRYABLE_API_CODES = frozenset({503})
+_RESEND_PAUSE = 0.25
+
+
+def _header_bytes(headers: dict[str, str]) -> int:
+    return _HEADER_OVERHEAD + sum(len(k) + len(v.encode()) + 4 for k, v in headers.items())
+
+
+class Publisher:
+    """The worker's JetStream publishing settings and connection.
+
+    Args:
+        nc: A connected NATS client.
+        stream_name: The JetStream stream that captures `<prefix>.>`.
+        prefix: The subject prefix.
+        max_event_bytes: The event size limit, headers included.
+        ack_timeout: How long to wait for one acknowledgement before re-sending.
+        persist_timeout: How long an attempt may wait for all its events to be stored.
+        max_in_flight: Unacknowledged messages allowed at once across the worker.
+        strict: Raise `PublishError` when events cannot be stored (else log only).
+        url: The server address to name in errors (without credentials).
+    """
+
+    def __init__(
+        self,
+        nc: NATS,
+        *,
+        url: str = "",
+        stream_name: str,
+        prefix: str,
+        max_event_bytes: int,
+        ack_timeout: float = 5.0,
+        persist_timeout: float = 30.0,
+        max_in_flight: int = 4096,
+        strict: bool = True,
+    ) -> None:
+        self.nc = nc
+        self.js: JetStreamContext = nc.jetstream(publish_async_max_pending=max_in_flight)
+        self.stream_name = stream_name
+        self.prefix = prefix
+        self.max_event_bytes = max_event_bytes
+        self.ack_timeout = ack_timeout
+        self.persist_timeout = persist_timeout
+        self.strict = strict
+        self.url = url
+
+    @property
+    def limit(self) -> int:
+        """The largest event that can be sent: our limit or the server's, whichever is less."""
+        server = self.nc.max_payload or self.max_event_bytes
+        return min(self.max_event_bytes, server)
+
+    def emitter(self, context: ExecutionContext, activity: ActivityRef | None) -> Emitter:
+        """A new emitter for one activity attempt (or one piece of workflow code)."""
+        return Emitter(self, context, activity)
+
+
+@dataclass(slots=True)
+class _Pending:
+    subject: str
+    payload: bytes
+    headers: dict[str, str]
+    future: asyncio.Future[PubAck] | None
+
+
+class Emitter:
+    """Sends the events of one activity attempt, in order, and waits until they are stored."""
+
+    def __init__(
+        self, publisher: Publisher, context: ExecutionContext, activity: ActivityRef | None
+    ) -> None:
+        self.publisher = publisher
+        self.context = context
+        self.activity = activity
+        self._pending: deque[_Pending] = deque()
+        self._subjects: dict[str, str] = {}
+        self.sent = 0
+
+    def subject(self, stream: str) -> str:
+        """The subject of this attempt's events on `stream` (built once per stream)."""
+        subject = self._subjects.get(stream)
+        if subject is None:
+            ctx, act = self.context, self.activity
+            subject = subjects.event_subject(
+                self.publisher.prefix,
+                namespace=ctx.namespace,
+                stream=stream,
+                workflow_name=ctx.workflow_name,
+                root_exec_id=ctx.root_workflow_exec_id,
+                parent_exec_id=ctx.parent_workflow_exec_id,
+                exec_id=ctx.workflow_exec_id,
+                activity_name=act.activity_name if act else None,
+                activity_id=act.activity_id if act else None,
+                attempt=act.attempt if act else None,
+            )
+            self._subjects[stream] = subject
+        return subject
+
+    def encode(self, body: dict[str, Any], msg_id: str, what: str) -> tuple[bytes, dict[str, str]]:
+        """Serialise an event and check its size, headers included.
+
+        Raises:
+            PayloadTooLargeError: the event is over the limit; nothing was sent.
+        """
+        payload = orjson.dumps(body)
+        headers = {_MSG_ID: msg_id, _EXPECTED_STREAM: self.publisher.stream_name}
+        size = len(payload) + _header_bytes(headers)
+        limit = self.publisher.limit
+        if size > limit:
+            raise PayloadTooLargeError(
+                f"{what} is {size} bytes, over the {limit}-byte event limit; nothing was "
+                "sent. Store large data elsewhere (object storage, a database) and stream "
+                "a reference to it, e.g. {'url': ..., 'size': ...}."
+            )
+        return payload, headers
+
+    async def send(self, subject: str, payload: bytes, headers: dict[str, str]) -> None:
+        """Send one encoded event without waiting for its acknowledgement."""
+        entry = _Pending(subject, payload, headers, None)
+        self._pending.append(entry)
+        self.sent += 1
+        await self._send(entry)
+        self._forget_acknowledged()
+
+    async def flush(self) -> None:
+        """Wait until JetStream has stored every event sent so far, re-sending as needed.
+
+        Raises:
+            PublishError: some events were not stored within the persist timeout (only
+                when the publisher is strict; otherwise the problem is logged).
+        """
+        deadline = time.monotonic() + self.publisher.persist_timeout
+        last_error: BaseException | None = None
+        while self._pending:
+            entry = self._pending[0]
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self._give_up(last_error)
+                return
+            try:
+                await self._wait_ack(entry, min(self.publisher.ack_timeout, remaining))
+            except nats.js.errors.APIError as e:
+                if e.code not in _RETRYABLE_API_CODES:
+                    self._fail(f"JetStream refused an event: {e}", e)
+                    return
+                last_error = e
+            except (TimeoutError, nats.errors.Error) as e:
+                last_error = e
+            else:
+                self._pending.popleft()
+                continue
+            await self._resend_all()
+
+    def discard(self) -> None:
+        """Stop waiting for acknowledgements (the events may or may not be stored)."""
+        for entry in self._pending:
+            if entry.future is not None:
+                entry.future.cancel()
+        self._pending.clear()
+
+    async def _wait_ack(self, entry: _Pending, timeout: float) -> None:
+        if entry.future is None:
+            raise TimeoutError("not sent yet")
+        await asyncio.wait_for(asyncio.shield(entry.future), timeout)
+
+    async def _send(self, entry: _Pending) -> None:
+        try:
+            entry.future = await self.publisher.js.publish_async(
+                entry.subject,
+                entry.payload,
+                wait_stall=self.publisher.persist_timeout,
+                headers=entry.headers,
+            )
+        except nats.js.errors.TooManyStalledMsgsError as e:
+            raise PublishError(
+                f"more than the allowed number of events are waiting for JetStream "
+                f"acknowledgements on {self._where()} for {self.publisher.persist_timeout:g}s; "
+                "is the NATS server reachable and keeping up?"
+            ) from e
+        except nats.errors.Error:
+            # Disconnected with a full reconnect buffer: `flush` sends it again.
+            entry.future = None
+
+    async def _resend_all(self) -> None:
+        """Send every unacknowledged event again, in order, with its original message id."""
+        await asyncio.sleep(_RESEND_PAUSE)
+        for entry in self._pending:
+            future = entry.future
+            if future is not None and future.done() and not future.cancelled():
+                if future.exception() is None:
+                    continue
+            if future is not None:
+                future.cancel()
+            await self._send(entry)
+
+    def _forget_acknowledged(self) -> None:
+        pending = self._pending
+        while pending:
+            future = pending[0].future
+            if future is None or not future.done() or future.cancelled():
+                return
+            if future.exception() is not None:
+                return
+            pending.popleft()
+
+    def _where(self) -> str:
+        return f"stream {self.publisher.stream_name!r} at {self.publisher.url}"
+
+    def _give_up(self, cause: BaseException | None) -> None:
+        n = len(self._pending)
+        self._fail(
+            f"{n} event(s) were not acknowledged by JetStream ({self._where()}) within "
+            f"{self.publisher.persist_timeout:g}s (last error: {cause!r}); the activity "
+            "attempt fails so that Temporal retries it once NATS is back.",
+            cause,
+        )
+
+    def _fail(self, message: str, cause: BaseException | None) -> None:
+        self.discard()
+        if self.publisher.strict:
+            raise PublishError(message) from cause
+        log.error("mistral_workflows: %s", message)

@@ -1,0 +1,312 @@
+"""`Task`: a piece of work whose state streams to consumers as it changes.
+
+    async with Task(type="token-stream", state={"tokens": []}) as task:
+        await task.update_state({"tokens": task.state["tokens"] + [token]})
+
+Entering publishes CUSTOM_TASK_STARTED with the initial state; each update that changes
+something publishes CUSTOM_TASK_IN_PROGRESS with a JSON patch; leaving publishes
+CUSTOM_TASK_COMPLETED with the final state, or CUSTOM_TASK_FAILED / _CANCELED /
+_TIMED_OUT when an exception leaves the block (the exception always propagates).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+import uuid
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any, Generic, TypeVar
+
+import orjson
+from pydantic import BaseModel, ValidationError
+from temporalio import activity
+
+from mistral_workflows.core import events
+from mistral_workflows.core.context import Scope, current_scope
+from mistral_workflows.core.errors import InvalidStateError, MistralWorkflowsError
+from mistral_workflows.core.patch import JSON, Op, apply, diff, escape, to_json
+from mistral_workflows.core.subjects import validate_stream_type
+
+__all__ = ["Task"]
+
+log = logging.getLogger("mistral_workflows")
+
+S = TypeVar("S")
+
+# Task ids are derived from where the task runs, so that every attempt of an activity
+# gives its task the same id and a consumer can replace a failed attempt's state.
+_TASK_ID_NAMESPACE = uuid.UUID("5f0c6b1e-8d1a-4c59-9a57-6a1f1c3e2b7d")
+
+
+class Task(Generic[S]):
+    """A unit of work whose state is streamed to consumers while it runs.
+
+    Args:
+        type: The stream name consumers subscribe to, e.g. "token-stream":
+            1 to 64 characters from `[A-Za-z0-9_-]`, not starting with `_`.
+        state: The initial state: a dict of JSON values, a pydantic model (updates are
+            merged and validated), or None for a task that only starts and finishes.
+        id: The task id; by default a deterministic id derived from the workflow run,
+            the activity, the type and the task's rank among tasks of that type.
+
+    Raises:
+        ConfigurationError: `type` is not a valid stream name.
+        InvalidStateError: `state` cannot be sent as JSON.
+        NotInPluggedActivityError: not inside an activity of a plugged worker.
+    """
+
+    def __init__(self, type: str, state: S = None, *, id: str | None = None) -> None:  # noqa: A002
+        self.type: str = validate_stream_type(type)
+        self._scope: Scope = current_scope()
+        self._state: Any = _initial_live_state(state)
+        self._shadow: JSON = _as_json(self._state)
+        self.id: str = id if id is not None else self._derive_id()
+        self._seq = 0
+        self._state_bytes = len(orjson.dumps(self._shadow))
+        self._subject = self._scope.emitter.subject(self.type)
+        self._entered = False
+        self._finished = False
+
+    @property
+    def state(self) -> S:
+        """The current state (the same object across updates for dict state)."""
+        return self._state  # type: ignore[no-any-return]
+
+    async def __aenter__(self) -> Task[S]:
+        if self._entered:
+            raise RuntimeError("a Task can be entered only once; create a new Task instead")
+        self._entered = True
+        payload = None if self._shadow is None else {"type": "json", "value": self._shadow}
+        await self._publish("CUSTOM_TASK_STARTED", {"payload": payload} if payload else {})
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._finished = True
+        if exc is None:
+            await self._sync_in_place_changes()
+            await self._publish("CUSTOM_TASK_COMPLETED", self._value_attributes())
+            return
+        event_type, attributes = _terminal_event(exc)
+        try:
+            await self._publish(event_type, attributes)
+        except MistralWorkflowsError as e:
+            # The task's own exception matters more; the activity's flush reports the rest.
+            log.warning("mistral_workflows: could not publish %s: %s", event_type, e)
+
+    async def update_state(self, updates: Mapping[str, Any] | BaseModel) -> None:
+        """Merge `updates` into the state and publish the change as a JSON patch.
+
+        Only the given top-level keys are compared, so the cost follows the size of the
+        change, not of the state. An update that changes nothing publishes nothing.
+
+        Raises:
+            InvalidStateError: the update is not JSON (or does not validate against the
+                state's pydantic model); the state is unchanged.
+            PayloadTooLargeError: the event or the state would exceed the size limit; the
+                state is unchanged.
+        """
+        self._check_open()
+        if self._state is None:
+            raise InvalidStateError(
+                f"task {self.type!r} was created without state; pass state={{...}} to "
+                "Task(...) to stream updates"
+            )
+        if isinstance(self._state, BaseModel):
+            new_state, changes = _merge_model(self._state, updates)
+        else:
+            new_state, changes = self._state, _as_mapping(updates)
+        ops = _diff_keys(self._shadow, changes)
+        if ops:
+            await self._publish_patch(ops)
+        if new_state is self._state:
+            self._state.update(changes)
+        else:
+            self._state = new_state
+
+    async def set_state(self, new_state: S) -> None:
+        """Replace the whole state and publish the difference as a JSON patch.
+
+        Raises:
+            InvalidStateError: `new_state` is not JSON (or not the state's model type).
+            PayloadTooLargeError: the event or the state would exceed the size limit.
+        """
+        self._check_open()
+        if isinstance(self._state, BaseModel) and not isinstance(new_state, type(self._state)):
+            new_state = _validate_model(type(self._state), new_state)
+        live = _initial_live_state(new_state)
+        ops = diff(self._shadow, _as_json(live))
+        if ops:
+            await self._publish_patch(ops)
+        self._state = live
+
+    def _check_open(self) -> None:
+        if not self._entered or self._finished:
+            raise RuntimeError(
+                "update the state inside `async with Task(...) as task:`, not before or after"
+            )
+
+    async def _sync_in_place_changes(self) -> None:
+        """Publish changes made by mutating `task.state` directly, without an update."""
+        ops = diff(self._shadow, _as_json(self._state))
+        if ops:
+            await self._publish_patch(ops)
+
+    async def _publish_patch(self, ops: list[Op]) -> None:
+        attributes = {"payload": {"type": "json_patch", "value": ops}}
+        await self._publish("CUSTOM_TASK_IN_PROGRESS", attributes, ops)
+
+    def _value_attributes(self) -> dict[str, Any]:
+        return {"payload": {"type": "json", "value": self._shadow}}
+
+    async def _publish(
+        self, event_type: str, attributes: dict[str, Any], ops: list[Op] | None = None
+    ) -> None:
+        """Encode, check and send one event; apply `ops` to the shadow only once sent."""
+        scope, emitter = self._scope, self._scope.emitter
+        attempt = scope.activity.attempt if scope.activity else 1
+        event_id = f"{self.id}:{attempt}:{self._seq}"
+        attributes = {
+            "custom_task_id": self.id,
+            "custom_task_type": self.type,
+            "task_sequence": self._seq,
+            **attributes,
+        }
+        body = events.envelope(
+            stream=self.type,
+            event_type=event_type,
+            event_id=event_id,
+            attributes=attributes,
+            origin=scope.context.origin(),
+            workflow_context=scope.context.workflow_context(),
+            activity_context=scope.activity.to_dict() if scope.activity else None,
+        )
+        payload, headers = emitter.encode(body, event_id, f"{event_type} of task {self.type!r}")
+        if ops is not None:
+            self._apply_within_limit(ops, len(payload))
+        await emitter.send(self._subject, payload, headers)
+        self._seq += 1
+
+    def _apply_within_limit(self, ops: list[Op], patch_bytes: int) -> None:
+        """Apply `ops` to the shadow unless the state would outgrow one event.
+
+        The size is tracked as an upper bound (last exact size plus every patch since);
+        the exact size is measured only when the bound reaches the limit.
+        """
+        limit = self._scope.emitter.publisher.limit
+        bound = self._state_bytes + patch_bytes
+        if bound < limit:
+            self._shadow = apply(self._shadow, ops, copy_values=False)
+            self._state_bytes = bound
+            return
+        candidate = apply(copy.deepcopy(self._shadow), ops, copy_values=False)
+        exact = len(orjson.dumps(candidate))
+        if exact >= limit:
+            from mistral_workflows.core.errors import PayloadTooLargeError
+
+            raise PayloadTooLargeError(
+                f"task {self.type!r} state would grow to {exact} bytes, over the {limit}-byte "
+                "event limit (its COMPLETED event carries the whole state); the update was "
+                "not applied. Store large data elsewhere and stream a reference to it, "
+                "e.g. {'url': ..., 'size': ...}."
+            )
+        self._shadow, self._state_bytes = candidate, exact
+
+    def _derive_id(self) -> str:
+        ctx, act = self._scope.context, self._scope.activity
+        ordinal = self._scope.next_task_ordinal(self.type)
+        parts = [ctx.namespace, ctx.workflow_exec_id, ctx.workflow_run_id]
+        parts += [act.activity_id if act else "", self.type, str(ordinal)]
+        return str(uuid.uuid5(_TASK_ID_NAMESPACE, "\x00".join(parts)))
+
+
+def _initial_live_state(state: object) -> Any:
+    if state is None or isinstance(state, BaseModel):
+        return state
+    if isinstance(state, Mapping):
+        return dict(state)
+    raise InvalidStateError(
+        f"Task state must be a dict, a pydantic model or None, not {type(state).__name__}; "
+        "wrap other values, e.g. state={'items': [...]}"
+    )
+
+
+def _as_json(state: Any) -> JSON:
+    if isinstance(state, BaseModel):
+        return to_json(state.model_dump(mode="json"))
+    return to_json(state)
+
+
+def _as_mapping(updates: object) -> Mapping[str, Any]:
+    if isinstance(updates, BaseModel):
+        return {k: getattr(updates, k) for k in updates.model_fields_set}
+    if not isinstance(updates, Mapping):
+        raise InvalidStateError(
+            f"update_state takes a dict of top-level keys to new values, not "
+            f"{type(updates).__name__}; use set_state to replace the whole state"
+        )
+    return updates
+
+
+def _diff_keys(shadow: JSON, changes: Mapping[str, Any]) -> list[Op]:
+    assert isinstance(shadow, dict)
+    ops: list[Op] = []
+    for key, value in changes.items():
+        if not isinstance(key, str):
+            raise InvalidStateError(f"state keys must be strings, not {key!r}")
+        path = "/" + escape(key)
+        if key in shadow:
+            ops += diff(shadow[key], value, path)
+        else:
+            ops.append({"op": "add", "path": path, "value": to_json(value, path=path)})
+    return ops
+
+
+def _merge_model(model: BaseModel, updates: object) -> tuple[BaseModel, dict[str, Any]]:
+    """Validate only the updated fields on a copy; return it and their JSON values."""
+    changes = _as_mapping(updates)
+    merged = model.model_copy()
+    validator = type(model).__pydantic_validator__
+    try:
+        for key, value in changes.items():
+            validator.validate_assignment(merged, key, value)
+    except ValidationError as e:
+        raise InvalidStateError(
+            f"update does not match {type(model).__name__}: {e}; the state is unchanged"
+        ) from e
+    dumped = merged.model_dump(mode="json", include=set(changes))
+    return merged, dumped
+
+
+def _validate_model(cls: type[BaseModel], value: object) -> BaseModel:
+    try:
+        return cls.model_validate(value)
+    except ValidationError as e:
+        raise InvalidStateError(f"new state does not match {cls.__name__}: {e}") from e
+
+
+def _terminal_event(exc: BaseException) -> tuple[str, dict[str, Any]]:
+    """The event that ends a task left by `exc`, following Temporal's cancellation cause."""
+    if not isinstance(exc, asyncio.CancelledError):
+        return "CUSTOM_TASK_FAILED", {"failure": {"message": _failure_message(exc)}}
+    details = activity.cancellation_details() if activity.in_activity() else None
+    if details is not None and details.timed_out:
+        return "CUSTOM_TASK_TIMED_OUT", {"timeout_type": None}
+    if details is not None and details.worker_shutdown:
+        message = "the worker shut down during the task; Temporal will retry the activity"
+        return "CUSTOM_TASK_FAILED", {"failure": {"message": message}}
+    reason = "cancel requested"
+    if details is not None and (details.paused or details.reset):
+        reason = "activity paused" if details.paused else "activity reset"
+    return "CUSTOM_TASK_CANCELED", {"reason": reason}
+
+
+def _failure_message(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -1,0 +1,166 @@
+"""The worker start-up hook: a temporalio plugin that makes workers stream events."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from typing import Any
+
+from nats.aio.client import Client as NATS
+from temporalio.plugin import SimplePlugin
+from temporalio.worker import Worker, WorkflowRunner
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
+
+from mistral_workflows.core.connection import connect, display_url
+from mistral_workflows.core.errors import ConfigurationError
+from mistral_workflows.core.publisher import Publisher
+from mistral_workflows.core.subjects import validate_prefix
+from mistral_workflows.interceptors import StreamingInterceptor
+from mistral_workflows.worker._stream import StreamSettings, provision
+
+__all__ = ["MistralWorkflowsPlugin"]
+
+
+class MistralWorkflowsPlugin(SimplePlugin):
+    """Streams the `Task` events of every activity of the workers it is installed on.
+
+    Register it once on the client; workers built from that client inherit it:
+
+        client = await Client.connect(
+            "127.0.0.1:7233", plugins=[MistralWorkflowsPlugin(nats_url="nats://127.0.0.1:4222")]
+        )
+
+    When a worker starts, the plugin connects to NATS (a few bounded attempts, then a
+    clear error), creates the JetStream stream if it is missing (an existing stream with
+    other settings is an error and is left unchanged) and installs the interceptors.
+    Every activity's events are acknowledged by JetStream before its result is returned.
+    Replaying workflow histories does not need NATS.
+
+    Args:
+        nats_url: One NATS URL or a list of them.
+        stream_name: The JetStream stream.
+        subject_prefix: The first subject token(s); the stream captures `<prefix>.>`.
+        max_event_bytes: The largest event, headers included (default 1 MiB).
+        max_age: How long the stream keeps events.
+        duplicate_window: How long JetStream drops re-sent events by message id.
+        replicas: Stream replicas (3 on a JetStream cluster).
+        persist_timeout: Seconds an activity waits at its end for its events to be stored
+            before the attempt fails with `PublishError` (Temporal then retries it).
+        fail_on_publish_error: False to only log events that could not be stored.
+        connect_timeout: Seconds per connection attempt.
+        connect_attempts: Connection attempts at worker start.
+        nats_options: Further `nats.connect` options: user, password, token, tls,
+            user_credentials, nkeys_seed, ...
+    """
+
+    def __init__(
+        self,
+        nats_url: str | Sequence[str] = "nats://127.0.0.1:4222",
+        *,
+        stream_name: str = "WORKFLOW_EVENTS",
+        subject_prefix: str = "workflows",
+        max_event_bytes: int = 1024 * 1024,
+        max_age: timedelta = timedelta(days=7),
+        duplicate_window: timedelta = timedelta(minutes=2),
+        replicas: int = 1,
+        persist_timeout: float = 30.0,
+        fail_on_publish_error: bool = True,
+        connect_timeout: float = 2.0,
+        connect_attempts: int = 3,
+        nats_options: dict[str, Any] | None = None,
+    ) -> None:
+        if not nats_url or not all(isinstance(u, str) and u for u in _as_list(nats_url)):
+            raise ConfigurationError(f"nats_url must be a URL or a list of URLs, not {nats_url!r}")
+        if persist_timeout <= 0 or connect_timeout <= 0 or connect_attempts < 1:
+            raise ConfigurationError(
+                "persist_timeout and connect_timeout must be positive, connect_attempts >= 1"
+            )
+        self.nats_url = nats_url
+        self.stream = StreamSettings(
+            name=stream_name,
+            prefix=validate_prefix(subject_prefix),
+            max_age=max_age,
+            max_event_bytes=max_event_bytes,
+            duplicate_window=duplicate_window,
+            replicas=replicas,
+        )
+        self._persist_timeout = persist_timeout
+        self._strict = fail_on_publish_error
+        self._connect = {
+            "connect_timeout": connect_timeout,
+            "attempts": connect_attempts,
+            **(nats_options or {}),
+        }
+        self._publisher: Publisher | None = None
+        self._users = 0
+        self._lock = asyncio.Lock()
+        super().__init__(
+            "mistral_workflows.MistralWorkflowsPlugin",
+            interceptors=[StreamingInterceptor(lambda: self._publisher)],
+            workflow_runner=_with_passthrough,
+        )
+
+    @property
+    def publisher(self) -> Publisher | None:
+        """The open publisher while at least one worker runs, else None."""
+        return self._publisher
+
+    async def run_worker(self, worker: Worker, next: Callable[[Worker], Awaitable[None]]) -> None:
+        """Open the NATS connection (shared by this plugin's workers) around the worker."""
+        async with self._connected():
+            await next(worker)
+
+    @asynccontextmanager
+    async def _connected(self) -> AsyncIterator[Publisher]:
+        async with self._lock:
+            if self._publisher is None:
+                self._publisher = await self._open()
+            self._users += 1
+            publisher = self._publisher
+        try:
+            yield publisher
+        finally:
+            async with self._lock:
+                self._users -= 1
+                if self._users == 0 and self._publisher is not None:
+                    closing, self._publisher = self._publisher, None
+                    await _close(closing.nc)
+
+    async def _open(self) -> Publisher:
+        nc = await connect(self.nats_url, **self._connect)
+        try:
+            await provision(nc.jetstream(), self.stream)
+        except BaseException:
+            await _close(nc)
+            raise
+        return Publisher(
+            nc,
+            url=display_url(self.nats_url),
+            stream_name=self.stream.name,
+            prefix=self.stream.prefix,
+            max_event_bytes=self.stream.max_event_bytes,
+            persist_timeout=self._persist_timeout,
+            strict=self._strict,
+        )
+
+
+def _as_list(urls: str | Sequence[str]) -> Sequence[str]:
+    return [urls] if isinstance(urls, str) else urls
+
+
+def _with_passthrough(runner: WorkflowRunner | None) -> WorkflowRunner:
+    """Let workflow code use our modules as they are (they only read workflow.info())."""
+    if isinstance(runner, SandboxedWorkflowRunner):
+        restrictions = runner.restrictions.with_passthrough_modules("mistral_workflows", "orjson")
+        return dataclasses.replace(runner, restrictions=restrictions)
+    return runner or SandboxedWorkflowRunner()
+
+
+async def _close(nc: NATS) -> None:
+    try:
+        await asyncio.wait_for(nc.drain(), timeout=5)
+    except Exception:
+        await nc.close()

@@ -1,0 +1,104 @@
+"""Provisioning the JetStream stream: create it if missing, never change an existing one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+import nats.js.errors
+from nats.js.api import StorageType, StreamConfig
+from nats.js.client import JetStreamContext
+
+from mistral_workflows.core.errors import ConfigurationError, StreamMismatchError
+from mistral_workflows.core.subjects import stream_subjects
+
+__all__ = ["StreamSettings", "provision"]
+
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSettings:
+    """The JetStream stream that stores every event.
+
+    Args:
+        name: The stream name.
+        prefix: The subject prefix; the stream captures `<prefix>.>`.
+        max_age: How long events are kept.
+        max_event_bytes: The largest event (headers included), also the stream's max_msg_size.
+        duplicate_window: How long JetStream remembers message ids to drop re-sent events.
+        replicas: Copies of each event (3 on a cluster for fault tolerance).
+    """
+
+    name: str = "WORKFLOW_EVENTS"
+    prefix: str = "workflows"
+    max_age: timedelta = timedelta(days=7)
+    max_event_bytes: int = 1024 * 1024
+    duplicate_window: timedelta = timedelta(minutes=2)
+    replicas: int = 1
+
+    def __post_init__(self) -> None:
+        if not self.name or not set(self.name) <= _NAME_CHARS or len(self.name) > 64:
+            raise ConfigurationError(
+                f"stream name {self.name!r} is invalid: use 1-64 letters, digits, '_' or '-'"
+            )
+        if self.max_age <= timedelta(0) or self.duplicate_window <= timedelta(0):
+            raise ConfigurationError("max_age and duplicate_window must be positive durations")
+        if self.duplicate_window > self.max_age:
+            raise ConfigurationError("duplicate_window cannot be longer than max_age")
+        if not 1 <= self.replicas <= 5:
+            raise ConfigurationError(f"replicas must be between 1 and 5, not {self.replicas}")
+        if self.max_event_bytes < 1024:
+            raise ConfigurationError(
+                f"max_event_bytes must be at least 1024, not {self.max_event_bytes}"
+            )
+
+    def config(self) -> StreamConfig:
+        """The stream configuration we create."""
+        return StreamConfig(
+            name=self.name,
+            subjects=[stream_subjects(self.prefix)],
+            storage=StorageType.FILE,
+            max_age=self.max_age.total_seconds(),
+            max_msg_size=self.max_event_bytes,
+            duplicate_window=self.duplicate_window.total_seconds(),
+            num_replicas=self.replicas,
+        )
+
+
+async def provision(js: JetStreamContext, settings: StreamSettings) -> None:
+    """Create the stream, or check that the existing one matches `settings`.
+
+    Raises:
+        StreamMismatchError: the stream exists with other settings (it is left unchanged).
+    """
+    wanted = settings.config()
+    try:
+        existing = (await js.stream_info(settings.name)).config
+    except nats.js.errors.NotFoundError:
+        try:
+            await js.add_stream(wanted)
+            return
+        except nats.js.errors.BadRequestError:
+            # Another worker created it first; check what it created.
+            existing = (await js.stream_info(settings.name)).config
+    problems = _differences(existing, wanted)
+    if problems:
+        raise StreamMismatchError(
+            f"JetStream stream {settings.name!r} already exists with other settings: "
+            + "; ".join(problems)
+            + ". It was left unchanged: pass matching settings to the plugin, or update "
+            "or delete the stream yourself (nats stream edit/rm) if that is really meant."
+        )
+
+
+def _differences(existing: StreamConfig, wanted: StreamConfig) -> list[str]:
+    checks = [
+        ("subjects", sorted(existing.subjects or []), sorted(wanted.subjects or [])),
+        ("storage", existing.storage, wanted.storage),
+        ("max_age", existing.max_age, wanted.max_age),
+        ("max_msg_size", existing.max_msg_size, wanted.max_msg_size),
+        ("duplicate_window", existing.duplicate_window, wanted.duplicate_window),
+        ("replicas", existing.num_replicas, wanted.num_replicas),
+    ]
+    return [f"{name} is {have!r}, wanted {want!r}" for name, have, want in checks if have != want]
