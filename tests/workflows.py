@@ -67,3 +67,22 @@ class Parent:
             RunActivity.run, call, id=f"{workflow.info().workflow_id}-child"
         )
         return [own, child]
+
+
+@workflow.defn
+class RunInTurn:
+    """Runs activities one after the other; returns their results."""
+
+    @workflow.run
+    async def run(self, calls: list[Call]) -> list[Any]:
+        results = []
+        for call in calls:
+            results.append(
+                await workflow.execute_activity(
+                    call.activity,
+                    args=call.args,
+                    start_to_close_timeout=timedelta(seconds=60),
+                    retry_policy=RetryPolicy(maximum_attempts=call.attempts),
+                )
+            )
+        return results

@@ -57,6 +57,12 @@ async def connect(
     """
     where = display_url(servers)
     last: BaseException | None = None
+    seen: list[Exception] = []
+
+    async def remember(e: Exception) -> None:
+        # nats-py reports every failed try here; our own error says it once, clearly.
+        seen.append(e)
+        log.debug("mistral_workflows: NATS at %s: %r", where, e)
     for attempt in range(attempts):
         if attempt:
             await asyncio.sleep(min(0.25 * 2**attempt, 2.0))
@@ -66,12 +72,16 @@ async def connect(
                 name=name,
                 connect_timeout=connect_timeout,
                 allow_reconnect=False,
-                error_cb=_quiet,
+                # nats-py treats 0 as "retry forever" on the first connect; 1 means two
+                # tries per server, then NoServersError.
+                max_reconnect_attempts=1,
+                reconnect_time_wait=0.1,
+                error_cb=remember,
                 **options,
             )
-        except (nats.errors.AuthorizationError, nats.errors.Error, OSError, TimeoutError) as e:
-            last = e
-            if _is_auth_error(e):
+        except (nats.errors.Error, OSError, TimeoutError) as e:
+            last = seen[-1] if seen and isinstance(e, nats.errors.NoServersError) else e
+            if _is_auth_error(last):
                 raise BrokerConnectionError(
                     f"NATS at {where} refused our credentials ({_describe(e)}); check the "
                     "user/password, token, NKey seed or creds file given to the plugin"
@@ -99,8 +109,3 @@ def _describe(e: BaseException | None) -> str:
         return "no answer"
     text = str(e) or type(e).__name__
     return text if type(e).__name__ in text else f"{type(e).__name__}: {text}"
-
-
-async def _quiet(e: Exception) -> None:
-    # nats-py reports every failed attempt here; our own error says it once, clearly.
-    log.debug("mistral_workflows: NATS: %r", e)
