@@ -1,14 +1,14 @@
 """mistral_workflows: stream live task state out of Temporal workflows through NATS JetStream.
 
-    import mistral_workflows as workflows
-    from mistral_workflows.core.task import Task
+import mistral_workflows as workflows
+from mistral_workflows.core.task import Task
 
-    @workflows.activity()
-    async def chat_activity(messages: list) -> dict:
-        async with Task(type="token-stream", state={"tokens": []}) as task:
-            async for token in llm.stream(messages):
-                await task.update_state({"tokens": task.state["tokens"] + [token]})
-        return {"response": "".join(task.state["tokens"])}
+@workflows.activity()
+async def chat_activity(messages: list) -> dict:
+    async with Task(type="token-stream", state={"tokens": []}) as task:
+        async for token in llm.stream(messages):
+            await task.update_state({"tokens": task.state["tokens"] + [token]})
+    return {"response": "".join(task.state["tokens"])}
 """
 
 from mistral_workflows._activity import activity

@@ -38,9 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     events.add_argument("--from-seq", dest="start_seq", type=int, help="first broker sequence")
     events.add_argument("--follow", action="store_true", help="keep waiting for new events")
-    events.add_argument(
-        "--until-complete", action="store_true", help="stop when the workflow ends"
-    )
+    events.add_argument("--until-complete", action="store_true", help="stop when the workflow ends")
     events.add_argument("--stream-name", default="WORKFLOW_EVENTS", help="JetStream stream")
     events.add_argument("--subject-prefix", default="workflows", help="subject prefix")
     return parser
@@ -74,7 +72,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "dev":
             from mistral_workflows.dev import serve
 
-            serve(data_dir=args.data_dir, nats_port=args.nats_port, temporal_port=args.temporal_port)
+            serve(
+                data_dir=args.data_dir, nats_port=args.nats_port, temporal_port=args.temporal_port
+            )
         else:
             asyncio.run(_print_events(args))
     except KeyboardInterrupt:

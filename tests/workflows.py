@@ -40,7 +40,7 @@ class RunActivity:
         handle = workflow.start_activity(
             call.activity,
             task_queue=call.task_queue,
-            heartbeat_timeout=timedelta(seconds=10),
+            heartbeat_timeout=timedelta(seconds=2),
             # Wait for the activity to finish cancelling, so its last event is in.
             cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
             **options,

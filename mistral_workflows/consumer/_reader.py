@@ -9,7 +9,7 @@ new consumer from the last delivered sequence whenever the old one is lost or sk
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import time
 from collections.abc import Sequence
 
@@ -61,10 +61,9 @@ class Reader:
         """Unsubscribe and delete the consumer (it would expire on its own anyway)."""
         if self._sub is not None and not self._nc.is_closed:
             await self._sub.unsubscribe()
-            try:
+            # Best effort: the server drops inactive consumers by itself.
+            with contextlib.suppress(Exception):
                 await self._nc.jetstream().delete_consumer(self._stream, self._consumer)
-            except Exception:
-                pass  # Best effort: the server drops inactive consumers by itself.
         self._sub = None
 
     async def next(self, timeout: float | None) -> Msg | None:
@@ -116,19 +115,21 @@ class Reader:
     async def _create_consumer(self) -> None:
         assert self._sub is not None
         js = self._nc.jetstream()
+        seq, filters = self._next_seq, self._filters
         config = ConsumerConfig(
             ack_policy=AckPolicy.NONE,
             inactive_threshold=_INACTIVE_THRESHOLD,
             mem_storage=True,
             num_replicas=1,
-            **_start(self._next_seq),
-            **_filter(self._filters),
+            deliver_policy=DeliverPolicy.ALL if seq is None else DeliverPolicy.BY_START_SEQUENCE,
+            opt_start_seq=seq,
+            filter_subject=filters[0] if len(filters) == 1 else None,
+            filter_subjects=filters if len(filters) > 1 else None,
         )
         if self._consumer:
-            try:
+            # It may be gone already, which is why we are here.
+            with contextlib.suppress(Exception):
                 await js.delete_consumer(self._stream, self._consumer)
-            except Exception:
-                pass  # It may be gone already, which is why we are here.
         info = await js.add_consumer(self._stream, config)
         self._consumer = info.name
         self._consumer_seq = 0
@@ -146,15 +147,3 @@ class Reader:
         subject = f"$JS.API.CONSUMER.MSG.NEXT.{self._stream}.{self._consumer}"
         await self._nc.publish(subject, orjson.dumps(request), reply=self._sub.subject)
         self._outstanding += n
-
-
-def _start(seq: int | None) -> dict[str, object]:
-    if seq is None:
-        return {"deliver_policy": DeliverPolicy.ALL}
-    return {"deliver_policy": DeliverPolicy.BY_START_SEQUENCE, "opt_start_seq": seq}
-
-
-def _filter(filters: list[str]) -> dict[str, object]:
-    if len(filters) == 1:
-        return {"filter_subject": filters[0]}
-    return {"filter_subjects": filters}

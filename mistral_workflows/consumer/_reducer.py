@@ -114,14 +114,14 @@ def _feed(task: TaskState, data: CustomTaskEvent, broker_sequence: int | None) -
 
 def _change(task: TaskState, data: CustomTaskEvent) -> None:
     if isinstance(data, CustomTaskStartedEvent):
-        payload = data.attributes.payload
-        task.state = copy.deepcopy(payload.value) if payload else None
+        initial = data.attributes.payload
+        task.state = copy.deepcopy(initial.value) if initial else None
     elif isinstance(data, CustomTaskInProgressEvent):
-        payload = data.attributes.payload
-        if isinstance(payload, JSONPatchPayload):
-            task.state = apply(task.state, payload.value)
+        change = data.attributes.payload
+        if isinstance(change, JSONPatchPayload):
+            task.state = apply(task.state, change.value)
         else:
-            task.state = copy.deepcopy(payload.value)
+            task.state = copy.deepcopy(change.value)
     elif isinstance(data, CustomTaskCompletedEvent):
         task.state = copy.deepcopy(data.attributes.payload.value)
         task.status = "completed"

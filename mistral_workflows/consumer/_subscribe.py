@@ -11,6 +11,7 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from pydantic import ValidationError
 
+from mistral_workflows.consumer._reader import Reader
 from mistral_workflows.core import subjects
 from mistral_workflows.core.connection import connect
 from mistral_workflows.core.errors import ConfigurationError
@@ -19,7 +20,6 @@ from mistral_workflows.core.events import (
     TERMINAL_WORKFLOW_EVENT_TYPES,
     StreamEvent,
 )
-from mistral_workflows.consumer._reader import Reader
 
 __all__ = ["subscribe"]
 

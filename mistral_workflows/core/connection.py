@@ -63,12 +63,13 @@ async def connect(
         # nats-py reports every failed try here; our own error says it once, clearly.
         seen.append(e)
         log.debug("mistral_workflows: NATS at %s: %r", where, e)
+
     for attempt in range(attempts):
         if attempt:
             await asyncio.sleep(min(0.25 * 2**attempt, 2.0))
         try:
             nc = await nats.connect(
-                servers,
+                servers if isinstance(servers, str) else list(servers),
                 name=name,
                 connect_timeout=connect_timeout,
                 allow_reconnect=False,

@@ -54,12 +54,11 @@ class ExecutionContext:
         """Read a context written by `to_dict`; None if `raw` is not a well-formed one."""
         if not isinstance(raw, dict):
             return None
-        values = [raw.get(name) for name in _FIELDS]
-        if not all(isinstance(v, str) for v in values[:-1]):
+        *ids, parent = (raw.get(name) for name in _FIELDS)
+        if not all(isinstance(v, str) for v in ids) or not isinstance(parent, str | None):
             return None
-        if not isinstance(values[-1], str | None):
-            return None
-        return cls(*values)
+        namespace, name, exec_id, run_id, root = (str(v) for v in ids)
+        return cls(namespace, name, exec_id, run_id, root, parent)
 
     def origin(self) -> dict[str, Any]:
         """The event fields that say which workflow run produced it."""

@@ -80,7 +80,7 @@ class JSONPayload(_Model):
 
 
 class JSONPatchPayload(_Model):
-    """A list of RFC 6902 operations (plus `append`) that turns the previous state into the new one."""
+    """RFC 6902 operations (plus `append`) that turn the previous state into the new one."""
 
     type: Literal["json_patch"] = "json_patch"
     value: list[dict[str, Any]]

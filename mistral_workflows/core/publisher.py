@@ -226,9 +226,9 @@ class Emitter:
         await asyncio.sleep(_RESEND_PAUSE)
         for entry in self._pending:
             future = entry.future
-            if future is not None and future.done() and not future.cancelled():
-                if future.exception() is None:
-                    continue
+            stored = future is not None and future.done() and not future.cancelled()
+            if stored and future is not None and future.exception() is None:
+                continue
             if future is not None:
                 future.cancel()
             await self._send(entry)

