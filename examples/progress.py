@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
 
@@ -15,7 +16,7 @@ STEP_DELAY = 0.1
 
 
 @workflows.activity(name="Processing text with explicit control")
-async def streaming_tokens_with_progress_activity(text: str) -> dict[str, object]:
+async def streaming_tokens_with_progress_activity(text: str) -> dict[str, Any]:
     words = text.split()
     initial_state = {"processed_words": [], "progress_idx": 0, "progress_total": len(words)}
 
@@ -35,7 +36,7 @@ async def streaming_tokens_with_progress_activity(text: str) -> dict[str, object
 @workflow.defn
 class ProgressWorkflow:
     @workflow.run
-    async def run(self, text: str) -> dict[str, object]:
+    async def run(self, text: str) -> dict[str, Any]:
         return await workflow.execute_activity(
             streaming_tokens_with_progress_activity,
             text,

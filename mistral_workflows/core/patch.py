@@ -253,6 +253,8 @@ def diff(old: JSON, new: object, path: str = "", *, max_depth: int = 64) -> list
     `add` per new element (explicit indices), whatever the list's length. Other list edits
     (insert, remove, reorder) diff the part between the common prefix and suffix pairwise,
     then add or remove the extra elements, so they never fail, they only give more ops.
+    Comparisons are exact JSON ones, the list fast path included: 1 -> True or 0.0 -> -0.0
+    anywhere is a change (see `_common_prefix`).
 
     Args:
         old: Trusted pure JSON (the shadow); it is not mutated.
