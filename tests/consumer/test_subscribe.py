@@ -1,0 +1,173 @@
+"""subscribe(): server-side filters, resume from a sequence, live delivery, clear errors."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import nats
+import orjson
+import pytest
+
+import mistral_workflows as workflows
+from mistral_workflows import ConfigurationError, subscribe
+from mistral_workflows.core import subjects
+from mistral_workflows.core.events import envelope
+from mistral_workflows.core.task import Task
+from tests.support import collect, plugged_client, running_worker, types, unique
+from tests.workflows import Call, RunActivity
+
+
+@workflows.activity()
+async def two_streams(n: int) -> int:
+    async with (
+        Task(type="alpha", state={"i": 0}) as a,
+        Task(type="beta", state={"i": 0}) as b,
+    ):
+        for i in range(1, n + 1):
+            await a.update_state({"i": i})
+            await b.update_state({"i": i})
+            await asyncio.sleep(0.01)
+    return n
+
+
+async def run(temporal_address, nats_url, task_queue, n=5, wid=None) -> str:
+    client = await plugged_client(temporal_address, nats_url)
+    wid = wid or unique("two")
+    async with running_worker(client, task_queue, [RunActivity], [two_streams]):
+        await client.execute_workflow(
+            RunActivity.run, Call("two_streams", [n]), id=wid, task_queue=task_queue
+        )
+    return wid
+
+
+async def test_stream_filter(temporal_address, nats_url, task_queue):
+    """stream= keeps one task type only."""
+    wid = await run(temporal_address, nats_url, task_queue)
+    events = await collect(nats_url, workflow_exec_id=wid, stream="beta")
+    assert {e.stream for e in events} == {"beta"} and len(events) == 7
+
+
+async def test_event_types_filter(temporal_address, nats_url, task_queue):
+    """event_types= keeps the given types only."""
+    wid = await run(temporal_address, nats_url, task_queue)
+    events = await collect(nats_url, workflow_exec_id=wid, event_types={"CUSTOM_TASK_COMPLETED"})
+    assert types(events) == ["CUSTOM_TASK_COMPLETED"] * 2
+
+
+async def test_workflow_name_filter(temporal_address, nats_url, task_queue):
+    """workflow_name= matches the workflow type; another name matches nothing of it."""
+    wid = await run(temporal_address, nats_url, task_queue)
+    mine = await collect(nats_url, workflow_name="RunActivity", root_workflow_exec_id=wid)
+    none = await collect(nats_url, workflow_name="Other", root_workflow_exec_id=wid)
+    assert len(mine) == 14 and none == []
+
+
+async def test_start_seq_is_inclusive(temporal_address, nats_url, task_queue):
+    """Resuming from a broker sequence delivers that event and everything after it."""
+    wid = await run(temporal_address, nats_url, task_queue)
+    everything = await collect(nats_url, workflow_exec_id=wid)
+    resumed = await collect(nats_url, workflow_exec_id=wid, start_seq=everything[5].broker_sequence)
+    assert resumed == everything[5:]
+
+
+async def test_live_events_arrive_while_the_activity_runs(temporal_address, nats_url, task_queue):
+    """A subscriber started first sees each event as it is produced, in order."""
+    wid = unique("live")
+    seen: list[str] = []
+
+    async def follow() -> None:
+        async for event in subscribe(nats_url, workflow_exec_id=wid, stream="alpha"):
+            seen.append(event.data.event_type)
+            if event.data.event_type == "CUSTOM_TASK_COMPLETED":
+                return
+
+    follower = asyncio.create_task(follow())
+    await asyncio.sleep(0.2)
+    await run(temporal_address, nats_url, task_queue, n=20, wid=wid)
+    await asyncio.wait_for(follower, 10)
+    assert seen == ["CUSTOM_TASK_STARTED"] + ["CUSTOM_TASK_IN_PROGRESS"] * 20 + [
+        "CUSTOM_TASK_COMPLETED"
+    ]
+
+
+async def test_until_complete_stops_after_the_workflow_ends(nats_url):
+    """until_complete ends the iteration at the workflow's terminal event."""
+    wid = unique("ends")
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    for kind in ("STARTED", "COMPLETED"):
+        await js.publish(
+            lifecycle_subject(wid),
+            orjson.dumps(lifecycle_event(wid, f"WORKFLOW_EXECUTION_{kind}")),
+        )
+    seen = [
+        e.data.event_type
+        async for e in subscribe(nc, workflow_exec_id=wid, stream="alpha", until_complete=True)
+    ]
+    assert not nc.is_closed  # a connection passed in is left open
+    await nc.close()
+    assert seen == []  # lifecycle events were read to stop, not shown for stream="alpha"
+
+
+async def test_foreign_message_is_reported_and_skipped(nats_url, caplog):
+    """A message that is not an event is logged with its sequence, and reading goes on."""
+    wid = unique("foreign")
+    nc = await nats.connect(nats_url)
+    await nc.jetstream().publish(lifecycle_subject(wid), b"not json")
+    await nc.jetstream().publish(
+        lifecycle_subject(wid), orjson.dumps(lifecycle_event(wid, "WORKFLOW_EXECUTION_STARTED"))
+    )
+    await nc.close()
+    with caplog.at_level(logging.WARNING, logger="mistral_workflows"):
+        events = await collect(nats_url, workflow_exec_id=wid)
+    assert types(events) == ["WORKFLOW_EXECUTION_STARTED"]
+    assert "skipping message #" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("options", "words"),
+    [
+        ({"event_types": ["NOPE"]}, "unknown event type"),
+        ({"start_seq": 0}, "start_seq"),
+        ({"until_complete": True}, "until_complete needs"),
+        ({"stream": "bad stream"}, "stream type"),
+    ],
+)
+async def test_bad_filters_are_clear_errors(nats_url, options, words):
+    """Invalid filters raise ConfigurationError naming the problem, before connecting."""
+    with pytest.raises(ConfigurationError, match=words):
+        await collect(nats_url, **options)
+
+
+def lifecycle_subject(wid: str) -> str:
+    return subjects.event_subject(
+        "workflows",
+        namespace="default",
+        stream=subjects.LIFECYCLE_STREAM,
+        workflow_name="W",
+        root_exec_id=wid,
+        parent_exec_id=None,
+        exec_id=wid,
+    )
+
+
+def lifecycle_event(wid: str, event_type: str) -> dict:
+    attributes = {"task_id": wid, "workflow_name": "W", "input": {"type": "json", "value": None}}
+    if event_type.endswith("COMPLETED"):
+        attributes = {"task_id": wid, "result": {"type": "json", "value": 1}}
+    return envelope(
+        stream=subjects.LIFECYCLE_STREAM,
+        event_type=event_type,
+        event_id=f"{wid}:{event_type}",
+        attributes=attributes,
+        origin={
+            "workflow_name": "W",
+            "workflow_exec_id": wid,
+            "root_workflow_exec_id": wid,
+            "parent_workflow_exec_id": None,
+            "workflow_run_id": "r",
+        },
+        workflow_context={"namespace": "default", "workflow_name": "W", "workflow_exec_id": wid},
+        activity_context=None,
+    )

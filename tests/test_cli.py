@@ -1,0 +1,56 @@
+"""The `mistral-workflows` command: events as JSON lines, clear one-line errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from mistral_workflows import StreamEvent
+from mistral_workflows.dev import free_port
+from tests.consumer.test_subscribe import run
+
+
+def cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mistral_workflows", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+async def test_events_prints_json_lines_that_parse_back(temporal_address, nats_url, task_queue):
+    """Each line is one envelope with its broker_sequence, readable by the models."""
+    wid = await run(temporal_address, nats_url, task_queue)
+    done = cli("events", "--nats", nats_url, "--exec", wid, "--stream", "alpha")
+    assert done.returncode == 0, done.stderr
+    events = [StreamEvent.model_validate_json(line) for line in done.stdout.splitlines()]
+    assert len(events) == 7 and all(e.data.workflow_exec_id == wid for e in events)
+    seqs = [e.broker_sequence for e in events]
+    assert seqs == sorted(seqs) and seqs[0] is not None
+
+
+async def test_from_seq_and_type_filters(temporal_address, nats_url, task_queue):
+    """--from-seq and --type narrow the output."""
+    wid = await run(temporal_address, nats_url, task_queue)
+    first = cli("events", "--nats", nats_url, "--exec", wid).stdout.splitlines()
+    start = StreamEvent.model_validate_json(first[3]).broker_sequence
+    later = cli("events", "--nats", nats_url, "--exec", wid, "--from-seq", str(start))
+    assert later.stdout.splitlines() == first[3:]
+    done = cli("events", "--nats", nats_url, "--exec", wid, "--type", "CUSTOM_TASK_COMPLETED")
+    assert len(done.stdout.splitlines()) == 2
+
+
+def test_bad_filter_is_a_one_line_error(nats_url):
+    """An unknown event type exits non-zero with one line naming it."""
+    done = cli("events", "--nats", nats_url, "--type", "NOPE")
+    assert done.returncode == 1
+    assert done.stderr.count("\n") == 1 and "NOPE" in done.stderr
+
+
+def test_unreachable_server_is_a_one_line_error():
+    """A dead NATS URL exits non-zero quickly with one line naming it."""
+    url = f"nats://127.0.0.1:{free_port()}"
+    done = cli("events", "--nats", url, timeout=30)
+    assert done.returncode == 1
+    assert done.stderr.count("\n") == 1 and url in done.stderr
