@@ -61,15 +61,16 @@ async def show_progress(nats_url: str, workflow_id: str) -> int:
 
 async def run_demo(nats_url: str, temporal_address: str) -> None:
     """Run both examples against the given servers, checking what the consumers saw."""
-    client = await Client.connect(
-        temporal_address, plugins=[MistralWorkflowsPlugin(nats_url=nats_url)]
-    )
+    plugin = MistralWorkflowsPlugin(nats_url=nats_url)
+    client = await Client.connect(temporal_address, plugins=[plugin])
     async with Worker(
         client,
         task_queue=TASK_QUEUE,
         workflows=[ChatWorkflow, ProgressWorkflow],
         activities=[chat_activity, streaming_tokens_with_progress_activity],
     ):
+        while plugin.publisher is None:  # The worker connects to NATS as it starts.
+            await asyncio.sleep(0.05)
         chat_id = f"chat-{uuid.uuid4().hex[:8]}"
         print(f"\nToken stream of workflow {chat_id}, read from NATS:\n")
         shown = asyncio.create_task(show_tokens(nats_url, chat_id))

@@ -9,10 +9,13 @@ new consumer from the last delivered sequence whenever the old one is lost or sk
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Sequence
 
+import nats.js.errors
 import orjson
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
@@ -21,7 +24,10 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 __all__ = ["Reader"]
 
+log = logging.getLogger("mistral_workflows")
+
 _HEARTBEAT = 2.0
+_STREAM_POLL = 0.5
 _PULL_EXPIRES = 30.0
 _INACTIVE_THRESHOLD = 60.0
 _HEARTBEAT_STATUS = "100"
@@ -49,13 +55,14 @@ class Reader:
         self._outstanding = 0
         self._consumer_seq = 0
         self._last_seen = 0.0
+        self._warned = False
 
     async def open(self) -> None:
         """Create the consumer and issue the first pull request."""
         inbox = self._nc.new_inbox()
         # No pending limit to overflow: the pull requests bound what can be buffered.
         self._sub = await self._nc.subscribe(inbox, pending_msgs_limit=0, pending_bytes_limit=0)
-        await self._create_consumer()
+        await self._ensure_consumer()
 
     async def close(self) -> None:
         """Unsubscribe and delete the consumer (it would expire on its own anyway)."""
@@ -76,11 +83,14 @@ class Reader:
                 wait = min(wait, deadline - time.monotonic())
                 if wait <= 0:
                     return None
+            if not self._consumer and not await self._ensure_consumer():
+                await asyncio.sleep(min(_STREAM_POLL, wait))
+                continue
             try:
                 msg = await self._sub.next_msg(timeout=wait)
             except TimeoutError:
                 if time.monotonic() - self._last_seen > _HEARTBEAT * 3:
-                    await self._create_consumer()  # The consumer or the server went away.
+                    await self._ensure_consumer()  # The consumer or the server went away.
                 continue
             self._last_seen = time.monotonic()
             status = msg.headers.get("Status") if msg.headers else None
@@ -111,6 +121,22 @@ class Reader:
         if status == "404" or self._outstanding <= self._batch // 2:
             self._outstanding = max(self._outstanding, 0)
             await self._pull(self._batch)
+
+    async def _ensure_consumer(self) -> bool:
+        """Create the consumer; False (with one warning) while the stream does not exist."""
+        try:
+            await self._create_consumer()
+        except nats.js.errors.NotFoundError:
+            if not self._warned:
+                log.warning(
+                    "mistral_workflows: JetStream stream %r does not exist yet; waiting for a "
+                    "worker with the plugin to create it",
+                    self._stream,
+                )
+                self._warned = True
+            self._consumer = ""
+            return False
+        return True
 
     async def _create_consumer(self) -> None:
         assert self._sub is not None

@@ -171,3 +171,26 @@ def lifecycle_event(wid: str, event_type: str) -> dict:
         workflow_context={"namespace": "default", "workflow_name": "W", "workflow_exec_id": wid},
         activity_context=None,
     )
+
+
+async def test_subscriber_waits_for_the_stream_to_be_created(
+    temporal_address, nats_url, task_queue, caplog
+):
+    """A subscriber started before any worker says it waits, then reads from the start."""
+    name = unique("LATE").replace("-", "_")
+    prefix = name.lower()
+    wid = unique("late")
+    options = {"stream_name": name, "subject_prefix": prefix}
+    with caplog.at_level(logging.WARNING, logger="mistral_workflows"):
+        follower = asyncio.create_task(
+            collect(nats_url, idle=3, workflow_exec_id=wid, stream="alpha", **options)
+        )
+        await asyncio.sleep(0.5)
+        client = await plugged_client(temporal_address, nats_url, **options)
+        async with running_worker(client, task_queue, [RunActivity], [two_streams]):
+            await client.execute_workflow(
+                RunActivity.run, Call("two_streams", [3]), id=wid, task_queue=task_queue
+            )
+        events = await follower
+    assert "does not exist yet" in caplog.text
+    assert types(events)[0] == "CUSTOM_TASK_STARTED" and len(events) == 5
