@@ -26,7 +26,7 @@ lint: venv
 	$(VENV)/bin/mypy
 
 bench: venv
-	$(PY) -m bench
+	$(PY) bench/patch_cost.py
 
 dev: venv
 	$(VENV)/bin/mistral-workflows dev

@@ -69,8 +69,7 @@ async def run_demo(nats_url: str, temporal_address: str) -> None:
         workflows=[ChatWorkflow, ProgressWorkflow],
         activities=[chat_activity, streaming_tokens_with_progress_activity],
     ):
-        while plugin.publisher is None:  # The worker connects to NATS as it starts.
-            await asyncio.sleep(0.05)
+        await asyncio.wait_for(plugin.wait_connected(), 30)  # The worker is starting.
         chat_id = f"chat-{uuid.uuid4().hex[:8]}"
         print(f"\nToken stream of workflow {chat_id}, read from NATS:\n")
         shown = asyncio.create_task(show_tokens(nats_url, chat_id))

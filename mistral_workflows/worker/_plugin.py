@@ -97,6 +97,7 @@ class MistralWorkflowsPlugin(SimplePlugin):
         self._publisher: Publisher | None = None
         self._users = 0
         self._lock = asyncio.Lock()
+        self._connected_event = asyncio.Event()
         super().__init__(
             "mistral_workflows.MistralWorkflowsPlugin",
             interceptors=[StreamingInterceptor(lambda: self._publisher)],
@@ -108,6 +109,10 @@ class MistralWorkflowsPlugin(SimplePlugin):
         """The open publisher while at least one worker runs, else None."""
         return self._publisher
 
+    async def wait_connected(self) -> None:
+        """Wait until a worker of this plugin has connected to NATS and set up the stream."""
+        await self._connected_event.wait()
+
     async def run_worker(self, worker: Worker, next: Callable[[Worker], Awaitable[None]]) -> None:
         """Open the NATS connection (shared by this plugin's workers) around the worker."""
         async with self._connected():
@@ -118,6 +123,7 @@ class MistralWorkflowsPlugin(SimplePlugin):
         async with self._lock:
             if self._publisher is None:
                 self._publisher = await self._open()
+                self._connected_event.set()
             self._users += 1
             publisher = self._publisher
         try:
@@ -127,6 +133,7 @@ class MistralWorkflowsPlugin(SimplePlugin):
                 self._users -= 1
                 if self._users == 0 and self._publisher is not None:
                     closing, self._publisher = self._publisher, None
+                    self._connected_event.clear()
                     await _close(closing.nc)
 
     async def _open(self) -> Publisher:
