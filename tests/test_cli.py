@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 
@@ -54,3 +55,31 @@ def test_unreachable_server_is_a_one_line_error():
     done = cli("events", "--nats", url, timeout=30)
     assert done.returncode == 1
     assert done.stderr.count("\n") == 1 and url in done.stderr
+
+
+async def test_dev_serves_until_interrupted():
+    """`dev` prints working NATS and Temporal addresses and stops cleanly on SIGTERM."""
+    with subprocess.Popen(
+        [sys.executable, "-m", "mistral_workflows", "dev"], stdout=subprocess.PIPE, text=True
+    ) as proc:
+        assert proc.stdout is not None
+        await check_dev_output(proc)
+    assert proc.returncode == 0
+
+
+async def check_dev_output(proc: subprocess.Popen[str]) -> None:
+    """Connect to both printed addresses, then stop the command."""
+    import nats
+    from temporalio.client import Client
+
+    assert proc.stdout is not None
+    try:
+        lines = [proc.stdout.readline().split() for _ in range(3)]
+        assert lines[0][0] == "NATS" and lines[1][0] == "Temporal"
+        nc = await nats.connect(lines[0][1])
+        await nc.jetstream().account_info()
+        await nc.close()
+        await Client.connect(lines[1][1])
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=20)
