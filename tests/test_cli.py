@@ -59,7 +59,7 @@ def test_unreachable_server_is_a_one_line_error():
 
 async def test_dev_serves_until_interrupted():
     """`dev` prints working NATS and Temporal addresses and stops cleanly on SIGTERM."""
-    with subprocess.Popen(
+    with subprocess.Popen(  # noqa: ASYNC220 - a test may block while the command starts
         [sys.executable, "-m", "mistral_workflows", "dev"], stdout=subprocess.PIPE, text=True
     ) as proc:
         assert proc.stdout is not None
