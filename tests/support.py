@@ -11,6 +11,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from mistral_workflows import MistralWorkflowsPlugin, StreamEvent, TaskStates, subscribe
+from mistral_workflows.core.events import CUSTOM_TASK_EVENT_TYPES
 
 IDLE = 0.5
 
@@ -43,6 +44,11 @@ async def running_worker(
 async def collect(nats_url: str, idle: float = IDLE, **filters: Any) -> list[StreamEvent]:
     """Every event matching `filters` that is in the stream now (stops when idle)."""
     return [e async for e in subscribe(nats_url, idle_timeout=idle, **filters)]
+
+
+async def task_events(nats_url: str, **filters: Any) -> list[StreamEvent]:
+    """Like `collect`, without the lifecycle events: only CUSTOM_TASK_* events."""
+    return await collect(nats_url, event_types=CUSTOM_TASK_EVENT_TYPES, **filters)
 
 
 def types(events: Sequence[StreamEvent]) -> list[str]:

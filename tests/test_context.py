@@ -6,7 +6,7 @@ from temporalio.client import Client
 
 import mistral_workflows as workflows
 from mistral_workflows.core.task import Task
-from tests.support import collect, plugged_client, running_worker, unique
+from tests.support import plugged_client, running_worker, task_events, unique
 from tests.workflows import Call, Parent, RunActivity
 
 
@@ -32,7 +32,7 @@ async def test_child_workflow_activity_carries_root_and_parent(
         await client.execute_workflow(
             Parent.run, Call("Report where I run"), id=root, task_queue=task_queue
         )
-    events = await collect(nats_url, root_workflow_exec_id=root)
+    events = await task_events(nats_url, root_workflow_exec_id=root)
     child = f"{root}-child"
     assert {origin(e) for e in events} == {(root, root, None), (child, root, root)}
     for e in events:
@@ -55,7 +55,7 @@ async def test_local_activity_gets_the_context(temporal_address, nats_url, task_
             id=wid,
             task_queue=task_queue,
         )
-    events = await collect(nats_url, workflow_exec_id=wid)
+    events = await task_events(nats_url, workflow_exec_id=wid)
     assert len(events) == 2
     assert {origin(e) for e in events} == {(wid, wid, None)}
     assert events[0].data.workflow_run_id and events[0].data.workflow_name == "RunActivity"
@@ -78,7 +78,7 @@ async def test_activity_without_header_uses_activity_info(temporal_address, nats
             task_queue=task_queue,
         )
         await handle.result()
-    events = await collect(nats_url, workflow_exec_id=wid)
+    events = await task_events(nats_url, workflow_exec_id=wid)
     assert len(events) == 2
     assert {origin(e) for e in events} == {(wid, wid, None)}
     assert events[0].data.workflow_run_id == handle.result_run_id

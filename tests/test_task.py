@@ -18,7 +18,7 @@ from mistral_workflows import (
     PayloadTooLargeError,
 )
 from mistral_workflows.core.task import Task
-from tests.support import collect, plugged_client, rebuilt, running_worker, types, unique
+from tests.support import plugged_client, rebuilt, running_worker, task_events, types, unique
 from tests.workflows import Call, RunActivity
 
 TOKENS = 2000
@@ -135,7 +135,7 @@ async def run(temporal_address: str, nats_url: str, task_queue: str, call: Call)
     wid = unique(call.activity)
     async with running_worker(client, task_queue, [RunActivity], ACTIVITIES):
         result = await client.execute_workflow(RunActivity.run, call, id=wid, task_queue=task_queue)
-    return result, await collect(nats_url, workflow_exec_id=wid)
+    return result, await task_events(nats_url, workflow_exec_id=wid)
 
 
 ACTIVITIES = [

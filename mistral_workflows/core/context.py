@@ -9,15 +9,13 @@ from __future__ import annotations
 
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from mistral_workflows.core.errors import NotInPluggedActivityError
 
-if TYPE_CHECKING:
-    from mistral_workflows.core.publisher import Emitter
-
 __all__ = [
     "ActivityRef",
+    "EventSink",
     "ExecutionContext",
     "Scope",
     "current_scope",
@@ -98,13 +96,39 @@ class ActivityRef:
         }
 
 
+class EventSink(Protocol):
+    """Where a scope's events go: JetStream directly (activities) or via local activities
+    (workflow code, which must not do I/O itself)."""
+
+    @property
+    def limit(self) -> int:
+        """The largest event, headers included."""
+        ...
+
+    def now_ns(self) -> int:
+        """The event time in Unix nanoseconds."""
+        ...
+
+    def subject(self, stream: str) -> str:
+        """The subject of this scope's events on `stream`."""
+        ...
+
+    def encode(self, body: dict[str, Any], msg_id: str, what: str) -> tuple[bytes, dict[str, str]]:
+        """Serialise and size-check one event."""
+        ...
+
+    async def send(self, subject: str, payload: bytes, headers: dict[str, str]) -> None:
+        """Send one encoded event."""
+        ...
+
+
 @dataclass(slots=True)
 class Scope:
     """One activity attempt of a plugged worker: what a `Task` needs to publish."""
 
     context: ExecutionContext
     activity: ActivityRef | None
-    emitter: Emitter
+    emitter: EventSink
     task_counts: dict[str, int] = field(default_factory=dict)
 
     def next_task_ordinal(self, task_type: str) -> int:

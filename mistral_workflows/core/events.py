@@ -9,6 +9,7 @@ wire format is defined in one place. Fields we add for our own guarantees
 from __future__ import annotations
 
 import time
+import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -47,6 +48,7 @@ __all__ = [
     "WorkflowTaskTimedOutEvent",
     "envelope",
     "iso_timestamp",
+    "stable_id",
 ]
 
 CUSTOM_TASK_EVENT_TYPES = frozenset(
@@ -379,6 +381,16 @@ class StreamEvent(_Model):
     activity_context: ActivityContext | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
     broker_sequence: int | None = None
+
+
+# Ids are derived from where an event comes from, so a re-sent or re-run event (a retried
+# publish, a workflow task that runs again) has the same id and JetStream drops the copy.
+_ID_NAMESPACE = uuid.UUID("5f0c6b1e-8d1a-4c59-9a57-6a1f1c3e2b7d")
+
+
+def stable_id(*parts: str) -> str:
+    """A deterministic UUID-shaped id for the given parts."""
+    return str(uuid.uuid5(_ID_NAMESPACE, "\x00".join(parts)))
 
 
 def iso_timestamp(ns: int) -> str:

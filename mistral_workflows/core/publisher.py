@@ -27,7 +27,7 @@ from mistral_workflows.core import subjects
 from mistral_workflows.core.context import ActivityRef, ExecutionContext
 from mistral_workflows.core.errors import PayloadTooLargeError, PublishError
 
-__all__ = ["Emitter", "Publisher"]
+__all__ = ["Emitter", "Publisher", "encode_event"]
 
 log = logging.getLogger("mistral_workflows")
 
@@ -44,6 +44,26 @@ _RESEND_PAUSE = 0.25
 
 def _header_bytes(headers: dict[str, str]) -> int:
     return _HEADER_OVERHEAD + sum(len(k) + len(v.encode()) + 4 for k, v in headers.items())
+
+
+def encode_event(
+    body: dict[str, Any], msg_id: str, stream_name: str, limit: int, what: str
+) -> tuple[bytes, dict[str, str]]:
+    """Serialise an event with its headers and check its size, headers included.
+
+    Raises:
+        PayloadTooLargeError: the event is over `limit`; nothing was sent.
+    """
+    payload = orjson.dumps(body)
+    headers = {_MSG_ID: msg_id, _EXPECTED_STREAM: stream_name}
+    size = len(payload) + _header_bytes(headers)
+    if size > limit:
+        raise PayloadTooLargeError(
+            f"{what} is {size} bytes, over the {limit}-byte event limit; nothing was "
+            "sent. Store large data elsewhere (object storage, a database) and stream "
+            "a reference to it, e.g. {'url': ..., 'size': ...}."
+        )
+    return payload, headers
 
 
 class Publisher:
@@ -90,8 +110,8 @@ class Publisher:
         server = self.nc.max_payload or self.max_event_bytes
         return min(self.max_event_bytes, server)
 
-    def emitter(self, context: ExecutionContext, activity: ActivityRef | None) -> Emitter:
-        """A new emitter for one activity attempt (or one piece of workflow code)."""
+    def emitter(self, context: ExecutionContext | None, activity: ActivityRef | None) -> Emitter:
+        """A new emitter for one activity attempt (context None: for ready-made subjects)."""
         return Emitter(self, context, activity)
 
 
@@ -107,7 +127,7 @@ class Emitter:
     """Sends the events of one activity attempt, in order, and waits until they are stored."""
 
     def __init__(
-        self, publisher: Publisher, context: ExecutionContext, activity: ActivityRef | None
+        self, publisher: Publisher, context: ExecutionContext | None, activity: ActivityRef | None
     ) -> None:
         self.publisher = publisher
         self.context = context
@@ -121,6 +141,7 @@ class Emitter:
         subject = self._subjects.get(stream)
         if subject is None:
             ctx, act = self.context, self.activity
+            assert ctx is not None, "this emitter sends to ready-made subjects only"
             subject = subjects.event_subject(
                 self.publisher.prefix,
                 namespace=ctx.namespace,
@@ -136,23 +157,18 @@ class Emitter:
             self._subjects[stream] = subject
         return subject
 
-    def encode(self, body: dict[str, Any], msg_id: str, what: str) -> tuple[bytes, dict[str, str]]:
-        """Serialise an event and check its size, headers included.
+    @property
+    def limit(self) -> int:
+        """The largest event that can be sent, headers included."""
+        return self.publisher.limit
 
-        Raises:
-            PayloadTooLargeError: the event is over the limit; nothing was sent.
-        """
-        payload = orjson.dumps(body)
-        headers = {_MSG_ID: msg_id, _EXPECTED_STREAM: self.publisher.stream_name}
-        size = len(payload) + _header_bytes(headers)
-        limit = self.publisher.limit
-        if size > limit:
-            raise PayloadTooLargeError(
-                f"{what} is {size} bytes, over the {limit}-byte event limit; nothing was "
-                "sent. Store large data elsewhere (object storage, a database) and stream "
-                "a reference to it, e.g. {'url': ..., 'size': ...}."
-            )
-        return payload, headers
+    def now_ns(self) -> int:
+        """The event time: now, in Unix nanoseconds."""
+        return time.time_ns()
+
+    def encode(self, body: dict[str, Any], msg_id: str, what: str) -> tuple[bytes, dict[str, str]]:
+        """Serialise an event and check its size (see `encode_event`)."""
+        return encode_event(body, msg_id, self.publisher.stream_name, self.limit, what)
 
     async def send(self, subject: str, payload: bytes, headers: dict[str, str]) -> None:
         """Send one encoded event without waiting for its acknowledgement."""

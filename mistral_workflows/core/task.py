@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
-import uuid
 from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, Generic, TypeVar
@@ -39,10 +38,6 @@ log = logging.getLogger("mistral_workflows")
 
 S = TypeVar("S")
 
-# Task ids are derived from where the task runs, so that every attempt of an activity
-# gives its task the same id and a consumer can replace a failed attempt's state.
-_TASK_ID_NAMESPACE = uuid.UUID("5f0c6b1e-8d1a-4c59-9a57-6a1f1c3e2b7d")
-
 
 class Task(Generic[S]):
     """A unit of work whose state is streamed to consumers while it runs.
@@ -53,7 +48,8 @@ class Task(Generic[S]):
         state: The initial state: a dict of JSON values, a pydantic model (updates are
             merged and validated), or None for a task that only starts and finishes.
         id: The task id; by default a deterministic id derived from the workflow run,
-            the activity, the type and the task's rank among tasks of that type.
+            the activity, the type and the task's rank among tasks of that type, so that
+            every attempt of an activity gives its task the same id.
 
     Raises:
         ConfigurationError: `type` is not a valid stream name.
@@ -192,6 +188,7 @@ class Task(Generic[S]):
             origin=scope.context.origin(),
             workflow_context=scope.context.workflow_context(),
             activity_context=scope.activity.to_dict() if scope.activity else None,
+            now_ns=emitter.now_ns(),
         )
         payload, headers = emitter.encode(body, event_id, f"{event_type} of task {self.type!r}")
         if ops is not None:
@@ -205,7 +202,7 @@ class Task(Generic[S]):
         The size is tracked as an upper bound (last exact size plus every patch since);
         the exact size is measured only when the bound reaches the limit.
         """
-        limit = self._scope.emitter.publisher.limit
+        limit = self._scope.emitter.limit
         bound = self._state_bytes + patch_bytes
         if bound < limit:
             self._shadow = apply(self._shadow, ops, copy_values=False)
@@ -225,9 +222,8 @@ class Task(Generic[S]):
     def _derive_id(self) -> str:
         ctx, act = self._scope.context, self._scope.activity
         ordinal = self._scope.next_task_ordinal(self.type)
-        parts = [ctx.namespace, ctx.workflow_exec_id, ctx.workflow_run_id]
-        parts += [act.activity_id if act else "", self.type, str(ordinal)]
-        return str(uuid.uuid5(_TASK_ID_NAMESPACE, "\x00".join(parts)))
+        where = [ctx.namespace, ctx.workflow_exec_id, ctx.workflow_run_id]
+        return events.stable_id(*where, act.activity_id if act else "", self.type, str(ordinal))
 
 
 def _initial_live_state(state: object) -> Any:

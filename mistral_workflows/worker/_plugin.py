@@ -18,7 +18,11 @@ from mistral_workflows.core.connection import connect, display_url
 from mistral_workflows.core.errors import ConfigurationError
 from mistral_workflows.core.publisher import Publisher
 from mistral_workflows.core.subjects import validate_prefix
-from mistral_workflows.interceptors import StreamingInterceptor
+from mistral_workflows.interceptors import (
+    StreamingInterceptor,
+    WorkflowSettings,
+    publish_activity,
+)
 from mistral_workflows.worker._stream import StreamSettings, provision
 
 __all__ = ["MistralWorkflowsPlugin"]
@@ -98,9 +102,16 @@ class MistralWorkflowsPlugin(SimplePlugin):
         self._users = 0
         self._lock = asyncio.Lock()
         self._connected_event = asyncio.Event()
+        settings = WorkflowSettings(
+            prefix=self.stream.prefix,
+            stream_name=self.stream.name,
+            limit=self.stream.max_event_bytes,
+            timeout=timedelta(seconds=persist_timeout + 5),
+        )
         super().__init__(
             "mistral_workflows.MistralWorkflowsPlugin",
-            interceptors=[StreamingInterceptor(lambda: self._publisher)],
+            interceptors=[StreamingInterceptor(lambda: self._publisher, settings)],
+            activities=[publish_activity(lambda: self._publisher)],
             workflow_runner=_with_passthrough,
         )
 

@@ -60,7 +60,7 @@ async def test_workflow_name_filter(temporal_address, nats_url, task_queue):
     wid = await run(temporal_address, nats_url, task_queue)
     mine = await collect(nats_url, workflow_name="RunActivity", root_workflow_exec_id=wid)
     none = await collect(nats_url, workflow_name="Other", root_workflow_exec_id=wid)
-    assert len(mine) == 14 and none == []
+    assert len(mine) == 18 and none == []  # 2 tasks x 7, and 4 lifecycle events
 
 
 async def test_start_seq_is_inclusive(temporal_address, nats_url, task_queue):

@@ -24,7 +24,7 @@ from mistral_workflows import (
 from mistral_workflows.core.publisher import Emitter
 from mistral_workflows.core.task import Task
 from mistral_workflows.dev import NatsServer, free_port
-from tests.support import collect, plugged_client, running_worker, types, unique
+from tests.support import plugged_client, running_worker, task_events, types, unique
 from tests.workflows import Call, RunActivity
 
 paused = asyncio.Event()
@@ -128,7 +128,7 @@ async def test_provisioning_is_idempotent(temporal_address, nats_url, task_queue
         await first.execute_workflow(
             RunActivity.run, Call("one_task"), id=wid, task_queue=task_queue
         )
-    assert len(await collect(nats_url, workflow_exec_id=wid)) == 3
+    assert len(await task_events(nats_url, workflow_exec_id=wid)) == 3
 
 
 async def test_incompatible_stream_is_an_error_and_left_alone(
@@ -189,7 +189,7 @@ async def pause_scenario(temporal_address, task_queue, tmp_path) -> tuple[bool, 
             finally:
                 os.kill(server.pid, signal.SIGCONT)
             await handle.result()
-        return early, types(await collect(server.url, workflow_exec_id=wid))
+        return early, types(await task_events(server.url, workflow_exec_id=wid))
 
 
 async def test_result_waits_until_every_event_is_stored(temporal_address, task_queue, tmp_path):

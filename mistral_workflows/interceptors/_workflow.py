@@ -1,0 +1,254 @@
+"""The workflow side: context headers, lifecycle events, and `Task` in workflow code.
+
+Workflow code must stay deterministic and do no I/O, so its events are published by a
+local activity of the library (`PUBLISH_ACTIVITY`): its result is recorded in history,
+so a replay does not publish again, and a workflow task that fails and runs again
+publishes events with the same ids, which JetStream drops as duplicates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import temporalio.exceptions
+from temporalio import activity, workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.worker import (
+    ExecuteWorkflowInput,
+    HandleSignalInput,
+    HandleUpdateInput,
+    StartActivityInput,
+    StartChildWorkflowInput,
+    StartLocalActivityInput,
+    WorkflowInboundInterceptor,
+    WorkflowOutboundInterceptor,
+)
+
+from mistral_workflows.core import subjects
+from mistral_workflows.core.context import ExecutionContext, Scope, reset_scope, use_scope
+from mistral_workflows.core.errors import PublishError
+from mistral_workflows.core.events import stable_id
+from mistral_workflows.core.publisher import Publisher, encode_event
+from mistral_workflows.interceptors._context import Headers, with_context, workflow_context
+from mistral_workflows.interceptors._lifecycle import (
+    failure_message,
+    json_payload,
+    publish_lifecycle,
+)
+
+__all__ = ["PUBLISH_ACTIVITY", "WorkflowSettings", "inbound_class", "publish_activity"]
+
+PUBLISH_ACTIVITY = "mistral_workflows.publish"
+"""The library's local activity that publishes events for workflow code."""
+
+# Marks the runs that report lifecycle events, so that histories of runs started before
+# the plugin was installed still replay (their workflows then report nothing).
+_PATCH = "mistral-workflows-lifecycle"
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowSettings:
+    """What workflow code needs to know of the plugin's settings."""
+
+    prefix: str
+    stream_name: str
+    limit: int
+    timeout: timedelta
+
+
+def publish_activity(publisher: Callable[[], Publisher | None]) -> Callable[..., Any]:
+    """The local activity that publishes one encoded event and waits until it is stored."""
+
+    @activity.defn(name=PUBLISH_ACTIVITY)
+    async def publish(subject: str, payload: str, headers: dict[str, str]) -> None:
+        current = publisher()
+        if current is None:
+            raise ApplicationError("the worker is not connected to NATS")
+        emitter = current.emitter(None, None)
+        await emitter.send(subject, payload.encode(), headers)
+        await emitter.flush()
+
+    return publish
+
+
+class WorkflowEmitter:
+    """Sends workflow code's events through the library's local activity."""
+
+    def __init__(self, context: ExecutionContext, settings: WorkflowSettings) -> None:
+        self.context = context
+        self._settings = settings
+        self._subjects: dict[str, str] = {}
+
+    @property
+    def limit(self) -> int:
+        return self._settings.limit
+
+    def now_ns(self) -> int:
+        return workflow.time_ns()
+
+    def subject(self, stream: str) -> str:
+        subject = self._subjects.get(stream)
+        if subject is None:
+            ctx = self.context
+            subject = subjects.event_subject(
+                self._settings.prefix,
+                namespace=ctx.namespace,
+                stream=stream,
+                workflow_name=ctx.workflow_name,
+                root_exec_id=ctx.root_workflow_exec_id,
+                parent_exec_id=ctx.parent_workflow_exec_id,
+                exec_id=ctx.workflow_exec_id,
+            )
+            self._subjects[stream] = subject
+        return subject
+
+    def encode(self, body: dict[str, Any], msg_id: str, what: str) -> tuple[bytes, dict[str, str]]:
+        return encode_event(body, msg_id, self._settings.stream_name, self.limit, what)
+
+    async def send(self, subject: str, payload: bytes, headers: dict[str, str]) -> None:
+        try:
+            await workflow.execute_local_activity(
+                PUBLISH_ACTIVITY,
+                args=[subject, payload.decode(), headers],
+                start_to_close_timeout=self._settings.timeout,
+                retry_policy=RetryPolicy(maximum_attempts=2),
+            )
+        except ActivityError as e:
+            raise PublishError(f"could not publish an event of workflow code: {e.cause}") from e
+
+
+def inbound_class(settings: WorkflowSettings) -> type[WorkflowInboundInterceptor]:
+    """The workflow interceptor class, bound to the plugin's settings."""
+    return type("MistralWorkflowsInbound", (_WorkflowInbound,), {"settings": settings})
+
+
+class _WorkflowInbound(WorkflowInboundInterceptor):
+    settings: WorkflowSettings
+    _scope: Scope | None = None
+
+    def init(self, outbound: WorkflowOutboundInterceptor) -> None:
+        super().init(_WorkflowOutbound(outbound))
+
+    def scope(self) -> Scope:
+        if self._scope is None:
+            context = workflow_context()
+            self._scope = Scope(context, None, WorkflowEmitter(context, self.settings))
+        return self._scope
+
+    async def execute_workflow(self, input: ExecuteWorkflowInput) -> Any:
+        scope = self.scope()
+        token = use_scope(scope)
+        report = _Reporter(scope) if workflow.patched(_PATCH) else None
+        try:
+            if report:
+                await report.started(input.args)
+            result = await super().execute_workflow(input)
+        except (temporalio.exceptions.CancelledError, asyncio.CancelledError):
+            if report:
+                await report.ended("WORKFLOW_EXECUTION_CANCELED", reason="cancel requested")
+            raise
+        except temporalio.exceptions.FailureError as e:
+            # Only Temporal failures fail the workflow; other exceptions fail the workflow
+            # task, which Temporal retries, so they are not the end of the run.
+            if report:
+                await report.ended("WORKFLOW_EXECUTION_FAILED", failure=_failure(e))
+            raise
+        finally:
+            reset_scope(token)
+        if report:
+            await report.ended("WORKFLOW_EXECUTION_COMPLETED", result=_json([result]))
+        return result
+
+    async def handle_signal(self, input: HandleSignalInput) -> None:
+        token = use_scope(self.scope())
+        try:
+            await super().handle_signal(input)
+        finally:
+            reset_scope(token)
+
+    async def handle_update_handler(self, input: HandleUpdateInput) -> Any:
+        token = use_scope(self.scope())
+        try:
+            return await super().handle_update_handler(input)
+        finally:
+            reset_scope(token)
+
+
+class _Reporter:
+    """Publishes a run's lifecycle events, each with an id derived from the run."""
+
+    def __init__(self, scope: Scope) -> None:
+        self._scope = scope
+        self._attempt = workflow.info().attempt
+
+    async def started(self, args: Any) -> None:
+        info, ctx = workflow.info(), self._scope.context
+        if info.continued_run_id and info.attempt == 1:
+            # The run that continued as new cannot know its successor's id: we report it.
+            previous = dataclasses.replace(ctx, workflow_run_id=info.continued_run_id)
+            await self._publish(
+                previous,
+                "WORKFLOW_EXECUTION_CONTINUED_AS_NEW",
+                new_execution_run_id=info.run_id,
+                workflow_name=ctx.workflow_name,
+                input=_json(args),
+            )
+        await self._publish(
+            ctx,
+            "WORKFLOW_EXECUTION_STARTED",
+            workflow_name=ctx.workflow_name,
+            input=_json(args),
+            attempt=self._attempt,
+        )
+
+    async def ended(self, event_type: str, **attributes: Any) -> None:
+        await self._publish(self._scope.context, event_type, attempt=self._attempt, **attributes)
+
+    async def _publish(self, ctx: ExecutionContext, event_type: str, **attributes: Any) -> None:
+        event_id = stable_id(ctx.workflow_exec_id, ctx.workflow_run_id, event_type)
+        attrs = {"task_id": ctx.workflow_exec_id, **attributes}
+        try:
+            await publish_lifecycle(self._scope.emitter, ctx, None, event_type, event_id, attrs)
+        except PublishError as e:
+            # The workflow must not depend on NATS: a lost lifecycle event is only logged.
+            workflow.logger.warning("mistral_workflows: %s not published: %s", event_type, e)
+
+
+class _WorkflowOutbound(WorkflowOutboundInterceptor):
+    _context: ExecutionContext | None = None
+
+    def _headers(self, headers: Headers) -> dict[str, Any]:
+        if self._context is None:
+            self._context = workflow_context()
+        return with_context(headers, self._context)
+
+    def start_activity(self, input: StartActivityInput) -> workflow.ActivityHandle[Any]:
+        input.headers = self._headers(input.headers)
+        return super().start_activity(input)
+
+    def start_local_activity(self, input: StartLocalActivityInput) -> workflow.ActivityHandle[Any]:
+        if input.activity != PUBLISH_ACTIVITY:
+            input.headers = self._headers(input.headers)
+        return super().start_local_activity(input)
+
+    async def start_child_workflow(
+        self, input: StartChildWorkflowInput
+    ) -> workflow.ChildWorkflowHandle[Any, Any]:
+        input.headers = self._headers(input.headers)
+        return await super().start_child_workflow(input)
+
+
+def _json(values: Any) -> dict[str, Any]:
+    return json_payload(workflow.payload_converter(), list(values))
+
+
+def _failure(error: BaseException) -> dict[str, str]:
+    # A workflow failure wraps the real cause (an activity's error, say): show that.
+    cause = error.cause if isinstance(error, ActivityError) and error.cause else error
+    return {"message": failure_message(cause)}
