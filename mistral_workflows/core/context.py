@@ -130,6 +130,8 @@ class Scope:
     activity: ActivityRef | None
     emitter: EventSink
     task_counts: dict[str, int] = field(default_factory=dict)
+    timed_out: str | None = None
+    """Set (to the timeout's kind) when the library ends the attempt at its deadline."""
 
     def next_task_ordinal(self, task_type: str) -> int:
         """Number the tasks of one type in start order, so task ids are deterministic."""

@@ -93,7 +93,7 @@ class Task(Generic[S]):
             await self._sync_in_place_changes()
             await self._publish("CUSTOM_TASK_COMPLETED", self._value_attributes())
             return
-        event_type, attributes = _terminal_event(exc)
+        event_type, attributes = _terminal_event(exc, self._scope.timed_out)
         try:
             await self._publish(event_type, attributes)
         except MistralWorkflowsError as e:
@@ -291,10 +291,12 @@ def _validate_model(cls: type[BaseModel], value: object) -> BaseModel:
         raise InvalidStateError(f"new state does not match {cls.__name__}: {e}") from e
 
 
-def _terminal_event(exc: BaseException) -> tuple[str, dict[str, Any]]:
+def _terminal_event(exc: BaseException, timed_out: str | None) -> tuple[str, dict[str, Any]]:
     """The event that ends a task left by `exc`, following Temporal's cancellation cause."""
     if not isinstance(exc, asyncio.CancelledError):
         return "CUSTOM_TASK_FAILED", {"failure": {"message": _failure_message(exc)}}
+    if timed_out is not None:
+        return "CUSTOM_TASK_TIMED_OUT", {"timeout_type": timed_out}
     details = activity.cancellation_details() if activity.in_activity() else None
     if details is not None and details.timed_out:
         return "CUSTOM_TASK_TIMED_OUT", {"timeout_type": None}

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 from temporalio import activity
@@ -45,11 +48,13 @@ class ActivityInbound(ActivityInboundInterceptor):
         emitter = publisher.emitter(context, ref)
         report = _Reporter(emitter, info, ref)
         await report.started(input.args)
-        token = use_scope(Scope(context, ref, emitter))
+        scope = Scope(context, ref, emitter)
+        token = use_scope(scope)
         try:
-            result = await super().execute_activity(input)
+            with _deadline(info, scope):
+                result = await super().execute_activity(input)
         except BaseException as e:
-            await report.failed(e)
+            await report.failed(e, scope.timed_out)
             raise
         finally:
             reset_scope(token)
@@ -74,13 +79,13 @@ class _Reporter:
     async def completed(self, result: Any) -> None:
         await self._publish("ACTIVITY_TASK_COMPLETED", result=_result(result))
 
-    async def failed(self, error: BaseException) -> None:
+    async def failed(self, error: BaseException, timed_out: str | None) -> None:
         """Report the attempt's end (best effort: the activity's own error comes first)."""
         emitter = self._emitter
         if isinstance(error, PublishError):
             emitter.discard()
             return
-        event_type, message = activity_failure_event(self._info, error)
+        event_type, message = activity_failure_event(self._info, error, timed_out)
         try:
             await self._publish(
                 event_type, attempt=self._info.attempt, failure={"message": message}
@@ -96,6 +101,50 @@ class _Reporter:
         event_id = stable_id(*where, str(info.attempt), event_type)
         attrs = {**self._base, **attributes}
         await publish_lifecycle(self._emitter, ctx, self._ref, event_type, event_id, attrs)
+
+
+@contextmanager
+def _deadline(info: activity.Info, scope: Scope) -> Iterator[None]:
+    """End the attempt when Temporal's start-to-close or schedule-to-close deadline passes.
+
+    The server has then given up on the attempt (its result would be rejected) and may
+    have started the next one; without heartbeats nothing tells the worker, so the
+    attempt would run on and never report its end. Local activities are timed by the SDK.
+    """
+    kind, at = _first_deadline(info)
+    task = asyncio.current_task()
+    if at is None or task is None or info.is_local:
+        yield
+        return
+
+    def expire() -> None:
+        scope.timed_out = kind
+        task.cancel()
+
+    delay = (at - datetime.now(UTC)).total_seconds()
+    timer = asyncio.get_running_loop().call_later(max(delay, 0.0), expire)
+    try:
+        yield
+    except asyncio.CancelledError:
+        if scope.timed_out is not None:
+            task.uncancel()  # Our own cancellation: the attempt ends here, reported as such.
+        raise
+    finally:
+        timer.cancel()
+
+
+def _first_deadline(info: activity.Info) -> tuple[str, datetime | None]:
+    deadlines = []
+    if info.start_to_close_timeout:
+        deadlines.append((info.started_time + info.start_to_close_timeout, "START_TO_CLOSE"))
+    if info.schedule_to_close_timeout:
+        deadlines.append(
+            (info.scheduled_time + info.schedule_to_close_timeout, "SCHEDULE_TO_CLOSE")
+        )
+    if not deadlines:
+        return "", None
+    at, kind = min(deadlines)
+    return kind, at
 
 
 def _result(result: Any) -> dict[str, Any]:

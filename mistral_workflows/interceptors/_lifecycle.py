@@ -59,9 +59,13 @@ def failure_message(error: BaseException) -> str:
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
-def activity_failure_event(info: activity.Info, error: BaseException) -> tuple[str, str]:
+def activity_failure_event(
+    info: activity.Info, error: BaseException, timed_out: str | None = None
+) -> tuple[str, str]:
     """ACTIVITY_TASK_RETRYING or _FAILED for an attempt that raised `error`, and a message."""
-    if isinstance(error, asyncio.CancelledError):
+    if timed_out is not None:
+        message = f"activity {timed_out} timeout"
+    elif isinstance(error, asyncio.CancelledError):
         details = activity.cancellation_details()
         if details is not None and details.worker_shutdown:
             return "ACTIVITY_TASK_RETRYING", "the worker shut down during the attempt"
