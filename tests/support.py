@@ -7,10 +7,13 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
+import nats
+import orjson
 from temporalio.client import Client
 from temporalio.worker import Worker
 
 from mistral_workflows import MistralWorkflowsPlugin, StreamEvent, TaskStates, subscribe
+from mistral_workflows.core import subjects
 from mistral_workflows.core.events import CUSTOM_TASK_EVENT_TYPES
 
 IDLE = 0.5
@@ -49,6 +52,42 @@ async def collect(nats_url: str, idle: float = IDLE, **filters: Any) -> list[Str
 async def task_events(nats_url: str, **filters: Any) -> list[StreamEvent]:
     """Like `collect`, without the lifecycle events: only CUSTOM_TASK_* events."""
     return await collect(nats_url, event_types=CUSTOM_TASK_EVENT_TYPES, **filters)
+
+
+async def raw_messages(nats_url: str, **ids: str) -> list[tuple[int, dict[str, Any]]]:
+    """The stored messages matching `ids` (filter_subject fields), read without our consumer."""
+    nc = await nats.connect(nats_url)
+    sub = await nc.jetstream().subscribe(
+        subjects.filter_subject("workflows", **ids), ordered_consumer=True
+    )
+    out = []
+    try:
+        while True:
+            msg = await sub.next_msg(timeout=IDLE)
+            out.append((msg.metadata.sequence.stream, orjson.loads(msg.data)))
+    except TimeoutError:
+        pass
+    finally:
+        await nc.close()
+    return out
+
+
+# The official client's union is not discriminated: check the class it picked, too.
+_OFFICIAL_NAMES = {"CUSTOM_TASK_IN_PROGRESS": "CustomTaskInProgressResponse"}
+
+
+async def official_models(nats_url: str, **ids: str) -> list[Any]:
+    """Every stored message matching `ids`, parsed by the official Mistral client's models."""
+    from mistralai.client.models import StreamEventSsePayload
+
+    parsed = []
+    for seq, body in await raw_messages(nats_url, **ids):
+        event = StreamEventSsePayload.model_validate({**body, "broker_sequence": seq})
+        kind = body["data"]["event_type"]
+        expected = _OFFICIAL_NAMES.get(kind, kind.title().replace("_", "") + "Response")
+        assert type(event.data).__name__ == expected, (kind, type(event.data).__name__)
+        parsed.append(event)
+    return parsed
 
 
 def types(events: Sequence[StreamEvent]) -> list[str]:

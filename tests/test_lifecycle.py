@@ -14,7 +14,7 @@ from mistral_workflows import MistralWorkflowsPlugin, StreamEvent, subscribe
 from mistral_workflows.core.publisher import Emitter
 from mistral_workflows.dev import free_port
 from tests import scenarios as s
-from tests.support import collect, plugged_client, rebuilt, running_worker, unique
+from tests.support import collect, official_models, plugged_client, rebuilt, running_worker, unique
 
 WORKFLOWS = [
     s.ParentOfFlaky,
@@ -47,7 +47,9 @@ async def scenario(
             workflow.__name__, args=list(args), id=wid, task_queue=task_queue
         )
         result = await handle.result()
-    return handle, result, await collect(nats_url, root_workflow_exec_id=wid)
+    events = await collect(nats_url, root_workflow_exec_id=wid)
+    assert len(await official_models(nats_url, root_exec_id=wid)) == len(events)
+    return handle, result, events
 
 
 def runs(events: list[StreamEvent]) -> dict[tuple[str, str], list[str]]:
