@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from pathlib import Path
 
@@ -82,3 +83,30 @@ def test_activity_decorator_forms():
 
     names = [_Definition.must_from_callable(f).name for f in (bare, called, named)]
     assert names == ["bare", "called", "Readable name"]
+
+
+async def test_research_tree_followed_by_its_root(temporal_address, nats_url, task_queue):
+    """The research example's whole tree is followed by the root id until the root ends."""
+    from examples import research
+    from tests.support import plugged_client, rebuilt, running_worker, unique
+
+    client = await plugged_client(temporal_address, nats_url)
+    root = unique("research")
+    follower = asyncio.create_task(research.follow_tree(nats_url, root))
+    async with running_worker(
+        client,
+        task_queue,
+        [research.ResearchWorkflow, research.StepWorkflow],
+        [research.run_step],
+    ):
+        result = await client.execute_workflow(
+            research.ResearchWorkflow.run, "tides", id=root, task_queue=task_queue
+        )
+    events = await asyncio.wait_for(follower, 20)
+    assert result == {"topic": "tides", "done": research.STEPS}
+    assert events[-1].data.event_type == "WORKFLOW_EXECUTION_COMPLETED"
+    assert {e.data.workflow_exec_id for e in events} == {root} | {
+        f"{root}-{step}" for step in research.STEPS
+    }
+    plan = next(t for t in rebuilt(events) if t.task_type == "plan")
+    assert plan.state == result
