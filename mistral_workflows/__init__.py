@@ -12,7 +12,7 @@ async def chat_activity(messages: list) -> dict:
 """
 
 from mistral_workflows._activity import activity
-from mistral_workflows.consumer import TaskState, TaskStates, subscribe
+from mistral_workflows.consumer import Gap, TaskState, TaskStates, subscribe, subscribe_sync
 from mistral_workflows.core.errors import (
     BrokerConnectionError,
     ConfigurationError,
@@ -30,6 +30,7 @@ from mistral_workflows.worker import MistralWorkflowsPlugin
 __all__ = [
     "BrokerConnectionError",
     "ConfigurationError",
+    "Gap",
     "InvalidStateError",
     "MistralWorkflowsError",
     "MistralWorkflowsPlugin",
@@ -43,6 +44,7 @@ __all__ = [
     "TaskStates",
     "activity",
     "subscribe",
+    "subscribe_sync",
 ]
 
 __version__ = "0.1.0"

@@ -52,6 +52,7 @@ def test_public_names():
     assert sorted(workflows.__all__) == [
         "BrokerConnectionError",
         "ConfigurationError",
+        "Gap",
         "InvalidStateError",
         "MistralWorkflowsError",
         "MistralWorkflowsPlugin",
@@ -65,6 +66,7 @@ def test_public_names():
         "TaskStates",
         "activity",
         "subscribe",
+        "subscribe_sync",
     ]
 
 

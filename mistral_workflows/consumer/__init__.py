@@ -1,6 +1,6 @@
 """The read side: subscribe to events and rebuild task state. Never imports the worker."""
 
 from mistral_workflows.consumer._reducer import TaskState, TaskStates
-from mistral_workflows.consumer._subscribe import subscribe
+from mistral_workflows.consumer._subscribe import Gap, subscribe, subscribe_sync
 
-__all__ = ["TaskState", "TaskStates", "subscribe"]
+__all__ = ["Gap", "TaskState", "TaskStates", "subscribe", "subscribe_sync"]

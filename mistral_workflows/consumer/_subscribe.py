@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
 
+import nats.js.errors
 import orjson
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
@@ -21,11 +25,29 @@ from mistral_workflows.core.events import (
     StreamEvent,
 )
 
-__all__ = ["subscribe"]
+__all__ = ["Gap", "subscribe", "subscribe_sync"]
 
 log = logging.getLogger("mistral_workflows")
 
 _ENDS_FOR_GOOD = TERMINAL_WORKFLOW_EVENT_TYPES - {"WORKFLOW_EXECUTION_CONTINUED_AS_NEW"}
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """Events before `first_available` were requested but the stream no longer has them."""
+
+    requested: int
+    first_available: int
+
+    def __str__(self) -> str:
+        return (
+            f"events {self.requested}..{self.first_available - 1} are no longer in the stream "
+            f"(expired or deleted); reading from {self.first_available}"
+        )
+
+
+def _log_gap(gap: Gap) -> None:
+    log.warning("mistral_workflows: %s", gap)
 
 
 async def subscribe(
@@ -41,9 +63,10 @@ async def subscribe(
     start_seq: int | None = None,
     until_complete: bool = False,
     idle_timeout: float | None = None,
+    on_gap: Callable[[Gap], None] = _log_gap,
     stream_name: str = "WORKFLOW_EVENTS",
     subject_prefix: str = subjects.DEFAULT_PREFIX,
-) -> AsyncIterator[StreamEvent]:
+) -> AsyncGenerator[StreamEvent, None]:
     """Yield the events that match every given filter, oldest first.
 
     Filters on ids, names and the stream type are applied by the NATS server (they are
@@ -63,6 +86,8 @@ async def subscribe(
         start_seq: The first broker sequence to deliver (inclusive); default: the oldest.
         until_complete: Stop after the workflow (`workflow_exec_id`, else the root) ends.
         idle_timeout: Stop after this many seconds without a matching event.
+        on_gap: Called when `start_seq` is older than the oldest event the stream still
+            holds (default: log a warning); reading then starts at the oldest one.
         stream_name: The JetStream stream.
         subject_prefix: The subject prefix the workers use.
 
@@ -94,6 +119,8 @@ async def subscribe(
         # The end of the workflow is a lifecycle event: read those too, then drop them.
         filters.append(subjects.filter_subject(prefix, stream=subjects.LIFECYCLE_STREAM, **ids))
     async with _connection(nats) as nc:
+        if start_seq is not None:
+            await _check_gap(nc, stream_name, start_seq, on_gap)
         reader = Reader(nc, stream_name, filters, start_seq)
         await reader.open()
         try:
@@ -107,6 +134,44 @@ async def subscribe(
                     return
         finally:
             await reader.close()
+
+
+async def _check_gap(
+    nc: NATS, stream_name: str, start_seq: int, on_gap: Callable[[Gap], None]
+) -> None:
+    try:
+        state = (await nc.jetstream().stream_info(stream_name)).state
+    except nats.js.errors.NotFoundError:
+        return  # No stream yet: nothing was lost; the reader waits for it.
+    if state.messages and start_seq < state.first_seq:
+        on_gap(Gap(start_seq, state.first_seq))
+
+
+def subscribe_sync(nats: str, **filters: Any) -> Iterator[StreamEvent]:
+    """`subscribe` for scripts without asyncio: a plain iterator over the same events.
+
+    Takes the same keyword arguments as `subscribe`; `nats` must be a URL here.
+
+    Raises:
+        RuntimeError: called from inside a running event loop (use `subscribe` there).
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        raise RuntimeError("subscribe_sync cannot run inside an event loop; use subscribe")
+    loop = asyncio.new_event_loop()
+    events = subscribe(nats, **filters)
+    try:
+        while True:
+            try:
+                yield loop.run_until_complete(anext(events))
+            except StopAsyncIteration:
+                return
+    finally:
+        loop.run_until_complete(events.aclose())
+        loop.close()
 
 
 def _event_types(event_types: Iterable[str] | None) -> frozenset[str] | None:

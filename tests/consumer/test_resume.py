@@ -7,7 +7,7 @@ import asyncio
 import nats
 import orjson
 
-from mistral_workflows import StreamEvent, subscribe
+from mistral_workflows import Gap, StreamEvent, subscribe, subscribe_sync
 from mistral_workflows.dev import NatsServer
 from mistral_workflows.worker import StreamSettings, provision
 from tests.consumer.test_subscribe import lifecycle_event, lifecycle_subject
@@ -38,16 +38,18 @@ async def test_subscriber_survives_a_nats_restart(tmp_path):
     with NatsServer(store_dir=tmp_path) as server:
         await publish(server.url, wid, 0, 20)
         seen: list[StreamEvent] = []
+        caught_up = asyncio.Event()
 
         async def follow() -> None:
             async for event in subscribe(server.url, workflow_exec_id=wid):
                 seen.append(event)
+                if len(seen) == 20:
+                    caught_up.set()
                 if len(seen) == 50:
                     return
 
         follower = asyncio.create_task(follow())
-        while len(seen) < 20:
-            await asyncio.sleep(0.05)
+        await asyncio.wait_for(caught_up.wait(), 10)
         server.kill()
         server.restart()
         await publish(server.url, wid, 20, 30)
@@ -77,3 +79,31 @@ async def test_restarted_consumer_resumes_without_loss_or_repeat(nats_url):
         )
     ]
     assert ids(first + rest) == [f"event-{i}" for i in range(50)]
+
+
+async def test_gap_notice_after_purge(tmp_path):
+    """After old events are purged, resuming from before them is reported, not skipped silently."""
+    wid = unique("purged")
+    with NatsServer(store_dir=tmp_path) as server:
+        await publish(server.url, wid, 0, 10)
+        nc = await nats.connect(server.url)
+        await nc.jetstream().purge_stream("WORKFLOW_EVENTS", keep=4)
+        await nc.close()
+        gaps: list[Gap] = []
+        events = [
+            e
+            async for e in subscribe(
+                server.url, workflow_exec_id=wid, start_seq=1, idle_timeout=0.5, on_gap=gaps.append
+            )
+        ]
+    assert gaps == [Gap(1, 7)]
+    assert ids(events) == [f"event-{i}" for i in range(6, 10)]
+    assert "no longer in the stream" in str(gaps[0])
+
+
+def test_sync_iterator_for_scripts(nats_url):
+    """subscribe_sync gives the same events without asyncio."""
+    wid = unique("sync")
+    asyncio.run(publish(nats_url, wid, 0, 5))
+    events = list(subscribe_sync(nats_url, workflow_exec_id=wid, idle_timeout=0.5))
+    assert ids(events) == [f"event-{i}" for i in range(5)]
