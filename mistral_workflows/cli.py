@@ -1,4 +1,5 @@
-"""The `mistral-workflows` command: `dev` starts local servers, `events` prints events."""
+"""The `mistral-workflows` command: `dev` starts local servers, `events` prints the events
+of an execution, a tree or a stream type, `tail` shows everything happening now."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import asyncio
 import sys
 from collections.abc import Sequence
 
-from mistral_workflows.consumer import subscribe
+from mistral_workflows.consumer import Gap, subscribe
+from mistral_workflows.consumer._view import HumanView
 from mistral_workflows.core.errors import MistralWorkflowsError
 
 __all__ = ["main"]
@@ -25,44 +27,74 @@ def _parser() -> argparse.ArgumentParser:
     dev.add_argument("--data-dir", help="keep the servers' data here (default: temporary)")
     dev.add_argument("--nats-port", type=int, help="NATS port (default: a free one)")
     dev.add_argument("--temporal-port", type=int, help="Temporal port (default: a free one)")
-    events = commands.add_parser("events", help="print events as JSON lines")
-    events.add_argument("--nats", default="nats://127.0.0.1:4222", help="NATS URL")
+    events = commands.add_parser("events", help="print the events of an execution, tree or type")
+    _reading_options(events, default_format="json")
     events.add_argument("--exec", dest="workflow_exec_id", help="workflow execution id")
     events.add_argument("--root", dest="root_workflow_exec_id", help="root execution id")
     events.add_argument("--parent", dest="parent_workflow_exec_id", help="parent execution id")
-    events.add_argument("--workflow-name", help="workflow type name")
-    events.add_argument("--namespace", help="Temporal namespace")
-    events.add_argument("--stream", help="stream type, e.g. token-stream")
-    events.add_argument(
-        "--type", dest="event_types", action="append", help="event type (repeatable)"
-    )
     events.add_argument("--from-seq", dest="start_seq", type=int, help="first broker sequence")
     events.add_argument("--follow", action="store_true", help="keep waiting for new events")
     events.add_argument("--until-complete", action="store_true", help="stop when the workflow ends")
-    events.add_argument("--stream-name", default="WORKFLOW_EVENTS", help="JetStream stream")
-    events.add_argument("--subject-prefix", default="workflows", help="subject prefix")
+    tail = commands.add_parser("tail", help="everything happening now, across workflows")
+    _reading_options(tail, default_format="human")
     return parser
 
 
+def _reading_options(parser: argparse.ArgumentParser, default_format: str) -> None:
+    parser.add_argument("--nats", default="nats://127.0.0.1:4222", help="NATS URL")
+    parser.add_argument("--workflow-name", help="workflow type name")
+    parser.add_argument("--namespace", help="Temporal namespace")
+    parser.add_argument("--stream", help="stream type, e.g. token-stream")
+    parser.add_argument(
+        "--type", dest="event_types", action="append", help="event type (repeatable)"
+    )
+    parser.add_argument(
+        "--format",
+        choices=["json", "human"],
+        default=default_format,
+        help="JSON lines (one envelope per line) or a live human view",
+    )
+    parser.add_argument("--stream-name", default="WORKFLOW_EVENTS", help="JetStream stream")
+    parser.add_argument("--subject-prefix", default="workflows", help="subject prefix")
+
+
+def _gap_notice(gap: Gap) -> None:
+    print(f"mistral-workflows: notice: {gap}", file=sys.stderr, flush=True)
+
+
 async def _print_events(args: argparse.Namespace) -> None:
-    idle = None if args.follow or args.until_complete else _CATCH_UP_IDLE
+    tailing = args.command == "tail"
+    follow = tailing or args.follow or args.until_complete
+    filters = (
+        {}
+        if tailing
+        else {
+            "workflow_exec_id": args.workflow_exec_id,
+            "root_workflow_exec_id": args.root_workflow_exec_id,
+            "parent_workflow_exec_id": args.parent_workflow_exec_id,
+            "start_seq": args.start_seq,
+            "until_complete": args.until_complete,
+        }
+    )
+    view = HumanView(sys.stdout) if args.format == "human" else None
     async for event in subscribe(
         args.nats,
-        workflow_exec_id=args.workflow_exec_id,
-        root_workflow_exec_id=args.root_workflow_exec_id,
-        parent_workflow_exec_id=args.parent_workflow_exec_id,
         workflow_name=args.workflow_name,
         namespace=args.namespace,
         stream=args.stream,
         event_types=args.event_types,
-        start_seq=args.start_seq,
-        until_complete=args.until_complete,
-        idle_timeout=idle,
+        from_now=tailing,
+        idle_timeout=None if follow else _CATCH_UP_IDLE,
+        on_gap=_gap_notice,
         stream_name=args.stream_name,
         subject_prefix=args.subject_prefix,
+        **filters,
     ):
-        sys.stdout.write(event.model_dump_json() + "\n")
-        sys.stdout.flush()
+        if view is not None:
+            view.show(event)
+        else:
+            sys.stdout.write(event.model_dump_json() + "\n")
+            sys.stdout.flush()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

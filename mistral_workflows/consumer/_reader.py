@@ -44,11 +44,13 @@ class Reader:
         filters: Sequence[str],
         start_seq: int | None = None,
         batch: int = 256,
+        new_only: bool = False,
     ) -> None:
         self._nc = nc
         self._stream = stream
         self._filters = list(filters)
         self._next_seq = start_seq
+        self._new_only = new_only
         self._batch = batch
         self._sub: Subscription | None = None
         self._consumer = ""
@@ -147,7 +149,7 @@ class Reader:
             inactive_threshold=_INACTIVE_THRESHOLD,
             mem_storage=True,
             num_replicas=1,
-            deliver_policy=DeliverPolicy.ALL if seq is None else DeliverPolicy.BY_START_SEQUENCE,
+            deliver_policy=self._policy(),
             opt_start_seq=seq,
             filter_subject=filters[0] if len(filters) == 1 else None,
             filter_subjects=filters if len(filters) > 1 else None,
@@ -162,6 +164,12 @@ class Reader:
         self._outstanding = 0
         self._last_seen = time.monotonic()
         await self._pull(self._batch)
+
+    def _policy(self) -> DeliverPolicy:
+        # Once something was delivered, a new consumer always resumes after it.
+        if self._next_seq is not None:
+            return DeliverPolicy.BY_START_SEQUENCE
+        return DeliverPolicy.NEW if self._new_only else DeliverPolicy.ALL
 
     async def _pull(self, n: int) -> None:
         assert self._sub is not None

@@ -61,6 +61,7 @@ async def subscribe(
     stream: str | None = None,
     event_types: Iterable[str] | None = None,
     start_seq: int | None = None,
+    from_now: bool = False,
     until_complete: bool = False,
     idle_timeout: float | None = None,
     on_gap: Callable[[Gap], None] = _log_gap,
@@ -84,6 +85,7 @@ async def subscribe(
         stream: Only events of this stream type (a `Task` type).
         event_types: Only events of these types, e.g. {"CUSTOM_TASK_IN_PROGRESS"}.
         start_seq: The first broker sequence to deliver (inclusive); default: the oldest.
+        from_now: Skip what is stored and deliver only events published from now on.
         until_complete: Stop after the workflow (`workflow_exec_id`, else the root) ends.
         idle_timeout: Stop after this many seconds without a matching event.
         on_gap: Called when `start_seq` is older than the oldest event the stream still
@@ -102,6 +104,8 @@ async def subscribe(
             "until_complete needs workflow_exec_id or root_workflow_exec_id: it stops when "
             "that workflow ends"
         )
+    if from_now and start_seq is not None:
+        raise ConfigurationError("give either start_seq or from_now, not both")
     if start_seq is not None and (not isinstance(start_seq, int) or start_seq < 1):
         raise ConfigurationError(f"start_seq must be an integer >= 1, not {start_seq!r}")
     prefix = subjects.validate_prefix(subject_prefix)
@@ -121,7 +125,7 @@ async def subscribe(
     async with _connection(nats) as nc:
         if start_seq is not None:
             await _check_gap(nc, stream_name, start_seq, on_gap)
-        reader = Reader(nc, stream_name, filters, start_seq)
+        reader = Reader(nc, stream_name, filters, start_seq, new_only=from_now)
         await reader.open()
         try:
             while (msg := await reader.next(idle_timeout)) is not None:

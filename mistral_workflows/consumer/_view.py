@@ -1,0 +1,117 @@
+"""The human view of a stream: token text as it arrives, progress bars, one-line status."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, TextIO
+
+import orjson
+
+from mistral_workflows.consumer._reducer import TaskState, TaskStates
+from mistral_workflows.core.events import StreamEvent
+
+__all__ = ["HumanView"]
+
+_BAR = 20
+
+
+class HumanView:
+    """Writes a readable, line-oriented account of events to `out`.
+
+    Text-like tasks (a `text` string or a `tokens` list in their state) are shown as the
+    text itself, continued in place while the same task keeps streaming; progress-like
+    tasks (`progress_idx` and `progress_total`) as a bar; everything else as one line.
+    """
+
+    def __init__(self, out: TextIO) -> None:
+        self._out = out
+        self._states = TaskStates()
+        self._shown: dict[str, int] = {}
+        self._streaming: str | None = None
+
+    def show(self, event: StreamEvent) -> None:
+        """Render one event."""
+        task = self._states.apply(event)
+        if task is None:
+            if not event.data.event_type.startswith("CUSTOM_TASK_"):
+                self._line(event, _lifecycle(event))
+            return
+        text = _text(task.state)
+        if text is not None and task.status == "running":
+            self._stream_text(event, task, text)
+        elif (bar := _bar(task.state)) is not None and task.status == "running":
+            self._line(event, f"{task.task_type} {bar}")
+        else:
+            self._line(event, _status(task, event))
+
+    def _stream_text(self, event: StreamEvent, task: TaskState, text: str) -> None:
+        shown = self._shown.get(task.task_id, 0)
+        if self._streaming != task.task_id:
+            self._line(event, f"{task.task_type}: ", end="")
+            self._out.write(text[:shown])
+            self._streaming = task.task_id
+        self._out.write(text[shown:])
+        self._out.flush()
+        self._shown[task.task_id] = len(text)
+
+    def _line(self, event: StreamEvent, message: str, end: str = "\n") -> None:
+        if self._streaming is not None:
+            self._out.write("\n")
+            self._streaming = None
+        ns = event.data.event_timestamp
+        clock = time.strftime("%H:%M:%S", time.gmtime(ns // 1_000_000_000))
+        millis = (ns // 1_000_000) % 1000
+        where = _short(event.data.workflow_exec_id)
+        self._out.write(f"{clock}.{millis:03d} #{event.broker_sequence} {where} {message}{end}")
+        self._out.flush()
+
+
+def _short(exec_id: str) -> str:
+    return exec_id if len(exec_id) <= 24 else exec_id[:21] + "..."
+
+
+def _text(state: Any) -> str | None:
+    if not isinstance(state, dict):
+        return None
+    if isinstance(state.get("text"), str):
+        return str(state["text"])
+    tokens = state.get("tokens")
+    if isinstance(tokens, list) and all(isinstance(t, str) for t in tokens):
+        return "".join(tokens)
+    return None
+
+
+def _bar(state: Any) -> str | None:
+    if not isinstance(state, dict):
+        return None
+    done, total = state.get("progress_idx"), state.get("progress_total")
+    if not isinstance(done, int) or not isinstance(total, int) or total <= 0:
+        return None
+    filled = _BAR * min(done, total) // total
+    return f"[{'#' * filled}{'.' * (_BAR - filled)}] {done}/{total}"
+
+
+def _status(task: TaskState, event: StreamEvent) -> str:
+    kind = event.data.event_type.removeprefix("CUSTOM_TASK_").lower()
+    if task.failure:
+        return f"{task.task_type} {kind}: {task.failure}"
+    if kind == "in_progress":
+        shown = orjson.dumps(task.state).decode()
+        return f"{task.task_type} = {shown if len(shown) <= 120 else shown[:117] + '...'}"
+    return f"{task.task_type} {kind}"
+
+
+def _lifecycle(event: StreamEvent) -> str:
+    data = event.data
+    attrs = data.attributes
+    kind = data.event_type
+    if kind.startswith("ACTIVITY_TASK_"):
+        name = getattr(attrs, "activity_name", "")
+        attempt = event.activity_context.attempt if event.activity_context else 1
+        detail = (
+            f"activity {name!r} attempt {attempt} {kind.removeprefix('ACTIVITY_TASK_').lower()}"
+        )
+    else:
+        detail = f"workflow {data.workflow_name} {kind.removeprefix('WORKFLOW_').lower()}"
+    failure = getattr(attrs, "failure", None)
+    return f"{detail}: {failure.message}" if failure is not None else detail
