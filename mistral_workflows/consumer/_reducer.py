@@ -68,6 +68,8 @@ class TaskStates:
             self._tasks[task.task_id] = task
         elif attempt < task.attempt:
             return None
+        if event.metadata.get("snapshot"):
+            return task if _seed(task, data) else None
         return task if _feed(task, data, event.broker_sequence) else None
 
     def __getitem__(self, task_id: str) -> TaskState:
@@ -92,6 +94,24 @@ _CUSTOM_TASK_EVENTS = (
     CustomTaskCanceledEvent,
     CustomTaskTimedOutEvent,
 )
+
+
+def _seed(task: TaskState, data: CustomTaskEvent) -> bool:
+    """Take a snapshot as the task's state, unless the task is already further along."""
+    seq = data.attributes.task_sequence
+    if seq is None or seq <= task.sequence:
+        return False
+    if isinstance(data, CustomTaskInProgressEvent):
+        data = CustomTaskStartedEvent.model_validate(
+            {**data.model_dump(), "event_type": "CUSTOM_TASK_STARTED"}
+        )
+    _change(task, data)
+    task.sequence = seq
+    task._early = {k: v for k, v in task._early.items() if k > seq}
+    while (early := task._early.pop(task.sequence + 1, None)) is not None:
+        _change(task, early)
+        task.sequence += 1
+    return True
 
 
 def _feed(task: TaskState, data: CustomTaskEvent, broker_sequence: int | None) -> bool:

@@ -16,6 +16,7 @@ from nats.aio.msg import Msg
 from pydantic import ValidationError
 
 from mistral_workflows.consumer._reader import Reader
+from mistral_workflows.consumer._snapshots import Snapshots, read_snapshots
 from mistral_workflows.core import subjects
 from mistral_workflows.core.connection import connect
 from mistral_workflows.core.errors import ConfigurationError
@@ -62,6 +63,7 @@ async def subscribe(
     event_types: Iterable[str] | None = None,
     start_seq: int | None = None,
     from_now: bool = False,
+    late_join: bool = False,
     until_complete: bool = False,
     idle_timeout: float | None = None,
     on_gap: Callable[[Gap], None] = _log_gap,
@@ -86,6 +88,9 @@ async def subscribe(
         event_types: Only events of these types, e.g. {"CUSTOM_TASK_IN_PROGRESS"}.
         start_seq: The first broker sequence to deliver (inclusive); default: the oldest.
         from_now: Skip what is stored and deliver only events published from now on.
+        late_join: Start with the latest snapshot of each matching task (marked with
+            `metadata["snapshot"]`, without a broker sequence), then only newer events:
+            for consumers that join after tasks began, or after old events expired.
         until_complete: Stop after the workflow (`workflow_exec_id`, else the root) ends.
         idle_timeout: Stop after this many seconds without a matching event.
         on_gap: Called when `start_seq` is older than the oldest event the stream still
@@ -104,8 +109,8 @@ async def subscribe(
             "until_complete needs workflow_exec_id or root_workflow_exec_id: it stops when "
             "that workflow ends"
         )
-    if from_now and start_seq is not None:
-        raise ConfigurationError("give either start_seq or from_now, not both")
+    if sum((from_now, late_join, start_seq is not None)) > 1:
+        raise ConfigurationError("give at most one of start_seq, from_now and late_join")
     if start_seq is not None and (not isinstance(start_seq, int) or start_seq < 1):
         raise ConfigurationError(f"start_seq must be an integer >= 1, not {start_seq!r}")
     prefix = subjects.validate_prefix(subject_prefix)
@@ -123,6 +128,13 @@ async def subscribe(
         # The end of the workflow is a lifecycle event: read those too, then drop them.
         filters.append(subjects.filter_subject(prefix, stream=subjects.LIFECYCLE_STREAM, **ids))
     async with _connection(nats) as nc:
+        snapshots = Snapshots([])
+        if late_join:
+            snapshots = await read_snapshots(nc, stream_name, prefix, {"stream": stream, **ids})
+            for snapshot in snapshots.events:
+                if _matches(snapshot, wanted, stream):
+                    yield snapshot
+            start_seq = snapshots.resume_seq(default=await _next_seq(nc, stream_name))
         if start_seq is not None:
             await _check_gap(nc, stream_name, start_seq, on_gap)
         reader = Reader(nc, stream_name, filters, start_seq, new_only=from_now)
@@ -130,7 +142,7 @@ async def subscribe(
         try:
             while (msg := await reader.next(idle_timeout)) is not None:
                 event = _decode(msg)
-                if event is None:
+                if event is None or snapshots.covers(event):
                     continue
                 if _matches(event, wanted, stream):
                     yield event
@@ -149,6 +161,13 @@ async def _check_gap(
         return  # No stream yet: nothing was lost; the reader waits for it.
     if state.messages and start_seq < state.first_seq:
         on_gap(Gap(start_seq, state.first_seq))
+
+
+async def _next_seq(nc: NATS, stream_name: str) -> int:
+    try:
+        return int((await nc.jetstream().stream_info(stream_name)).state.last_seq) + 1
+    except nats.js.errors.NotFoundError:
+        return 1
 
 
 def subscribe_sync(nats: str, **filters: Any) -> Iterator[StreamEvent]:

@@ -7,6 +7,7 @@ through a ContextVar.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -117,8 +118,24 @@ class EventSink(Protocol):
         """Serialise and size-check one event."""
         ...
 
-    async def send(self, subject: str, payload: bytes, headers: dict[str, str]) -> None:
-        """Send one encoded event."""
+    def snapshot_subject(self, stream: str, task_id: str) -> str:
+        """The subject of a task's snapshots."""
+        ...
+
+    def encode_snapshot(
+        self, body: dict[str, Any], msg_id: str
+    ) -> tuple[bytes, dict[str, str]] | None:
+        """Encode a task snapshot; None when snapshots are not kept or it is too large."""
+        ...
+
+    async def send(
+        self,
+        subject: str,
+        payload: bytes,
+        headers: dict[str, str],
+        then: Callable[[int], tuple[str, bytes, dict[str, str]] | None] | None = None,
+    ) -> None:
+        """Send one encoded event; `then` builds a follow-up from its stream sequence."""
         ...
 
 

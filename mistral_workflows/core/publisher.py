@@ -13,6 +13,7 @@ import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -115,12 +116,17 @@ class Publisher:
         return Emitter(self, context, activity)
 
 
+FollowUp = Callable[[int], "tuple[str, bytes, dict[str, str]] | None"]
+"""Builds a message to send once an event is stored, from the event's stream sequence."""
+
+
 @dataclass(slots=True)
 class _Pending:
     subject: str
     payload: bytes
     headers: dict[str, str]
     future: asyncio.Future[PubAck] | None
+    then: FollowUp | None = None
 
 
 class Emitter:
@@ -170,13 +176,36 @@ class Emitter:
         """Serialise an event and check its size (see `encode_event`)."""
         return encode_event(body, msg_id, self.publisher.stream_name, self.limit, what)
 
-    async def send(self, subject: str, payload: bytes, headers: dict[str, str]) -> None:
-        """Send one encoded event without waiting for its acknowledgement."""
-        entry = _Pending(subject, payload, headers, None)
+    def snapshot_subject(self, stream: str, task_id: str) -> str:
+        """The subject of a task's snapshots."""
+        return subjects.snapshot_subject(self.publisher.prefix, self.subject(stream), task_id)
+
+    def encode_snapshot(
+        self, body: dict[str, Any], msg_id: str
+    ) -> tuple[bytes, dict[str, str]] | None:
+        """Encode a snapshot for the snapshot stream; None if it is over the limit."""
+        stream = subjects.snapshot_stream(self.publisher.stream_name)
+        try:
+            return encode_event(body, msg_id, stream, self.limit, "snapshot")
+        except PayloadTooLargeError:
+            return None  # The task's events still carry everything; only the shortcut is lost.
+
+    async def send(
+        self,
+        subject: str,
+        payload: bytes,
+        headers: dict[str, str],
+        then: FollowUp | None = None,
+    ) -> None:
+        """Send one encoded event without waiting for its acknowledgement.
+
+        `then` builds a message (a task snapshot) to send once this one is stored.
+        """
+        entry = _Pending(subject, payload, headers, None, then)
         self._pending.append(entry)
         self.sent += 1
         await self._send(entry)
-        self._forget_acknowledged()
+        await self._release_acknowledged()
 
     async def flush(self) -> None:
         """Wait until JetStream has stored every event sent so far, re-sending as needed.
@@ -203,7 +232,7 @@ class Emitter:
             except (TimeoutError, nats.errors.Error) as e:
                 last_error = e
             else:
-                self._pending.popleft()
+                await self._follow_up(self._pending.popleft())
                 continue
             await self._resend_all()
 
@@ -249,7 +278,7 @@ class Emitter:
                 future.cancel()
             await self._send(entry)
 
-    def _forget_acknowledged(self) -> None:
+    async def _release_acknowledged(self) -> None:
         pending = self._pending
         while pending:
             future = pending[0].future
@@ -257,7 +286,16 @@ class Emitter:
                 return
             if future.exception() is not None:
                 return
-            pending.popleft()
+            await self._follow_up(pending.popleft())
+
+    async def _follow_up(self, entry: _Pending) -> None:
+        if entry.then is None or entry.future is None:
+            return
+        message = entry.then(entry.future.result().seq)
+        if message is not None:
+            entry = _Pending(*message, None)
+            self._pending.append(entry)
+            await self._send(entry)
 
     def _where(self) -> str:
         return f"stream {self.publisher.stream_name!r} at {self.publisher.url}"

@@ -26,6 +26,9 @@ __all__ = [
     "NO_PARENT",
     "event_subject",
     "filter_subject",
+    "snapshot_prefix",
+    "snapshot_stream",
+    "snapshot_subject",
     "stream_subjects",
     "subject_matches",
     "token",
@@ -156,6 +159,22 @@ def stream_subjects(prefix: str) -> str:
         ``"<prefix>.>"``.
     """
     return f"{prefix}.>"
+
+
+def snapshot_prefix(prefix: str) -> str:
+    """The subject prefix of task snapshots (a sibling of `prefix`, never inside it)."""
+    return f"{prefix}_state"
+
+
+def snapshot_stream(stream_name: str) -> str:
+    """The name of the stream that keeps the latest snapshot of each task."""
+    return f"{stream_name}_STATE"
+
+
+def snapshot_subject(prefix: str, event_subject: str, task_id: str) -> str:
+    """The subject of a task's snapshots: its event subject under the snapshot prefix, plus
+    the task id, so that the stream can keep one (the latest) per task and attempt."""
+    return f"{snapshot_prefix(prefix)}{event_subject[len(prefix) :]}.{token(task_id)}"
 
 
 def event_subject(

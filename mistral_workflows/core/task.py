@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
@@ -35,6 +35,10 @@ from mistral_workflows.core.subjects import validate_stream_type
 __all__ = ["Task"]
 
 log = logging.getLogger("mistral_workflows")
+
+FollowUp = Callable[[int], "tuple[str, bytes, dict[str, str]] | None"]
+_SNAPSHOT_MIN_BYTES = 16 * 1024
+_SNAPSHOT_MAX_AGE_NS = 1_000_000_000
 
 S = TypeVar("S")
 
@@ -68,6 +72,9 @@ class Task(Generic[S]):
         self._subject = self._scope.emitter.subject(self.type)
         self._entered = False
         self._finished = False
+        self._unsnapshotted = 0
+        self._snapshot_bytes = 0
+        self._snapshot_ns = 0
 
     @property
     def state(self) -> S:
@@ -193,8 +200,45 @@ class Task(Generic[S]):
         payload, headers = emitter.encode(body, event_id, f"{event_type} of task {self.type!r}")
         if ops is not None:
             self._apply_within_limit(ops, len(payload))
-        await emitter.send(self._subject, payload, headers)
+        then = self._snapshot(body) if self._wants_snapshot(event_type, len(payload)) else None
+        await emitter.send(self._subject, payload, headers, then)
         self._seq += 1
+
+    def _wants_snapshot(self, event_type: str, size: int) -> bool:
+        """Snapshot at the start, at the end, and when the patches since the last snapshot
+        outweigh the state (or a second has passed): the snapshots then cost no more than
+        the patches themselves, whatever the state's size."""
+        now = self._scope.emitter.now_ns()
+        if event_type == "CUSTOM_TASK_IN_PROGRESS":
+            self._unsnapshotted += size
+            due = self._unsnapshotted >= max(self._snapshot_bytes, _SNAPSHOT_MIN_BYTES)
+            if not due and now - self._snapshot_ns < _SNAPSHOT_MAX_AGE_NS:
+                return False
+        self._unsnapshotted, self._snapshot_ns = 0, now
+        return True
+
+    def _snapshot(self, body: dict[str, Any]) -> FollowUp:
+        """A copy of the task's state as of this event, for consumers that join late.
+
+        It is sent once the event is stored, naming the sequence to resume reading from.
+        """
+        emitter = self._scope.emitter
+        data = body["data"]
+        attributes = dict(data["attributes"])
+        if "payload" in attributes or data["event_type"] == "CUSTOM_TASK_IN_PROGRESS":
+            state = orjson.dumps(self._shadow)
+            self._snapshot_bytes = len(state)
+            attributes["payload"] = {"type": "json", "value": orjson.Fragment(state)}
+        msg_id = f"{data['event_id']}:snapshot"
+        snapshot = {**body, "data": {**data, "event_id": msg_id, "attributes": attributes}}
+        subject = emitter.snapshot_subject(self.type, self.id)
+
+        def build(seq: int) -> tuple[str, bytes, dict[str, str]] | None:
+            snapshot["metadata"] = {"snapshot": True, "resume_seq": seq + 1}
+            encoded = emitter.encode_snapshot(snapshot, msg_id)
+            return None if encoded is None else (subject, *encoded)
+
+        return build
 
     def _apply_within_limit(self, ops: list[Op], patch_bytes: int) -> None:
         """Apply `ops` to the shadow unless the state would outgrow one event.

@@ -111,7 +111,22 @@ class WorkflowEmitter:
     def encode(self, body: dict[str, Any], msg_id: str, what: str) -> tuple[bytes, dict[str, str]]:
         return encode_event(body, msg_id, self._settings.stream_name, self.limit, what)
 
-    async def send(self, subject: str, payload: bytes, headers: dict[str, str]) -> None:
+    def snapshot_subject(self, stream: str, task_id: str) -> str:
+        return subjects.snapshot_subject(self._settings.prefix, self.subject(stream), task_id)
+
+    def encode_snapshot(
+        self, body: dict[str, Any], msg_id: str
+    ) -> tuple[bytes, dict[str, str]] | None:
+        # Each snapshot would cost a local activity: workflow-level tasks rely on events.
+        return None
+
+    async def send(
+        self,
+        subject: str,
+        payload: bytes,
+        headers: dict[str, str],
+        then: Callable[[int], tuple[str, bytes, dict[str, str]] | None] | None = None,
+    ) -> None:
         try:
             await workflow.execute_local_activity(
                 PUBLISH_ACTIVITY,

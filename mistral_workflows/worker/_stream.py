@@ -10,7 +10,7 @@ from nats.js.api import StorageType, StreamConfig
 from nats.js.client import JetStreamContext
 
 from mistral_workflows.core.errors import ConfigurationError, StreamMismatchError
-from mistral_workflows.core.subjects import stream_subjects
+from mistral_workflows.core.subjects import snapshot_prefix, snapshot_stream, stream_subjects
 
 __all__ = ["StreamSettings", "provision"]
 
@@ -53,6 +53,19 @@ class StreamSettings:
                 f"max_event_bytes must be at least 1024, not {self.max_event_bytes}"
             )
 
+    def snapshot_config(self) -> StreamConfig:
+        """The stream that keeps the latest snapshot of each task, for late joiners."""
+        return StreamConfig(
+            name=snapshot_stream(self.name),
+            subjects=[stream_subjects(snapshot_prefix(self.prefix))],
+            storage=StorageType.FILE,
+            max_age=self.max_age.total_seconds(),
+            max_msg_size=self.max_event_bytes,
+            max_msgs_per_subject=1,
+            duplicate_window=self.duplicate_window.total_seconds(),
+            num_replicas=self.replicas,
+        )
+
     def config(self) -> StreamConfig:
         """The stream configuration we create."""
         return StreamConfig(
@@ -67,25 +80,30 @@ class StreamSettings:
 
 
 async def provision(js: JetStreamContext, settings: StreamSettings) -> None:
-    """Create the stream, or check that the existing one matches `settings`.
+    """Create the event stream and the snapshot stream, or check the existing ones.
 
     Raises:
-        StreamMismatchError: the stream exists with other settings (it is left unchanged).
+        StreamMismatchError: a stream exists with other settings (it is left unchanged).
     """
-    wanted = settings.config()
+    await _provision_one(js, settings.config())
+    await _provision_one(js, settings.snapshot_config())
+
+
+async def _provision_one(js: JetStreamContext, wanted: StreamConfig) -> None:
+    name = str(wanted.name)
     try:
-        existing = (await js.stream_info(settings.name)).config
+        existing = (await js.stream_info(name)).config
     except nats.js.errors.NotFoundError:
         try:
             await js.add_stream(wanted)
             return
         except nats.js.errors.BadRequestError:
             # Another worker created it first; check what it created.
-            existing = (await js.stream_info(settings.name)).config
+            existing = (await js.stream_info(name)).config
     problems = _differences(existing, wanted)
     if problems:
         raise StreamMismatchError(
-            f"JetStream stream {settings.name!r} already exists with other settings: "
+            f"JetStream stream {name!r} already exists with other settings: "
             + "; ".join(problems)
             + ". It was left unchanged: pass matching settings to the plugin, or update "
             "or delete the stream yourself (nats stream edit/rm) if that is really meant."
@@ -100,5 +118,6 @@ def _differences(existing: StreamConfig, wanted: StreamConfig) -> list[str]:
         ("max_msg_size", existing.max_msg_size, wanted.max_msg_size),
         ("duplicate_window", existing.duplicate_window, wanted.duplicate_window),
         ("replicas", existing.num_replicas, wanted.num_replicas),
+        ("max_msgs_per_subject", existing.max_msgs_per_subject, wanted.max_msgs_per_subject),
     ]
     return [f"{name} is {have!r}, wanted {want!r}" for name, have, want in checks if have != want]
