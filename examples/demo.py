@@ -9,54 +9,20 @@ only reads the stream; it never talks to the activity.
 from __future__ import annotations
 
 import asyncio
-import sys
 import uuid
 
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from examples.follow_progress import show_progress
+from examples.follow_tokens import show_tokens
 from examples.progress import ProgressWorkflow, streaming_tokens_with_progress_activity
 from examples.token_stream import ChatWorkflow, chat_activity
-from mistral_workflows import MistralWorkflowsPlugin, TaskStates, subscribe
+from mistral_workflows import MistralWorkflowsPlugin
 from mistral_workflows.dev import EmbeddedServers
 
 TASK_QUEUE = "demo"
 TEXT = "Stream every step of a long job to a live progress bar"
-BAR_WIDTH = 30
-
-
-async def show_tokens(nats_url: str, workflow_id: str) -> str:
-    """Print the tokens of the workflow's token-stream task as they arrive; return the text."""
-    states, printed = TaskStates(), 0
-    async for event in subscribe(nats_url, workflow_exec_id=workflow_id, stream="token-stream"):
-        task = states.apply(event)
-        if task is None:
-            continue
-        tokens = (task.state or {}).get("tokens", [])
-        sys.stdout.write("".join(tokens[printed:]))
-        sys.stdout.flush()
-        printed = len(tokens)
-        if task.status != "running":
-            print()
-            return "".join(tokens)
-    raise RuntimeError("the event stream ended before the task did")
-
-
-async def show_progress(nats_url: str, workflow_id: str) -> int:
-    """Draw a progress bar from the workflow's progress-stream task; return the final count."""
-    states = TaskStates()
-    async for event in subscribe(nats_url, workflow_exec_id=workflow_id, stream="progress-stream"):
-        task = states.apply(event)
-        if task is None:
-            continue
-        done, total = task.state["progress_idx"], task.state["progress_total"]
-        filled = BAR_WIDTH * done // max(total, 1)
-        sys.stdout.write(f"\r[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {done}/{total} words")
-        sys.stdout.flush()
-        if task.status != "running":
-            print()
-            return int(done)
-    raise RuntimeError("the event stream ended before the task did")
 
 
 async def run_demo(nats_url: str, temporal_address: str) -> None:

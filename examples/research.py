@@ -60,3 +60,19 @@ async def follow_tree(nats_url: str, root_id: str) -> list[StreamEvent]:
         detail = f" {task.task_type}: {task.state}" if task else ""
         print(f"{event.broker_sequence:>6} {where:<12} {event.data.event_type}{detail}")
     return seen
+
+
+def main() -> None:
+    """Follow a research tree from the command line until its root ends."""
+    import argparse
+    import asyncio
+
+    parser = argparse.ArgumentParser(description="Follow a workflow tree by its root id.")
+    parser.add_argument("--nats", default="nats://127.0.0.1:4222")
+    parser.add_argument("--root", required=True)
+    args = parser.parse_args()
+    asyncio.run(follow_tree(args.nats, args.root))
+
+
+if __name__ == "__main__":
+    main()

@@ -33,6 +33,11 @@ def _parser() -> argparse.ArgumentParser:
     events.add_argument("--root", dest="root_workflow_exec_id", help="root execution id")
     events.add_argument("--parent", dest="parent_workflow_exec_id", help="parent execution id")
     events.add_argument("--from-seq", dest="start_seq", type=int, help="first broker sequence")
+    events.add_argument(
+        "--late-join",
+        action="store_true",
+        help="start from each task's latest snapshot, then newer events",
+    )
     events.add_argument("--follow", action="store_true", help="keep waiting for new events")
     events.add_argument("--until-complete", action="store_true", help="stop when the workflow ends")
     tail = commands.add_parser("tail", help="everything happening now, across workflows")
@@ -73,6 +78,7 @@ async def _print_events(args: argparse.Namespace) -> None:
             "root_workflow_exec_id": args.root_workflow_exec_id,
             "parent_workflow_exec_id": args.parent_workflow_exec_id,
             "start_seq": args.start_seq,
+            "late_join": args.late_join,
             "until_complete": args.until_complete,
         }
     )

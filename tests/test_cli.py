@@ -83,3 +83,13 @@ async def check_dev_output(proc: subprocess.Popen[str]) -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=20)
+
+
+async def test_late_join_flag_starts_from_snapshots(temporal_address, nats_url, task_queue):
+    """--late-join prints each finished task's snapshot instead of its whole history."""
+    wid = await run(temporal_address, nats_url, task_queue)
+    done = cli("events", "--nats", nats_url, "--exec", wid, "--late-join")
+    assert done.returncode == 0, done.stderr
+    events = [StreamEvent.model_validate_json(line) for line in done.stdout.splitlines()]
+    assert [e.data.event_type for e in events] == ["CUSTOM_TASK_COMPLETED"] * 2
+    assert all(e.metadata["snapshot"] for e in events)

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import examples.demo
+import examples.follow_progress
 import mistral_workflows as workflows
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -18,7 +19,7 @@ async def test_demo_streams_both_examples(temporal_address, nats_url, capsys):
     await examples.demo.run_demo(nats_url, temporal_address)
     out = capsys.readouterr().out
     assert "".join(examples.fake_llm.tokens()) in out
-    assert "[" + "#" * examples.demo.BAR_WIDTH + "]" in out
+    assert "[" + "#" * examples.follow_progress.BAR_WIDTH + "]" in out
     assert "Both streams arrived complete." in out
 
 

@@ -16,7 +16,7 @@ from nats.aio.msg import Msg
 from pydantic import ValidationError
 
 from mistral_workflows.consumer._reader import Reader
-from mistral_workflows.consumer._snapshots import Snapshots, read_snapshots
+from mistral_workflows.consumer._snapshots import Snapshots, backfill, read_snapshots
 from mistral_workflows.core import subjects
 from mistral_workflows.core.connection import connect
 from mistral_workflows.core.errors import ConfigurationError
@@ -130,11 +130,13 @@ async def subscribe(
     async with _connection(nats) as nc:
         snapshots = Snapshots([])
         if late_join:
+            # The end of the stream first: whatever is stored later is read in full.
+            end = await _next_seq(nc, stream_name)
             snapshots = await read_snapshots(nc, stream_name, prefix, {"stream": stream, **ids})
             for snapshot in snapshots.events:
                 if _matches(snapshot, wanted, stream):
                     yield snapshot
-            start_seq = snapshots.resume_seq(default=await _next_seq(nc, stream_name))
+            start_seq = snapshots.resume_seq(default=end)
         if start_seq is not None:
             await _check_gap(nc, stream_name, start_seq, on_gap)
         reader = Reader(nc, stream_name, filters, start_seq, new_only=from_now)
@@ -144,6 +146,12 @@ async def subscribe(
                 event = _decode(msg)
                 if event is None or snapshots.covers(event):
                     continue
+                if late_join and _began_unseen(event, snapshots):
+                    # A task that began before we joined, whose snapshot came too late.
+                    for missed in await backfill(nc, stream_name, prefix, msg.subject, event):
+                        snapshots.add(missed)
+                        if _matches(missed, wanted, stream):
+                            yield missed
                 if _matches(event, wanted, stream):
                     yield event
                 if until_complete and _ends(event, target):
@@ -161,6 +169,16 @@ async def _check_gap(
         return  # No stream yet: nothing was lost; the reader waits for it.
     if state.messages and start_seq < state.first_seq:
         on_gap(Gap(start_seq, state.first_seq))
+
+
+def _began_unseen(event: StreamEvent, snapshots: Snapshots) -> bool:
+    seq = getattr(getattr(event.data, "attributes", None), "task_sequence", None)
+    if seq is None or snapshots.knows(event):
+        return False
+    if seq == 0:
+        snapshots.add(event)  # Its start is here: nothing to fetch, now or later.
+        return False
+    return True
 
 
 async def _next_seq(nc: NATS, stream_name: str) -> int:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 
 import nats
+import pytest
 
 import mistral_workflows as workflows
 from mistral_workflows import StreamEvent, subscribe
+from mistral_workflows.consumer import _subscribe
+from mistral_workflows.consumer._snapshots import Snapshots
 from mistral_workflows.core import subjects
 from mistral_workflows.core.task import Task
 from tests.support import collect, plugged_client, rebuilt, running_worker, task_events, unique
@@ -29,11 +32,19 @@ async def pausing_stream(n: int) -> dict[str, str]:
     return task.state
 
 
+@pytest.mark.parametrize("snapshot_read_late", [False, True])
 async def test_late_joiner_gets_current_state_then_newer_patches(
-    temporal_address, nats_url, task_queue
+    temporal_address, nats_url, task_queue, monkeypatch, snapshot_read_late
 ):
     """A consumer that starts mid-task gets a snapshot, then only later patches, and ends
-    with the same state as the activity."""
+    with the same state as the activity (also when the snapshot was not there yet when it
+    joined: it is then fetched with the events in between)."""
+    if snapshot_read_late:
+
+        async def none_yet(*args: object) -> Snapshots:
+            return Snapshots([])
+
+        monkeypatch.setattr(_subscribe, "read_snapshots", none_yet)
     halfway.clear()
     go_on.clear()
     client = await plugged_client(temporal_address, nats_url)
