@@ -152,6 +152,8 @@ async def subscribe(
                         snapshots.add(missed)
                         if _matches(missed, wanted, stream):
                             yield missed
+                    if snapshots.covers(event):
+                        continue  # The snapshot fetched just now is already past it.
                 if _matches(event, wanted, stream):
                     yield event
                 if until_complete and _ends(event, target):
