@@ -50,6 +50,8 @@ def _reading_options(parser: argparse.ArgumentParser, default_format: str) -> No
     parser.add_argument("--workflow-name", help="workflow type name")
     parser.add_argument("--namespace", help="Temporal namespace")
     parser.add_argument("--stream", help="stream type, e.g. token-stream")
+    parser.add_argument("--scope", choices=["workflow", "activity"], help="workflow or activity")
+    parser.add_argument("--activity", dest="activity_name", help="activity type name")
     parser.add_argument(
         "--type", dest="event_types", action="append", help="event type (repeatable)"
     )
@@ -88,6 +90,8 @@ async def _print_events(args: argparse.Namespace) -> None:
         workflow_name=args.workflow_name,
         namespace=args.namespace,
         stream=args.stream,
+        scope=args.scope,
+        activity_name=args.activity_name,
         event_types=args.event_types,
         from_now=tailing,
         idle_timeout=None if follow else _CATCH_UP_IDLE,

@@ -60,6 +60,8 @@ async def subscribe(
     workflow_name: str | None = None,
     namespace: str | None = None,
     stream: str | None = None,
+    scope: str | None = None,
+    activity_name: str | None = None,
     event_types: Iterable[str] | None = None,
     start_seq: int | None = None,
     from_now: bool = False,
@@ -85,6 +87,8 @@ async def subscribe(
         workflow_name: Only events of workflows of this type.
         namespace: Only events of this Temporal namespace.
         stream: Only events of this stream type (a `Task` type).
+        scope: "workflow" for events of workflow code only, "activity" for activities only.
+        activity_name: Only events of activities of this type.
         event_types: Only events of these types, e.g. {"CUSTOM_TASK_IN_PROGRESS"}.
         start_seq: The first broker sequence to deliver (inclusive); default: the oldest.
         from_now: Skip what is stored and deliver only events published from now on.
@@ -123,10 +127,14 @@ async def subscribe(
         "parent_exec_id": parent_workflow_exec_id,
         "exec_id": workflow_exec_id,
     }
-    filters = [subjects.filter_subject(prefix, stream=stream, **ids)]
-    if until_complete and stream not in (None, subjects.LIFECYCLE_STREAM):
+    where = {"scope": scope, "activity_name": activity_name}
+    filters = [subjects.filter_subject(prefix, stream=stream, **ids, **where)]
+    if activity_name is not None:
+        scope = "activity"
+    if until_complete and (stream not in (None, subjects.LIFECYCLE_STREAM) or scope == "activity"):
         # The end of the workflow is a lifecycle event: read those too, then drop them.
-        filters.append(subjects.filter_subject(prefix, stream=subjects.LIFECYCLE_STREAM, **ids))
+        lifecycle = {"stream": subjects.LIFECYCLE_STREAM, "scope": "workflow"}
+        filters.append(subjects.filter_subject(prefix, **ids, **lifecycle))
     async with _connection(nats) as nc:
         snapshots = Snapshots([])
         if late_join:
@@ -134,7 +142,7 @@ async def subscribe(
             end = await _next_seq(nc, stream_name)
             snapshots = await read_snapshots(nc, stream_name, prefix, {"stream": stream, **ids})
             for snapshot in snapshots.events:
-                if _matches(snapshot, wanted, stream):
+                if _matches(snapshot, wanted, stream, scope, activity_name):
                     yield snapshot
             start_seq = snapshots.resume_seq(default=end)
         if start_seq is not None:
@@ -150,11 +158,11 @@ async def subscribe(
                     # A task that began before we joined, whose snapshot came too late.
                     for missed in await backfill(nc, stream_name, prefix, msg.subject, event):
                         snapshots.add(missed)
-                        if _matches(missed, wanted, stream):
+                        if _matches(missed, wanted, stream, scope, activity_name):
                             yield missed
                     if snapshots.covers(event):
                         continue  # The snapshot fetched just now is already past it.
-                if _matches(event, wanted, stream):
+                if _matches(event, wanted, stream, scope, activity_name):
                     yield event
                 if until_complete and _ends(event, target):
                     return
@@ -231,8 +239,20 @@ def _event_types(event_types: Iterable[str] | None) -> frozenset[str] | None:
     return wanted
 
 
-def _matches(event: StreamEvent, wanted: frozenset[str] | None, stream: str | None) -> bool:
+def _matches(
+    event: StreamEvent,
+    wanted: frozenset[str] | None,
+    stream: str | None,
+    scope: str | None,
+    activity_name: str | None,
+) -> bool:
+    """Whether an event read for `until_complete` (or a snapshot) passes every filter."""
     if stream is not None and event.stream != stream:
+        return False
+    activity = event.activity_context
+    if scope is not None and (activity is None) != (scope == "workflow"):
+        return False
+    if activity_name is not None and (activity is None or activity.activity_name != activity_name):
         return False
     return wanted is None or event.data.event_type in wanted
 

@@ -242,10 +242,14 @@ def filter_subject(
     root_exec_id: str | None = None,
     parent_exec_id: str | None = None,
     exec_id: str | None = None,
+    scope: str | None = None,
+    activity_name: str | None = None,
+    activity_id: str | None = None,
 ) -> str:
     """Build a server-side filter over the events of `event_subject`.
 
-    Each None field becomes ``*``; the filter ends in ``.>`` so it covers both scopes.
+    Each None field becomes ``*``; without a scope the filter ends in ``.>`` so it covers
+    both scopes.
 
     Args:
         prefix: A prefix accepted by `validate_prefix`.
@@ -255,13 +259,25 @@ def filter_subject(
         root_exec_id: The root workflow id, or None for any.
         parent_exec_id: The parent workflow id, or None for any parent (or none).
         exec_id: The workflow id, or None for any.
+        scope: "workflow" (workflow code only), "activity" (activities only), or None.
+        activity_name: Only this activity type (implies the activity scope).
+        activity_id: Only this activity id (implies the activity scope).
 
     Returns:
         A subject filter with wildcards, e.g. ``"workflows.default.*.*.*.*.my-id.>"``.
     """
     fields = (namespace, stream, workflow_name, root_exec_id, parent_exec_id, exec_id)
     tokens = ".".join("*" if field is None else token(field) for field in fields)
-    return f"{prefix}.{tokens}.>"
+    if activity_name is not None or activity_id is not None:
+        scope = "activity"
+    if scope is None:
+        return f"{prefix}.{tokens}.>"
+    if scope == "workflow":
+        return f"{prefix}.{tokens}.workflow"
+    if scope != "activity":
+        raise ConfigurationError(f"scope must be 'workflow' or 'activity', not {scope!r}")
+    activity = ".".join("*" if f is None else token(f) for f in (activity_name, activity_id))
+    return f"{prefix}.{tokens}.activity.{activity}.*"
 
 
 def subject_matches(filter: str, subject: str) -> bool:

@@ -194,3 +194,28 @@ async def test_subscriber_waits_for_the_stream_to_be_created(
         events = await follower
     assert "does not exist yet" in caplog.text
     assert types(events)[0] == "CUSTOM_TASK_STARTED" and len(events) == 5
+
+
+async def test_scope_and_activity_filters(temporal_address, nats_url, task_queue):
+    """scope= and activity_name= split workflow-code events from an activity's events."""
+    wid = await run(temporal_address, nats_url, task_queue)
+    in_workflow = await collect(nats_url, workflow_exec_id=wid, scope="workflow")
+    in_activity = await collect(nats_url, workflow_exec_id=wid, activity_name="two_streams")
+    other = await collect(nats_url, workflow_exec_id=wid, activity_name="something_else")
+    assert types(in_workflow) == ["WORKFLOW_EXECUTION_STARTED", "WORKFLOW_EXECUTION_COMPLETED"]
+    assert len(in_activity) == 16 and other == []
+    assert {e.activity_context.activity_name for e in in_activity} == {"two_streams"}
+
+
+async def test_until_complete_with_an_activity_filter_still_ends(
+    temporal_address, nats_url, task_queue
+):
+    """until_complete ends at the workflow's end even when only activity events are wanted."""
+    wid = await run(temporal_address, nats_url, task_queue)
+    events = [
+        e
+        async for e in subscribe(
+            nats_url, workflow_exec_id=wid, activity_name="two_streams", until_complete=True
+        )
+    ]
+    assert len(events) == 16 and all(e.activity_context for e in events)

@@ -455,3 +455,30 @@ def test_invalid_prefixes_are_rejected(prefix: object) -> None:
     """Empty tokens, wildcards, other characters, length over 64 and non-str are rejected."""
     with pytest.raises(ConfigurationError, match="dot-separated"):
         validate_prefix(prefix)
+
+
+def test_scope_filters_split_workflow_and_activity_subjects() -> None:
+    """A workflow-scope filter never matches activity subjects, and the reverse."""
+    common = {
+        "namespace": "default",
+        "stream": "s",
+        "workflow_name": "W",
+        "root_exec_id": "r",
+        "parent_exec_id": None,
+        "exec_id": "x",
+    }
+    in_workflow = event_subject(DEFAULT_PREFIX, **common)
+    in_activity = event_subject(
+        DEFAULT_PREFIX, **common, activity_name="Do it", activity_id="7", attempt=2
+    )
+    workflow_only = filter_subject(DEFAULT_PREFIX, exec_id="x", scope="workflow")
+    activity_only = filter_subject(DEFAULT_PREFIX, exec_id="x", scope="activity")
+    named = filter_subject(DEFAULT_PREFIX, exec_id="x", activity_name="Do it")
+    other = filter_subject(DEFAULT_PREFIX, exec_id="x", activity_name="Do that")
+    assert subject_matches(workflow_only, in_workflow)
+    assert not subject_matches(workflow_only, in_activity)
+    assert subject_matches(activity_only, in_activity)
+    assert not subject_matches(activity_only, in_workflow)
+    assert subject_matches(named, in_activity) and not subject_matches(other, in_activity)
+    with pytest.raises(ConfigurationError, match="scope"):
+        filter_subject(DEFAULT_PREFIX, scope="elsewhere")
