@@ -26,7 +26,7 @@ lint: venv
 	$(VENV)/bin/mypy
 
 bench: venv
-	$(PY) bench/patch_cost.py
+	$(PY) -m bench
 
 dev: venv
 	$(VENV)/bin/mistral-workflows dev

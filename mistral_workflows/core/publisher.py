@@ -41,6 +41,7 @@ _EXPECTED_STREAM = "Nats-Expected-Stream"
 # JetStream answers 503 while it has no leader (start-up, failover): worth retrying.
 _RETRYABLE_API_CODES = frozenset({503})
 _RESEND_PAUSE = 0.25
+_ROOM_POLL = 0.002
 
 
 def _header_bytes(headers: dict[str, str]) -> int:
@@ -96,7 +97,9 @@ class Publisher:
         strict: bool = True,
     ) -> None:
         self.nc = nc
-        self.js: JetStreamContext = nc.jetstream(publish_async_max_pending=max_in_flight)
+        # nats-py's own window is a backstop above ours (see `Emitter._send`).
+        self.js: JetStreamContext = nc.jetstream(publish_async_max_pending=max_in_flight * 2)
+        self.max_in_flight = max_in_flight
         self.stream_name = stream_name
         self.prefix = prefix
         self.max_event_bytes = max_event_bytes
@@ -140,7 +143,6 @@ class Emitter:
         self.activity = activity
         self._pending: deque[_Pending] = deque()
         self._subjects: dict[str, str] = {}
-        self.sent = 0
 
     def subject(self, stream: str) -> str:
         """The subject of this attempt's events on `stream` (built once per stream)."""
@@ -203,7 +205,6 @@ class Emitter:
         """
         entry = _Pending(subject, payload, headers, None, then)
         self._pending.append(entry)
-        self.sent += 1
         await self._send(entry)
         await self._release_acknowledged()
 
@@ -249,22 +250,31 @@ class Emitter:
         await asyncio.wait_for(asyncio.shield(entry.future), timeout)
 
     async def _send(self, entry: _Pending) -> None:
+        js = self.publisher.js
+        if js.publish_async_pending() >= self.publisher.max_in_flight:
+            await self._wait_for_room()
         try:
-            entry.future = await self.publisher.js.publish_async(
-                entry.subject,
-                entry.payload,
-                wait_stall=self.publisher.persist_timeout,
-                headers=entry.headers,
+            # No wait_stall: with one, nats-py wraps every publish in asyncio.wait_for,
+            # which costs a task and a loop turn per event; we bound the window ourselves.
+            entry.future = await js.publish_async(
+                entry.subject, entry.payload, headers=entry.headers
             )
-        except nats.js.errors.TooManyStalledMsgsError as e:
-            raise PublishError(
-                f"more than the allowed number of events are waiting for JetStream "
-                f"acknowledgements on {self._where()} for {self.publisher.persist_timeout:g}s; "
-                "is the NATS server reachable and keeping up?"
-            ) from e
         except nats.errors.Error:
             # Disconnected with a full reconnect buffer: `flush` sends it again.
             entry.future = None
+
+    async def _wait_for_room(self) -> None:
+        """Backpressure: wait until the window of unacknowledged events has room."""
+        js, publisher = self.publisher.js, self.publisher
+        deadline = time.monotonic() + publisher.persist_timeout
+        while js.publish_async_pending() >= publisher.max_in_flight:
+            if time.monotonic() > deadline:
+                raise PublishError(
+                    f"{publisher.max_in_flight} events have been waiting for JetStream "
+                    f"acknowledgements on {self._where()} for {publisher.persist_timeout:g}s; "
+                    "is the NATS server reachable and keeping up?"
+                )
+            await asyncio.sleep(_ROOM_POLL)
 
     async def _resend_all(self) -> None:
         """Send every unacknowledged event again, in order, with its original message id."""

@@ -1,0 +1,40 @@
+"""Run the benchmarks on embedded servers and print the table.
+
+.venv/bin/python -m bench            # full size, writes bench/results.json
+.venv/bin/python -m bench --tiny     # a quick pass (what `make test` runs)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from pathlib import Path
+
+from bench import publish
+from bench._common import Row, Servers, report
+from mistral_workflows.dev import EmbeddedServers
+
+FULL = {"publish": 20_000}
+TINY = {"publish": 50}
+
+
+async def run_all(servers: Servers, sizes: dict[str, int]) -> list[Row]:
+    rows: list[Row] = []
+    rows += await publish.run(servers, sizes["publish"])
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="mistral-workflows benchmarks")
+    parser.add_argument("--tiny", action="store_true", help="tiny sizes, a smoke test")
+    args = parser.parse_args()
+    sizes = TINY if args.tiny else FULL
+    with EmbeddedServers() as embedded:
+        servers = Servers(embedded.nats_url, embedded.temporal_address)
+        rows = asyncio.run(run_all(servers, sizes))
+    path = None if args.tiny else Path(__file__).parent / "results.json"
+    print(report(rows, path))
+
+
+if __name__ == "__main__":
+    main()

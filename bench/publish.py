@@ -1,0 +1,84 @@
+"""Publisher throughput: Task.update_state in a real activity vs raw nats-py publish_async."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from datetime import timedelta
+
+import nats
+import nats.js.errors
+from nats.js.api import StorageType, StreamConfig
+from temporalio import workflow
+
+import mistral_workflows as workflows
+from bench._common import Row, Servers, plugged_worker
+from mistral_workflows.core import subjects
+from mistral_workflows.core.task import Task
+
+PAYLOAD_PAD = 40  # characters of state per update, like a short LLM chunk
+
+
+@workflows.activity()
+async def stream_counter(n: int) -> float:
+    """Publish n updates; returns the seconds from the first to the last acknowledgement."""
+    started = time.perf_counter()
+    async with Task(type="bench", state={"i": 0, "pad": ""}) as task:
+        for i in range(n):
+            await task.update_state({"i": i, "pad": str(i).rjust(PAYLOAD_PAD, "x")})
+    return started
+
+
+@workflow.defn
+class PublishBench:
+    @workflow.run
+    async def run(self, n: int) -> float:
+        return await workflow.execute_activity(
+            stream_counter, n, start_to_close_timeout=timedelta(minutes=5)
+        )
+
+
+async def event_size(url: str, exec_id: str) -> int:
+    """The size of the last event of an execution, as stored."""
+    nc = await nats.connect(url)
+    subject = subjects.filter_subject("workflows", exec_id=exec_id, stream="bench")
+    msg = await nc.jetstream().get_last_msg("WORKFLOW_EVENTS", subject)
+    await nc.close()
+    return len(msg.data or b"")
+
+
+async def raw_rate(url: str, n: int, size: int) -> float:
+    """Pipelined publish_async of n messages of `size` bytes into a stream like ours."""
+    nc = await nats.connect(url)
+    js = nc.jetstream()
+    with contextlib.suppress(nats.js.errors.NotFoundError):
+        await js.delete_stream("BENCH_RAW")
+    await js.add_stream(
+        StreamConfig(name="BENCH_RAW", subjects=["bench-raw.>"], storage=StorageType.FILE)
+    )
+    payload = b"x" * size
+    started = time.perf_counter()
+    futures = [await js.publish_async("bench-raw.events", payload) for _ in range(n)]
+    for future in futures:
+        await future
+    rate = n / (time.perf_counter() - started)
+    await js.delete_stream("BENCH_RAW")
+    await nc.close()
+    return rate
+
+
+async def run(servers: Servers, n: int) -> list[Row]:
+    async with plugged_worker(servers, [PublishBench], [stream_counter]) as (client, queue):
+        await client.execute_workflow(PublishBench.run, 10, id=f"warm-{queue}", task_queue=queue)
+        handle = await client.start_workflow(
+            PublishBench.run, n, id=f"publish-{queue}", task_queue=queue
+        )
+        started = await handle.result()
+        ours = n / (time.perf_counter() - started)
+    raw = await raw_rate(servers.nats_url, n, await event_size(servers.nats_url, handle.id))
+    ratio = ours / raw
+    return [
+        Row("publish", "Task.update_state in an activity, acked by its end", ours, "ev/s"),
+        Row("publish", "raw nats-py publish_async, same size, same process", raw, "ev/s"),
+        Row("publish", "ratio ours / raw", ratio, "x", ">= 0.7", ratio >= 0.7),
+    ]
