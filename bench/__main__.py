@@ -10,17 +10,19 @@ import argparse
 import asyncio
 from pathlib import Path
 
-from bench import publish
+from bench import latency, publish, tokens
 from bench._common import Row, Servers, report
 from mistral_workflows.dev import EmbeddedServers
 
-FULL = {"publish": 20_000}
-TINY = {"publish": 50}
+FULL = {"publish": 20_000, "tokens": 10_000, "latency": 2_000}
+TINY = {"publish": 50, "tokens": 250, "latency": 20}
 
 
 async def run_all(servers: Servers, sizes: dict[str, int]) -> list[Row]:
     rows: list[Row] = []
     rows += await publish.run(servers, sizes["publish"])
+    rows += await tokens.run(servers, sizes["tokens"])
+    rows += await latency.run(servers, sizes["latency"])
     return rows
 
 

@@ -1,0 +1,107 @@
+"""Publish-to-consumer latency at a paced rate: `subscribe()` vs a raw nats-py ordered
+consumer, one after the other in the same process and on the same server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+
+import nats
+import nats.js.errors
+from nats.js.api import StorageType, StreamConfig
+
+from bench._common import Row, Servers, percentile
+from mistral_workflows import subscribe
+from mistral_workflows.core.context import ActivityRef, ExecutionContext, Scope, use_scope
+from mistral_workflows.core.publisher import Publisher
+from mistral_workflows.core.task import Task
+from mistral_workflows.worker import StreamSettings, provision
+
+RATE = 500
+
+
+async def paced(n: int, send) -> None:  # type: ignore[no-untyped-def]
+    start = time.perf_counter()
+    for i in range(n):
+        delay = start + i / RATE - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        await send(i)
+
+
+async def ours(url: str, n: int) -> list[float]:
+    nc = await nats.connect(url)
+    await provision(nc.jetstream(), StreamSettings())
+    publisher = Publisher(
+        nc, stream_name="WORKFLOW_EVENTS", prefix="workflows", max_event_bytes=1 << 20
+    )
+    exec_id = f"latency-{time.time_ns()}"
+    context = ExecutionContext("default", "Bench", exec_id, "run", exec_id, None)
+    ref = ActivityRef("1", "bench", 1)
+    emitter = publisher.emitter(context, ref)
+    use_scope(Scope(context, ref, emitter))
+    delays: list[float] = []
+
+    async def consume() -> None:
+        async for event in subscribe(url, workflow_exec_id=exec_id, stream="latency"):
+            delays.append(time.time_ns() - event.data.event_timestamp)
+            if event.data.event_type == "CUSTOM_TASK_COMPLETED":
+                return
+
+    consumer = asyncio.create_task(consume())
+    await asyncio.sleep(0.5)
+    async with Task(type="latency", state={"i": 0}) as task:
+
+        async def send(i: int) -> None:
+            await task.update_state({"i": i + 1})
+
+        await paced(n, send)
+    await emitter.flush()
+    await asyncio.wait_for(consumer, 30)
+    await nc.close()
+    return delays[1:-1]
+
+
+async def raw(url: str, n: int) -> list[float]:
+    nc = await nats.connect(url)
+    js = nc.jetstream()
+    with contextlib.suppress(nats.js.errors.NotFoundError):
+        await js.delete_stream("BENCH_LATENCY")
+    await js.add_stream(
+        StreamConfig(name="BENCH_LATENCY", subjects=["bench-latency.>"], storage=StorageType.FILE)
+    )
+    delays: list[float] = []
+    done = asyncio.Event()
+
+    async def handler(msg) -> None:  # type: ignore[no-untyped-def]
+        delays.append(time.time_ns() - int(msg.data))
+        if len(delays) == n:
+            done.set()
+
+    sub = await js.subscribe("bench-latency.>", ordered_consumer=True, cb=handler)
+
+    async def send(i: int) -> None:
+        await js.publish_async("bench-latency.x", str(time.time_ns()).encode())
+
+    await paced(n, send)
+    await asyncio.wait_for(done.wait(), 30)
+    await sub.unsubscribe()
+    await js.delete_stream("BENCH_LATENCY")
+    await nc.close()
+    return delays
+
+
+async def run(servers: Servers, n: int) -> list[Row]:
+    mine = [d / 1e6 for d in await ours(servers.nats_url, n)]
+    base = [d / 1e6 for d in await raw(servers.nats_url, n)]
+    p50, p99 = percentile(mine, 0.5), percentile(mine, 0.99)
+    raw50 = percentile(base, 0.5)
+    return [
+        Row("latency", f"subscribe() p50 at {RATE} ev/s", p50, "ms"),
+        Row("latency", f"subscribe() p99 at {RATE} ev/s", p99, "ms", "<= 5", p99 <= 5),
+        Row("latency", "subscribe() max", max(mine), "ms"),
+        Row("latency", "raw ordered consumer p50", raw50, "ms"),
+        Row("latency", "raw ordered consumer p99", percentile(base, 0.99), "ms"),
+        Row("latency", "p50 ours - raw", p50 - raw50, "ms", "<= 1", p50 - raw50 <= 1),
+    ]

@@ -1,0 +1,16 @@
+"""The benchmarks run (once, at a tiny size): they print figures, they assert nothing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def test_benchmarks_run_at_a_tiny_size():
+    """`python -m bench --tiny` completes and prints every figure of the table."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--tiny"], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    for figure in ("ratio ours / raw", "growth, token", "make_patch / ours"):
+        assert figure in done.stdout
