@@ -12,7 +12,7 @@ import orjson
 
 from bench._common import Row, Servers
 from mistral_workflows.core.context import ActivityRef, ExecutionContext, Scope, use_scope
-from mistral_workflows.core.publisher import Emitter, Publisher
+from mistral_workflows.core.publisher import Publisher
 from mistral_workflows.core.task import Task
 from mistral_workflows.worker import StreamSettings, provision
 
