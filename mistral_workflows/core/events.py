@@ -8,6 +8,7 @@ wire format is defined in one place. Fields we add for our own guarantees
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
 from datetime import datetime
@@ -396,7 +397,13 @@ def stable_id(*parts: str) -> str:
 def iso_timestamp(ns: int) -> str:
     """Format Unix nanoseconds as an RFC 3339 UTC timestamp with microseconds and a `Z`."""
     seconds, rest = divmod(ns, 1_000_000_000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{rest // 1000:06d}Z"
+    return f"{_second(seconds)}.{rest // 1000:06d}Z"
+
+
+@functools.lru_cache(maxsize=4)
+def _second(seconds: int) -> str:
+    # Events come many to a second: format the date and time once per second.
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
 
 
 def envelope(

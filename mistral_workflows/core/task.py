@@ -70,6 +70,11 @@ class Task(Generic[S]):
         self._seq = 0
         self._state_bytes = len(orjson.dumps(self._shadow))
         self._subject = self._scope.emitter.subject(self.type)
+        # Where the events come from never changes: build those parts of the envelope once.
+        self._origin = self._scope.context.origin()
+        self._workflow_context = self._scope.context.workflow_context()
+        activity_ref = self._scope.activity
+        self._activity_context = activity_ref.to_dict() if activity_ref else None
         self._entered = False
         self._finished = False
         self._unsnapshotted = 0
@@ -192,9 +197,9 @@ class Task(Generic[S]):
             event_type=event_type,
             event_id=event_id,
             attributes=attributes,
-            origin=scope.context.origin(),
-            workflow_context=scope.context.workflow_context(),
-            activity_context=scope.activity.to_dict() if scope.activity else None,
+            origin=self._origin,
+            workflow_context=self._workflow_context,
+            activity_context=self._activity_context,
             now_ns=emitter.now_ns(),
         )
         payload, headers = emitter.encode(body, event_id, f"{event_type} of task {self.type!r}")
