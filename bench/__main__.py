@@ -10,12 +10,12 @@ import argparse
 import asyncio
 from pathlib import Path
 
-from bench import latency, publish, tokens
+from bench import latency, publish, temporal_cost, tokens
 from bench._common import Row, Servers, report
 from mistral_workflows.dev import EmbeddedServers
 
-FULL = {"publish": 20_000, "tokens": 10_000, "latency": 2_000}
-TINY = {"publish": 50, "tokens": 250, "latency": 20}
+FULL = {"publish": 20_000, "tokens": 10_000, "latency": 2_000, "temporal": 2_000}
+TINY = {"publish": 50, "tokens": 250, "latency": 20, "temporal": 20}
 
 
 async def run_all(servers: Servers, sizes: dict[str, int]) -> list[Row]:
@@ -23,6 +23,7 @@ async def run_all(servers: Servers, sizes: dict[str, int]) -> list[Row]:
     rows += await publish.run(servers, sizes["publish"])
     rows += await tokens.run(servers, sizes["tokens"])
     rows += await latency.run(servers, sizes["latency"])
+    rows += await temporal_cost.run(servers, sizes["temporal"])
     return rows
 
 
