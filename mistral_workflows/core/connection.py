@@ -35,7 +35,7 @@ async def connect(
     *,
     connect_timeout: float = 2.0,
     attempts: int = 3,
-    reconnect_attempts: int = 60,
+    reconnect_attempts: int = -1,
     reconnect_wait: float = 0.5,
     name: str = "mistral-workflows",
     **options: Any,
@@ -46,7 +46,9 @@ async def connect(
         servers: One URL or a list, e.g. "nats://127.0.0.1:4222".
         connect_timeout: Seconds per connection attempt.
         attempts: Connection attempts before giving up.
-        reconnect_attempts: Reconnection attempts per server once connected (-1: forever).
+        reconnect_attempts: Reconnection attempts per server once connected; by default
+            forever, as a worker must recover from any outage (each activity's
+            `persist_timeout` bounds how long its events may wait).
         reconnect_wait: Seconds between reconnection attempts.
         name: The client name shown by the server's monitoring.
         **options: Further `nats.connect` options (user, password, token, tls,
