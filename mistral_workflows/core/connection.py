@@ -8,6 +8,7 @@ error, and only then turn on nats-py's reconnection for the life of the connecti
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -69,20 +70,25 @@ async def connect(
     for attempt in range(attempts):
         if attempt:
             await asyncio.sleep(min(0.25 * 2**attempt, 2.0))
+        nc = NATS()
+        # nats-py's annotations say int for these timeouts, but it takes seconds as floats.
+        first: dict[str, Any] = {"connect_timeout": connect_timeout, "reconnect_time_wait": 0.1}
         try:
-            nc = await nats.connect(
+            await nc.connect(
                 servers if isinstance(servers, str) else list(servers),
                 name=name,
-                connect_timeout=connect_timeout,
                 allow_reconnect=False,
                 # nats-py treats 0 as "retry forever" on the first connect; 1 means two
                 # tries per server, then NoServersError.
                 max_reconnect_attempts=1,
-                reconnect_time_wait=0.1,
                 error_cb=remember,
+                **first,
                 **options,
             )
         except (nats.errors.Error, OSError, TimeoutError) as e:
+            # A refused client may keep its socket open: close it, quietly.
+            with contextlib.suppress(Exception):
+                await nc.close()
             last = seen[-1] if seen and isinstance(e, nats.errors.NoServersError) else e
             if _is_auth_error(last):
                 raise BrokerConnectionError(
