@@ -86,3 +86,12 @@ class RunInTurn:
                 )
             )
         return results
+
+
+@workflow.defn
+class Noop:
+    """Does nothing: only the library's lifecycle events happen."""
+
+    @workflow.run
+    async def run(self) -> str:
+        return "done"

@@ -134,8 +134,13 @@ class WorkflowEmitter:
                 start_to_close_timeout=self._settings.timeout,
                 retry_policy=RetryPolicy(maximum_attempts=2),
             )
-        except ActivityError as e:
-            raise PublishError(f"could not publish an event of workflow code: {e.cause}") from e
+        except temporalio.exceptions.CancelledError:
+            raise  # The workflow is being cancelled: that must go on.
+        except temporalio.exceptions.FailureError as e:
+            # A local activity's failure arrives as the error itself (an ApplicationError,
+            # a TimeoutError), not wrapped in an ActivityError as an activity's would be.
+            cause = e.cause if isinstance(e, ActivityError) and e.cause else e
+            raise PublishError(f"could not publish an event of workflow code: {cause}") from e
 
 
 def inbound_class(settings: WorkflowSettings) -> type[WorkflowInboundInterceptor]:

@@ -13,6 +13,7 @@ import mistral_workflows as workflows
 from mistral_workflows.core.task import Task
 from mistral_workflows.dev import NatsServer
 from tests.support import plugged_client, rebuilt, running_worker, task_events, unique
+from tests.workflows import Noop
 
 SERVER: list[NatsServer] = []
 killed = asyncio.Event()
@@ -70,3 +71,22 @@ async def test_attempt_fails_during_outage_and_next_attempt_streams(
     assert not failures[0].application_failure_info.non_retryable
     (task,) = rebuilt(events)
     assert task.attempt == 2 and task.state == {"tokens": [f"2-{i}" for i in range(10)]}
+
+
+async def test_workflow_completes_while_nats_is_down(temporal_address, task_queue, tmp_path):
+    """Lifecycle events that cannot be published are logged; the workflow never fails or
+    waits for NATS for long."""
+    with NatsServer(store_dir=tmp_path) as server:
+        client = await plugged_client(temporal_address, server.url, persist_timeout=1)
+        async with running_worker(client, task_queue, [Noop]):
+            await run_once_while_up(client, task_queue)
+            server.kill()
+            result = await asyncio.wait_for(
+                client.execute_workflow(Noop.run, id=unique("noop"), task_queue=task_queue), 60
+            )
+    assert result == "done"
+
+
+async def run_once_while_up(client, task_queue) -> None:
+    """Run one workflow while NATS is up, so the worker is connected before the outage."""
+    await client.execute_workflow(Noop.run, id=unique("noop-up"), task_queue=task_queue)
