@@ -12,14 +12,17 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from mistral_workflows.core import subjects
 from mistral_workflows.core.errors import NotInPluggedActivityError
 
 __all__ = [
     "ActivityRef",
     "EventSink",
     "ExecutionContext",
+    "FollowUp",
     "Scope",
     "current_scope",
+    "scope_subject",
     "use_scope",
 ]
 
@@ -97,6 +100,28 @@ class ActivityRef:
         }
 
 
+FollowUp = Callable[[int], "tuple[str, bytes, dict[str, str]] | None"]
+"""Builds a message to send once an event is stored, from the event's stream sequence."""
+
+
+def scope_subject(
+    prefix: str, context: ExecutionContext, activity: ActivityRef | None, stream: str
+) -> str:
+    """The subject of the events on `stream` of one workflow run or activity attempt."""
+    return subjects.event_subject(
+        prefix,
+        namespace=context.namespace,
+        stream=stream,
+        workflow_name=context.workflow_name,
+        root_exec_id=context.root_workflow_exec_id,
+        parent_exec_id=context.parent_workflow_exec_id,
+        exec_id=context.workflow_exec_id,
+        activity_name=activity.activity_name if activity else None,
+        activity_id=activity.activity_id if activity else None,
+        attempt=activity.attempt if activity else None,
+    )
+
+
 class EventSink(Protocol):
     """Where a scope's events go: JetStream directly (activities) or via local activities
     (workflow code, which must not do I/O itself)."""
@@ -133,7 +158,7 @@ class EventSink(Protocol):
         subject: str,
         payload: bytes,
         headers: dict[str, str],
-        then: Callable[[int], tuple[str, bytes, dict[str, str]] | None] | None = None,
+        then: FollowUp | None = None,
     ) -> None:
         """Send one encoded event; `then` builds a follow-up from its stream sequence."""
         ...

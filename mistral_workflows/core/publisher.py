@@ -13,7 +13,6 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +24,7 @@ from nats.js.api import PubAck
 from nats.js.client import JetStreamContext
 
 from mistral_workflows.core import subjects
-from mistral_workflows.core.context import ActivityRef, ExecutionContext
+from mistral_workflows.core.context import ActivityRef, ExecutionContext, FollowUp, scope_subject
 from mistral_workflows.core.errors import PayloadTooLargeError, PublishError
 
 __all__ = ["Emitter", "Publisher", "encode_event"]
@@ -119,10 +118,6 @@ class Publisher:
         return Emitter(self, context, activity)
 
 
-FollowUp = Callable[[int], "tuple[str, bytes, dict[str, str]] | None"]
-"""Builds a message to send once an event is stored, from the event's stream sequence."""
-
-
 @dataclass(slots=True)
 class _Pending:
     subject: str
@@ -148,20 +143,8 @@ class Emitter:
         """The subject of this attempt's events on `stream` (built once per stream)."""
         subject = self._subjects.get(stream)
         if subject is None:
-            ctx, act = self.context, self.activity
-            assert ctx is not None, "this emitter sends to ready-made subjects only"
-            subject = subjects.event_subject(
-                self.publisher.prefix,
-                namespace=ctx.namespace,
-                stream=stream,
-                workflow_name=ctx.workflow_name,
-                root_exec_id=ctx.root_workflow_exec_id,
-                parent_exec_id=ctx.parent_workflow_exec_id,
-                exec_id=ctx.workflow_exec_id,
-                activity_name=act.activity_name if act else None,
-                activity_id=act.activity_id if act else None,
-                attempt=act.attempt if act else None,
-            )
+            assert self.context is not None, "this emitter sends to ready-made subjects only"
+            subject = scope_subject(self.publisher.prefix, self.context, self.activity, stream)
             self._subjects[stream] = subject
         return subject
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
@@ -23,7 +23,7 @@ from pydantic import BaseModel, ValidationError
 from temporalio import activity
 
 from mistral_workflows.core import events
-from mistral_workflows.core.context import Scope, current_scope
+from mistral_workflows.core.context import FollowUp, Scope, current_scope
 from mistral_workflows.core.errors import (
     InvalidStateError,
     MistralWorkflowsError,
@@ -36,7 +36,6 @@ __all__ = ["Task"]
 
 log = logging.getLogger("mistral_workflows")
 
-FollowUp = Callable[[int], "tuple[str, bytes, dict[str, str]] | None"]
 _SNAPSHOT_MIN_BYTES = 16 * 1024
 _SNAPSHOT_MAX_AGE_NS = 1_000_000_000
 

@@ -31,7 +31,14 @@ from temporalio.worker import (
 )
 
 from mistral_workflows.core import subjects
-from mistral_workflows.core.context import ExecutionContext, Scope, reset_scope, use_scope
+from mistral_workflows.core.context import (
+    ExecutionContext,
+    FollowUp,
+    Scope,
+    reset_scope,
+    scope_subject,
+    use_scope,
+)
 from mistral_workflows.core.errors import PublishError
 from mistral_workflows.core.events import stable_id
 from mistral_workflows.core.publisher import Publisher, encode_event
@@ -95,16 +102,7 @@ class WorkflowEmitter:
     def subject(self, stream: str) -> str:
         subject = self._subjects.get(stream)
         if subject is None:
-            ctx = self.context
-            subject = subjects.event_subject(
-                self._settings.prefix,
-                namespace=ctx.namespace,
-                stream=stream,
-                workflow_name=ctx.workflow_name,
-                root_exec_id=ctx.root_workflow_exec_id,
-                parent_exec_id=ctx.parent_workflow_exec_id,
-                exec_id=ctx.workflow_exec_id,
-            )
+            subject = scope_subject(self._settings.prefix, self.context, None, stream)
             self._subjects[stream] = subject
         return subject
 
@@ -125,7 +123,7 @@ class WorkflowEmitter:
         subject: str,
         payload: bytes,
         headers: dict[str, str],
-        then: Callable[[int], tuple[str, bytes, dict[str, str]] | None] | None = None,
+        then: FollowUp | None = None,
     ) -> None:
         try:
             await workflow.execute_local_activity(
