@@ -18,7 +18,15 @@ from mistral_workflows import (
     PayloadTooLargeError,
 )
 from mistral_workflows.core.task import Task
-from tests.support import plugged_client, rebuilt, running_worker, task_events, types, unique
+from tests.support import (
+    collect,
+    plugged_client,
+    rebuilt,
+    running_worker,
+    task_events,
+    types,
+    unique,
+)
 from tests.workflows import Call, RunActivity
 
 TOKENS = 2000
@@ -269,3 +277,23 @@ async def test_task_on_a_worker_without_plugin_is_refused(temporal_address, task
             RunActivity.run, Call("stateless"), id=unique("unplugged"), task_queue=task_queue
         )
     assert "MistralWorkflowsPlugin" in result["failed"]
+
+
+@workflows.activity()
+async def leaks_a_password() -> str:
+    async with Task(type="leaky", state={}):
+        raise ConnectionError("login to postgres://app:hunter2@db/x failed, password=hunter2")
+
+
+async def test_failure_messages_are_redacted(temporal_address, nats_url, task_queue):
+    """A password in an exception message is not stored in the task or activity events."""
+    client = await plugged_client(temporal_address, nats_url)
+    wid = unique("leak")
+    async with running_worker(client, task_queue, [RunActivity], [leaks_a_password]):
+        await client.execute_workflow(
+            RunActivity.run, Call("leaks_a_password"), id=wid, task_queue=task_queue
+        )
+    events = await collect(nats_url, workflow_exec_id=wid)
+    failures = [e.data.attributes.failure.message for e in events if "FAILED" in e.data.event_type]
+    assert len(failures) == 2  # the task's and the activity's
+    assert all("hunter2" not in m and "***" in m and "login to" in m for m in failures)

@@ -30,6 +30,7 @@ from mistral_workflows.core.errors import (
     PayloadTooLargeError,
 )
 from mistral_workflows.core.patch import JSON, Op, apply, diff, escape, to_json
+from mistral_workflows.core.redact import redact
 from mistral_workflows.core.subjects import validate_stream_type
 
 __all__ = ["Task"]
@@ -358,5 +359,6 @@ def _terminal_event(exc: BaseException, timed_out: str | None) -> tuple[str, dic
 
 
 def _failure_message(exc: BaseException) -> str:
-    text = str(exc)
+    # Events are stored in clear text for the stream's whole retention.
+    text = redact(str(exc))
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -14,6 +14,7 @@ from temporalio.exceptions import ApplicationError
 
 from mistral_workflows.core import events
 from mistral_workflows.core.context import ActivityRef, EventSink, ExecutionContext
+from mistral_workflows.core.redact import redact
 from mistral_workflows.core.subjects import LIFECYCLE_STREAM
 
 __all__ = [
@@ -51,7 +52,7 @@ def json_payload(
 
 def failure_message(error: BaseException) -> str:
     """A description of an exception: its type and message (long messages are cut)."""
-    text = str(error)
+    text = redact(str(error))  # events are stored in clear text for the whole retention
     if len(text) > _MAX_MESSAGE:
         text = text[:_MAX_MESSAGE] + f"... ({len(text) - _MAX_MESSAGE} more characters)"
     if isinstance(error, ApplicationError) and error.type:
