@@ -56,3 +56,21 @@ async def test_consumer_with_a_password_in_the_url_never_prints_it(tmp_path):
             async for _ in subscribe(url, idle_timeout=0.5):
                 pass
     assert SECRET not in str(caught.value) and "***@" in str(caught.value)
+
+
+async def test_token_authentication(temporal_address, task_queue, tmp_path):
+    """A token works for the worker; a wrong one is refused clearly and not repeated."""
+    token = "t0ken-s3cret"
+    with NatsServer(store_dir=tmp_path, config=f'authorization {{ token: "{token}" }}') as server:
+        client = await plugged_client(temporal_address, server.url, nats_options={"token": token})
+        wid = unique("token")
+        async with running_worker(client, task_queue, [RunActivity], [many_tokens]):
+            await client.execute_workflow(
+                RunActivity.run, Call("many_tokens", [3]), id=wid, task_queue=task_queue
+            )
+        url = f"nats://{token}@127.0.0.1:{server.port}"
+        assert len(await task_events(url, workflow_exec_id=wid)) == 5
+        with pytest.raises(BrokerConnectionError) as caught:
+            await connect(server.url, token="not-the-token")
+    assert "refused our credentials" in str(caught.value)
+    assert "not-the-token" not in str(caught.value)
