@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from typing import Any
 
 import nats
@@ -73,22 +73,23 @@ async def connect(
         nc = NATS()
         # nats-py's annotations say int for these timeouts, but it takes seconds as floats.
         first: dict[str, Any] = {"connect_timeout": connect_timeout, "reconnect_time_wait": 0.1}
+        opening = nc.connect(
+            servers if isinstance(servers, str) else list(servers),
+            name=name,
+            allow_reconnect=False,
+            # nats-py treats 0 as "retry forever" on the first connect; 1 means two
+            # tries per server, then NoServersError.
+            max_reconnect_attempts=1,
+            error_cb=remember,
+            **first,
+            **options,
+        )
         try:
-            await nc.connect(
-                servers if isinstance(servers, str) else list(servers),
-                name=name,
-                allow_reconnect=False,
-                # nats-py treats 0 as "retry forever" on the first connect; 1 means two
-                # tries per server, then NoServersError.
-                max_reconnect_attempts=1,
-                error_cb=remember,
-                **first,
-                **options,
-            )
+            await _bounded(opening, connect_timeout * 4 + 1)
         except (nats.errors.Error, OSError, TimeoutError) as e:
             # A refused client may keep its socket open: close it, quietly.
             with contextlib.suppress(Exception):
-                await nc.close()
+                await _bounded(nc.close(), 1.0)
             last = seen[-1] if seen and isinstance(e, nats.errors.NoServersError) else e
             if _is_auth_error(last):
                 raise BrokerConnectionError(
@@ -106,6 +107,20 @@ async def connect(
         f"{connect_timeout:g}s ({_describe(last)}); is nats-server running there with "
         "JetStream enabled (nats-server -js)? `mistral-workflows dev` starts one locally."
     ) from last
+
+
+async def _bounded(opening: Coroutine[Any, Any, None], seconds: float) -> None:
+    """Await a connection attempt (or its closing) for at most `seconds`.
+
+    A failed TLS handshake can leave nats-py waiting for ever, and it may not even end when
+    cancelled (asyncio.wait_for would then wait too): give up on it without waiting.
+    """
+    attempt = asyncio.ensure_future(opening)
+    done, _ = await asyncio.wait({attempt}, timeout=seconds)
+    if not done:
+        attempt.cancel()
+        raise TimeoutError(f"no answer within {seconds:g}s (a TLS or protocol mismatch?)")
+    attempt.result()
 
 
 def _is_auth_error(e: BaseException) -> bool:
