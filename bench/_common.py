@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import platform
 import uuid
@@ -11,10 +12,23 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import nats
+import nats.js.errors
+from nats.js.api import StorageType, StreamConfig
+from nats.js.client import JetStreamContext
 from temporalio.client import Client
 from temporalio.worker import Worker
 
 from mistral_workflows import MistralWorkflowsPlugin
+from mistral_workflows.core.context import (
+    ActivityRef,
+    ExecutionContext,
+    Scope,
+    reset_scope,
+    use_scope,
+)
+from mistral_workflows.core.publisher import Emitter, Publisher
+from mistral_workflows.worker import StreamSettings, provision
 
 
 @dataclass
@@ -65,3 +79,39 @@ def report(rows: Sequence[Row], path: Path | None) -> str:
         machine = {"machine": platform.machine(), "python": platform.python_version()}
         path.write_text(json.dumps({**machine, "rows": [asdict(r) for r in rows]}, indent=1))
     return "\n".join(lines)
+
+
+@asynccontextmanager
+async def direct_emitter(url: str, exec_id: str) -> AsyncIterator[Emitter]:
+    """An activity-like publishing scope on a real connection, without Temporal around it,
+    so that a benchmark times the library's own work."""
+    nc = await nats.connect(url)
+    await provision(nc.jetstream(), StreamSettings())
+    publisher = Publisher(
+        nc, stream_name="WORKFLOW_EVENTS", prefix="workflows", max_event_bytes=1 << 20
+    )
+    context = ExecutionContext("default", "Bench", exec_id, "run", exec_id, None)
+    ref = ActivityRef("1", "bench", 1)
+    emitter = publisher.emitter(context, ref)
+    token = use_scope(Scope(context, ref, emitter))
+    try:
+        yield emitter
+        await emitter.flush()
+    finally:
+        reset_scope(token)
+        await nc.close()
+
+
+@asynccontextmanager
+async def scratch_stream(url: str, name: str) -> AsyncIterator[JetStreamContext]:
+    """A fresh file-storage stream `name` capturing `<name>.>`, for raw baselines."""
+    nc = await nats.connect(url)
+    js = nc.jetstream()
+    with contextlib.suppress(nats.js.errors.NotFoundError):
+        await js.delete_stream(name)
+    await js.add_stream(StreamConfig(name=name, subjects=[f"{name}.>"], storage=StorageType.FILE))
+    try:
+        yield js
+    finally:
+        await js.delete_stream(name)
+        await nc.close()

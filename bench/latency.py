@@ -4,19 +4,13 @@ consumer, one after the other in the same process and on the same server."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 
-import nats
-import nats.js.errors
-from nats.js.api import StorageType, StreamConfig
+from nats.js.client import JetStreamContext
 
-from bench._common import Row, Servers, percentile
+from bench._common import Row, Servers, direct_emitter, percentile, scratch_stream
 from mistral_workflows import subscribe
-from mistral_workflows.core.context import ActivityRef, ExecutionContext, Scope, use_scope
-from mistral_workflows.core.publisher import Publisher
 from mistral_workflows.core.task import Task
-from mistral_workflows.worker import StreamSettings, provision
 
 RATE = 500
 
@@ -31,16 +25,7 @@ async def paced(n: int, send) -> None:  # type: ignore[no-untyped-def]
 
 
 async def ours(url: str, n: int) -> list[float]:
-    nc = await nats.connect(url)
-    await provision(nc.jetstream(), StreamSettings())
-    publisher = Publisher(
-        nc, stream_name="WORKFLOW_EVENTS", prefix="workflows", max_event_bytes=1 << 20
-    )
     exec_id = f"latency-{time.time_ns()}"
-    context = ExecutionContext("default", "Bench", exec_id, "run", exec_id, None)
-    ref = ActivityRef("1", "bench", 1)
-    emitter = publisher.emitter(context, ref)
-    use_scope(Scope(context, ref, emitter))
     delays: list[float] = []
 
     async def consume() -> None:
@@ -51,26 +36,25 @@ async def ours(url: str, n: int) -> list[float]:
 
     consumer = asyncio.create_task(consume())
     await asyncio.sleep(0.5)
-    async with Task(type="latency", state={"i": 0}) as task:
+    async with (
+        direct_emitter(url, exec_id),
+        Task(type="latency", state={"i": 0}) as task,
+    ):
 
         async def send(i: int) -> None:
             await task.update_state({"i": i + 1})
 
         await paced(n, send)
-    await emitter.flush()
     await asyncio.wait_for(consumer, 30)
-    await nc.close()
     return delays[1:-1]
 
 
 async def raw(url: str, n: int) -> list[float]:
-    nc = await nats.connect(url)
-    js = nc.jetstream()
-    with contextlib.suppress(nats.js.errors.NotFoundError):
-        await js.delete_stream("BENCH_LATENCY")
-    await js.add_stream(
-        StreamConfig(name="BENCH_LATENCY", subjects=["bench-latency.>"], storage=StorageType.FILE)
-    )
+    async with scratch_stream(url, "BENCH_LATENCY") as js:
+        return await _raw(js, n)
+
+
+async def _raw(js: JetStreamContext, n: int) -> list[float]:
     delays: list[float] = []
     done = asyncio.Event()
 
@@ -79,16 +63,14 @@ async def raw(url: str, n: int) -> list[float]:
         if len(delays) == n:
             done.set()
 
-    sub = await js.subscribe("bench-latency.>", ordered_consumer=True, cb=handler)
+    sub = await js.subscribe("BENCH_LATENCY.>", ordered_consumer=True, cb=handler)
 
     async def send(i: int) -> None:
-        await js.publish_async("bench-latency.x", str(time.time_ns()).encode())
+        await js.publish_async("BENCH_LATENCY.x", str(time.time_ns()).encode())
 
     await paced(n, send)
     await asyncio.wait_for(done.wait(), 30)
     await sub.unsubscribe()
-    await js.delete_stream("BENCH_LATENCY")
-    await nc.close()
     return delays
 
 

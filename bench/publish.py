@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
 from datetime import timedelta
 
 import nats
 import nats.js.errors
-from nats.js.api import StorageType, StreamConfig
 from temporalio import workflow
 
 import mistral_workflows as workflows
-from bench._common import Row, Servers, plugged_worker
+from bench._common import Row, Servers, plugged_worker, scratch_stream
 from mistral_workflows.core import subjects
 from mistral_workflows.core.task import Task
 
@@ -49,22 +47,13 @@ async def event_size(url: str, exec_id: str) -> int:
 
 async def raw_rate(url: str, n: int, size: int) -> float:
     """Pipelined publish_async of n messages of `size` bytes into a stream like ours."""
-    nc = await nats.connect(url)
-    js = nc.jetstream()
-    with contextlib.suppress(nats.js.errors.NotFoundError):
-        await js.delete_stream("BENCH_RAW")
-    await js.add_stream(
-        StreamConfig(name="BENCH_RAW", subjects=["bench-raw.>"], storage=StorageType.FILE)
-    )
     payload = b"x" * size
-    started = time.perf_counter()
-    futures = [await js.publish_async("bench-raw.events", payload) for _ in range(n)]
-    for future in futures:
-        await future
-    rate = n / (time.perf_counter() - started)
-    await js.delete_stream("BENCH_RAW")
-    await nc.close()
-    return rate
+    async with scratch_stream(url, "BENCH_RAW") as js:
+        started = time.perf_counter()
+        futures = [await js.publish_async("BENCH_RAW.events", payload) for _ in range(n)]
+        for future in futures:
+            await future
+        return n / (time.perf_counter() - started)
 
 
 async def run(servers: Servers, n: int) -> list[Row]:
