@@ -5,6 +5,11 @@ drops messages when its pending limit overflows, so we drive the pull protocol d
 an ephemeral consumer with no acks, pull requests that are topped up when half used
 (bounded buffering, messages handed over as soon as they arrive), idle heartbeats, and a
 new consumer from the last delivered sequence whenever the old one is lost or skips.
+
+Every consumer is named (a random, unguessable name) and created with its filter in the
+request subject (`$JS.API.CONSUMER.CREATE.<stream>.<name>.<filter>`), so that NATS
+permissions can confine a user to the subjects of its tenant; nothing here needs stream
+info or lookups. A denied request fails at once with the server's reason.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from collections.abc import Sequence
 
 import nats.js.errors
@@ -20,9 +26,19 @@ import orjson
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.api import AckPolicy, ConsumerConfig, ConsumerInfo, DeliverPolicy
 
-__all__ = ["Reader"]
+from mistral_workflows.core.connection import denied, permitted
+from mistral_workflows.core.errors import BrokerConnectionError
+
+__all__ = [
+    "Reader",
+    "consumer_name",
+    "create_consumer",
+    "delete_consumer",
+    "last_sequence",
+    "start_of",
+]
 
 log = logging.getLogger("mistral_workflows")
 
@@ -32,6 +48,71 @@ _PULL_EXPIRES = 30.0
 _INACTIVE_THRESHOLD = 60.0
 _HEARTBEAT_STATUS = "100"
 _END_OF_REQUEST = frozenset({"404", "408", "409"})
+
+
+def consumer_name() -> str:
+    """A fresh consumer name: 128 random bits, so that no other user can guess it."""
+    return uuid.uuid4().hex
+
+
+async def create_consumer(nc: NATS, stream: str, config: ConsumerConfig) -> ConsumerInfo:
+    """Create the named consumer `config` on `stream`; a denial is an error at once.
+
+    Raises:
+        nats.js.errors.NotFoundError: the stream does not exist.
+        BrokerConnectionError: the NATS user may not create this consumer.
+    """
+    filters = config.filter_subjects or [config.filter_subject or ">"]
+    subject = f"$JS.API.CONSUMER.CREATE.{stream}.{config.name}"
+    if len(filters) == 1 and filters[0] != ">":
+        subject += f".{filters[0]}"
+    what = f"a consumer on stream {stream!r} for {' '.join(filters)}"
+    return await permitted(nc, nc.jetstream().add_consumer(stream, config), subject, what)
+
+
+async def delete_consumer(nc: NATS, stream: str, name: str) -> None:
+    """Delete a consumer, best effort: the server drops inactive ones by itself anyway."""
+    subject = f"$JS.API.CONSUMER.DELETE.{stream}.{name}"
+    with contextlib.suppress(Exception):
+        call = nc.jetstream().delete_consumer(stream, name)
+        await permitted(nc, call, subject, f"deleting consumer {name}")
+
+
+async def last_sequence(nc: NATS, stream: str, filter_subject: str) -> int:
+    """The stream's last sequence (0 if it does not exist), asking only for `filter_subject`.
+
+    A consumer that delivers new messages only starts right after the last one, which
+    tells it without `STREAM.INFO` (which a tenant may not be allowed to read).
+    """
+    config = _config(consumer_name(), [filter_subject], DeliverPolicy.NEW, None)
+    try:
+        info = await create_consumer(nc, stream, config)
+    except nats.js.errors.NotFoundError:
+        return 0
+    await delete_consumer(nc, stream, str(config.name))
+    return start_of(info) - 1
+
+
+def start_of(info: ConsumerInfo) -> int:
+    """The first stream sequence a new consumer delivers: after the last one for NEW, and the
+    stream's first one when the requested start sequence is no longer stored."""
+    return int(info.delivered.stream_seq) + 1 if info.delivered else 1
+
+
+def _config(
+    name: str, filters: Sequence[str], policy: DeliverPolicy, start: int | None
+) -> ConsumerConfig:
+    return ConsumerConfig(
+        name=name,
+        ack_policy=AckPolicy.NONE,
+        inactive_threshold=_INACTIVE_THRESHOLD,
+        mem_storage=True,
+        num_replicas=1,
+        deliver_policy=policy,
+        opt_start_seq=start,
+        filter_subject=filters[0] if len(filters) == 1 else None,
+        filter_subjects=list(filters) if len(filters) > 1 else None,
+    )
 
 
 class Reader:
@@ -58,9 +139,14 @@ class Reader:
         self._consumer_seq = 0
         self._last_seen = 0.0
         self._warned = False
+        self._errors_before: BaseException | None = None
+        self.first_seq: int | None = None
+        """The first stream sequence the reader can deliver, once its consumer exists: higher
+        than `start_seq` when the stream no longer holds what was asked for."""
 
     async def open(self) -> None:
         """Create the consumer and issue the first pull request."""
+        self._errors_before = self._nc.last_error
         inbox = self._nc.new_inbox()
         # No pending limit to overflow: the pull requests bound what can be buffered.
         self._sub = await self._nc.subscribe(inbox, pending_msgs_limit=0, pending_bytes_limit=0)
@@ -70,9 +156,8 @@ class Reader:
         """Unsubscribe and delete the consumer (it would expire on its own anyway)."""
         if self._sub is not None and not self._nc.is_closed:
             await self._sub.unsubscribe()
-            # Best effort: the server drops inactive consumers by itself.
-            with contextlib.suppress(Exception):
-                await self._nc.jetstream().delete_consumer(self._stream, self._consumer)
+            if self._consumer:
+                await delete_consumer(self._nc, self._stream, self._consumer)
         self._sub = None
 
     async def next(self, timeout: float | None) -> Msg | None:
@@ -80,6 +165,7 @@ class Reader:
         assert self._sub is not None, "call open() first"
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
+            self._check_permitted()
             wait = _HEARTBEAT * 3
             if deadline is not None:
                 wait = min(wait, deadline - time.monotonic())
@@ -100,6 +186,18 @@ class Reader:
                 return msg
             if status in _END_OF_REQUEST:
                 await self._end_of_request(msg, status)
+
+    def _check_permitted(self) -> None:
+        """Raise if the server denied our pulls or our inbox: nothing would ever arrive."""
+        assert self._sub is not None
+        pull = f"$JS.API.CONSUMER.MSG.NEXT.{self._stream}.{self._consumer}"
+        violation = denied(self._nc, self._errors_before, pull, self._sub.subject)
+        if violation is not None:
+            raise BrokerConnectionError(
+                f"NATS refused to deliver stream {self._stream!r} ({violation}): the NATS "
+                f"user needs permission to publish on {pull} and to subscribe to its reply "
+                "inbox; see docs/security.md for the permissions consumers need"
+            )
 
     async def _accept(self, msg: Msg) -> bool:
         meta = msg.metadata
@@ -142,24 +240,14 @@ class Reader:
 
     async def _create_consumer(self) -> None:
         assert self._sub is not None
-        js = self._nc.jetstream()
-        seq, filters = self._next_seq, self._filters
-        config = ConsumerConfig(
-            ack_policy=AckPolicy.NONE,
-            inactive_threshold=_INACTIVE_THRESHOLD,
-            mem_storage=True,
-            num_replicas=1,
-            deliver_policy=self._policy(),
-            opt_start_seq=seq,
-            filter_subject=filters[0] if len(filters) == 1 else None,
-            filter_subjects=filters if len(filters) > 1 else None,
-        )
+        config = _config(consumer_name(), self._filters, self._policy(), self._next_seq)
         if self._consumer:
             # It may be gone already, which is why we are here.
-            with contextlib.suppress(Exception):
-                await js.delete_consumer(self._stream, self._consumer)
-        info = await js.add_consumer(self._stream, config)
-        self._consumer = info.name
+            await delete_consumer(self._nc, self._stream, self._consumer)
+        info = await create_consumer(self._nc, self._stream, config)
+        if self.first_seq is None:
+            self.first_seq = start_of(info)
+        self._consumer = str(config.name)
         self._consumer_seq = 0
         self._outstanding = 0
         self._last_seen = time.monotonic()

@@ -4,15 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import nats.errors
 import nats.js.errors
 import orjson
 from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.client import JetStreamContext
 
+from mistral_workflows.consumer._reader import consumer_name, create_consumer, delete_consumer
 from mistral_workflows.core import subjects
+from mistral_workflows.core.connection import denied
+from mistral_workflows.core.errors import BrokerConnectionError
 from mistral_workflows.core.events import StreamEvent
 
-__all__ = ["Snapshots", "read_snapshots"]
+__all__ = ["Snapshots", "backfill", "read_snapshots"]
 
 _FETCH = 256
 _WAIT = 1.0
@@ -68,30 +74,25 @@ async def backfill(
 ) -> list[StreamEvent]:
     """What a late joiner missed of the task of `event`: its snapshot, then its events
     between that snapshot and `event` (read from the task's own subject)."""
-    js = nc.jetstream()
     task_id = _task_id(event)
     assert task_id is not None
     snapshot_subject = subjects.snapshot_subject(prefix, subject, task_id)
-    try:
-        raw = await js.get_last_msg(subjects.snapshot_stream(stream_name), snapshot_subject)
-    except nats.js.errors.NotFoundError:
+    stream = subjects.snapshot_stream(stream_name)
+    found = await _read(nc, stream, _config(snapshot_subject, DeliverPolicy.LAST))
+    if not found:
         return []
-    assert raw.data is not None
-    snapshot = StreamEvent.model_validate(orjson.loads(raw.data))
+    snapshot = StreamEvent.model_validate(orjson.loads(found[-1].data))
     missed = [snapshot]
     seq = int(snapshot.metadata.get("resume_seq", 0))
-    while seq and seq < (event.broker_sequence or 0):
-        try:
-            raw = await js.get_msg(stream_name, seq=seq, next=True, subject=subject)
-        except nats.js.errors.NotFoundError:
-            break
-        if raw.seq is None or raw.seq >= (event.broker_sequence or 0) or raw.data is None:
-            break
-        found = StreamEvent.model_validate(orjson.loads(raw.data))
-        found.broker_sequence = raw.seq
-        if _task_id(found) == task_id and _rank(found) > _rank(snapshot):
-            missed.append(found)
-        seq = raw.seq + 1
+    end = event.broker_sequence or 0
+    if not seq or seq >= end:
+        return missed
+    config = _config(subject, DeliverPolicy.BY_START_SEQUENCE, seq)
+    for msg in await _read(nc, stream_name, config, before=end):
+        later = StreamEvent.model_validate(orjson.loads(msg.data))
+        later.broker_sequence = msg.metadata.sequence.stream
+        if _task_id(later) == task_id and _rank(later) > _rank(snapshot):
+            missed.append(later)
     return missed
 
 
@@ -99,27 +100,64 @@ async def read_snapshots(
     nc: NATS, stream_name: str, prefix: str, ids: Mapping[str, str | None]
 ) -> Snapshots:
     """Read the latest snapshot of every task whose subject matches `ids`."""
-    js = nc.jetstream()
-    stream = subjects.snapshot_stream(stream_name)
-    config = ConsumerConfig(
-        deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
+    filter_ = subjects.filter_subject(subjects.snapshot_prefix(prefix), **ids)
+    config = _config(filter_, DeliverPolicy.LAST_PER_SUBJECT)
+    found = await _read(nc, subjects.snapshot_stream(stream_name), config)
+    return Snapshots([StreamEvent.model_validate(orjson.loads(m.data)) for m in found])
+
+
+def _config(filter_: str, policy: DeliverPolicy, start: int | None = None) -> ConsumerConfig:
+    return ConsumerConfig(
+        name=consumer_name(),
+        filter_subject=filter_,
+        deliver_policy=policy,
+        opt_start_seq=start,
         ack_policy=AckPolicy.NONE,
         mem_storage=True,
+        num_replicas=1,
         inactive_threshold=30.0,
     )
-    filter_ = subjects.filter_subject(subjects.snapshot_prefix(prefix), **ids)
+
+
+async def _read(
+    nc: NATS, stream: str, config: ConsumerConfig, before: int | None = None
+) -> list[Msg]:
+    """What a new consumer `config` has pending now (up to sequence `before`); nothing if the
+    stream does not exist."""
     try:
-        sub = await js.pull_subscribe(filter_, stream=stream, config=config)
+        info = await create_consumer(nc, stream, config)
     except nats.js.errors.NotFoundError:
-        return Snapshots([])
-    events: list[StreamEvent] = []
+        return []
+    name = str(config.name)
+    sub = await nc.jetstream().pull_subscribe_bind(name, stream=stream)
+    found: list[Msg] = []
+    pending = info.num_pending
     try:
-        pending = (await sub.consumer_info()).num_pending
         while pending:
-            for msg in await sub.fetch(min(_FETCH, pending), timeout=_WAIT):
-                event = StreamEvent.model_validate(orjson.loads(msg.data))
-                events.append(event)
+            for msg in await _fetch(nc, sub, min(_FETCH, pending), f"{stream}.{name}"):
+                if before is not None and msg.metadata.sequence.stream >= before:
+                    return found
+                found.append(msg)
                 pending = msg.metadata.num_pending
     finally:
         await sub.unsubscribe()
-    return Snapshots(events)
+        await delete_consumer(nc, stream, name)
+    return found
+
+
+async def _fetch(
+    nc: NATS, sub: JetStreamContext.PullSubscription, n: int, consumer: str
+) -> list[Msg]:
+    before = nc.last_error
+    try:
+        return await sub.fetch(n, timeout=_WAIT)
+    except nats.errors.TimeoutError:
+        pull = f"$JS.API.CONSUMER.MSG.NEXT.{consumer}"
+        violation = denied(nc, before, pull)
+        if violation is None:
+            raise
+        raise BrokerConnectionError(
+            f"NATS refused to deliver {consumer} ({violation}): the NATS user needs "
+            f"permission to publish on {pull} and to subscribe to its reply inbox; see "
+            "docs/security.md for the permissions consumers need"
+        ) from None

@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+)
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import nats.js.errors
 import orjson
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from pydantic import ValidationError
 
-from mistral_workflows.consumer._reader import Reader
+from mistral_workflows.consumer._reader import Reader, last_sequence
 from mistral_workflows.consumer._snapshots import Snapshots, backfill, read_snapshots
 from mistral_workflows.core import subjects
 from mistral_workflows.core.connection import connect
@@ -71,6 +77,7 @@ async def subscribe(
     on_gap: Callable[[Gap], None] = _log_gap,
     stream_name: str = "WORKFLOW_EVENTS",
     subject_prefix: str = subjects.DEFAULT_PREFIX,
+    nats_options: Mapping[str, Any] | None = None,
 ) -> AsyncGenerator[StreamEvent, None]:
     """Yield the events that match every given filter, oldest first.
 
@@ -99,12 +106,16 @@ async def subscribe(
         idle_timeout: Stop after this many seconds without a matching event.
         on_gap: Called when `start_seq` is older than the oldest event the stream still
             holds (default: log a warning); reading then starts at the oldest one.
-        stream_name: The JetStream stream.
+        stream_name: The JetStream stream, named explicitly: it is never looked up.
         subject_prefix: The subject prefix the workers use.
+        nats_options: Further `nats.connect` options when `nats` is a URL: user, password,
+            token, tls, nkeys_seed (a file) or nkeys_seed_str, user_credentials (a .creds
+            file), inbox_prefix... (see docs/security.md).
 
     Raises:
-        ConfigurationError: a filter is invalid.
-        BrokerConnectionError: the NATS server cannot be reached.
+        ConfigurationError: a filter or option is invalid.
+        BrokerConnectionError: the NATS server cannot be reached, refuses the credentials,
+            or denies a permission reading needs (e.g. another tenant's namespace).
     """
     wanted = _event_types(event_types)
     target = workflow_exec_id or root_workflow_exec_id
@@ -115,6 +126,11 @@ async def subscribe(
         )
     if sum((from_now, late_join, start_seq is not None)) > 1:
         raise ConfigurationError("give at most one of start_seq, from_now and late_join")
+    if nats_options and not isinstance(nats, str):
+        raise ConfigurationError(
+            "nats_options apply when subscribe connects by URL; a connected client already "
+            "has its options"
+        )
     if start_seq is not None and (not isinstance(start_seq, int) or start_seq < 1):
         raise ConfigurationError(f"start_seq must be an integer >= 1, not {start_seq!r}")
     prefix = subjects.validate_prefix(subject_prefix)
@@ -135,21 +151,22 @@ async def subscribe(
         # The end of the workflow is a lifecycle event: read those too, then drop them.
         lifecycle = {"stream": subjects.LIFECYCLE_STREAM, "scope": "workflow"}
         filters.append(subjects.filter_subject(prefix, **ids, **lifecycle))
-    async with _connection(nats) as nc:
+    async with _connection(nats, nats_options or {}) as nc:
         snapshots = Snapshots([])
         if late_join:
             # The end of the stream first: whatever is stored later is read in full.
-            end = await _next_seq(nc, stream_name)
+            end = await last_sequence(nc, stream_name, filters[0]) + 1
             snapshots = await read_snapshots(nc, stream_name, prefix, {"stream": stream, **ids})
             for snapshot in snapshots.events:
                 if _matches(snapshot, wanted, stream, scope, activity_name):
                     yield snapshot
             start_seq = snapshots.resume_seq(default=end)
-        if start_seq is not None:
-            await _check_gap(nc, stream_name, start_seq, on_gap)
         reader = Reader(nc, stream_name, filters, start_seq, new_only=from_now)
         await reader.open()
         try:
+            first = reader.first_seq
+            if start_seq is not None and first is not None and first > start_seq:
+                on_gap(Gap(start_seq, first))
             while (msg := await reader.next(idle_timeout)) is not None:
                 event = _decode(msg)
                 if event is None or snapshots.covers(event):
@@ -170,17 +187,6 @@ async def subscribe(
             await reader.close()
 
 
-async def _check_gap(
-    nc: NATS, stream_name: str, start_seq: int, on_gap: Callable[[Gap], None]
-) -> None:
-    try:
-        state = (await nc.jetstream().stream_info(stream_name)).state
-    except nats.js.errors.NotFoundError:
-        return  # No stream yet: nothing was lost; the reader waits for it.
-    if state.messages and start_seq < state.first_seq:
-        on_gap(Gap(start_seq, state.first_seq))
-
-
 def _began_unseen(event: StreamEvent, snapshots: Snapshots) -> bool:
     seq = getattr(getattr(event.data, "attributes", None), "task_sequence", None)
     if seq is None or snapshots.knows(event):
@@ -189,13 +195,6 @@ def _began_unseen(event: StreamEvent, snapshots: Snapshots) -> bool:
         snapshots.add(event)  # Its start is here: nothing to fetch, now or later.
         return False
     return True
-
-
-async def _next_seq(nc: NATS, stream_name: str) -> int:
-    try:
-        return int((await nc.jetstream().stream_info(stream_name)).state.last_seq) + 1
-    except nats.js.errors.NotFoundError:
-        return 1
 
 
 def subscribe_sync(nats: str, **filters: Any) -> Iterator[StreamEvent]:
@@ -275,11 +274,11 @@ def _decode(msg: Msg) -> StreamEvent | None:
 
 
 @asynccontextmanager
-async def _connection(nats: str | NATS) -> AsyncIterator[NATS]:
+async def _connection(nats: str | NATS, options: Mapping[str, Any]) -> AsyncIterator[NATS]:
     if not isinstance(nats, str):
         yield nats
         return
-    nc = await connect(nats, name="mistral-workflows-consumer")
+    nc = await connect(nats, **{"name": "mistral-workflows-consumer", **options})
     try:
         yield nc
     finally:

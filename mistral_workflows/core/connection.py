@@ -9,19 +9,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import logging
-from collections.abc import Coroutine, Sequence
-from typing import Any
+import os
+from collections.abc import Awaitable, Coroutine, Sequence
+from typing import Any, TypeVar
 
 import nats
 import nats.errors
 from nats.aio.client import Client as NATS
 
-from mistral_workflows.core.errors import BrokerConnectionError, redact_url
+from mistral_workflows.core.errors import BrokerConnectionError, ConfigurationError, redact_url
 
-__all__ = ["connect", "display_url"]
+__all__ = ["connect", "denied", "display_url", "permitted"]
 
 log = logging.getLogger("mistral_workflows")
+
+T = TypeVar("T")
+
+_DENIAL_POLL = 0.05
+_PERMISSIONS_VIOLATION = "permissions violation"
+_SEE_DOCS = "see docs/security.md for the permissions workers and consumers need"
 
 
 def display_url(servers: str | Sequence[str]) -> str:
@@ -58,6 +66,7 @@ async def connect(
     Raises:
         BrokerConnectionError: the server cannot be reached or refuses our credentials.
     """
+    _check_credential_options(options)
     where = display_url(servers)
     last: BaseException | None = None
     seen: list[Exception] = []
@@ -97,6 +106,17 @@ async def connect(
                     "user/password, token, NKey seed or creds file given to the plugin"
                 ) from e
             continue
+        except Exception as e:
+            if not _uses_nkeys(options):
+                raise
+            # A seed or creds file nats-py cannot read (nkeys errors carry no key material).
+            with contextlib.suppress(Exception):
+                await _bounded(nc.close(), 1.0)
+            raise ConfigurationError(
+                f"cannot use the NKey seed or creds file given for NATS at {where} "
+                f"({type(e).__name__}); check that the file holds a valid user seed or "
+                "the `nsc` output for this user"
+            ) from None
         # Only now that we are connected do we let nats-py reconnect on its own.
         nc.options["allow_reconnect"] = True
         nc.options["max_reconnect_attempts"] = reconnect_attempts
@@ -107,6 +127,97 @@ async def connect(
         f"{connect_timeout:g}s ({_describe(last)}); is nats-server running there with "
         "JetStream enabled (nats-server -js)? `mistral-workflows dev` starts one locally."
     ) from last
+
+
+def _uses_nkeys(options: dict[str, Any]) -> bool:
+    return any(options.get(k) for k in ("nkeys_seed", "nkeys_seed_str", "user_credentials"))
+
+
+def _check_credential_options(options: dict[str, Any]) -> None:
+    """Fail before connecting on NKey/creds options nats-py would mishandle.
+
+    nats-py reads `nkeys_seed` and `user_credentials` as file paths: a seed passed there by
+    mistake would end up in a "file not found" message, so the value is never repeated.
+    """
+    if _uses_nkeys(options) and importlib.util.find_spec("nkeys") is None:
+        raise ConfigurationError(
+            "NKey and creds-file authentication need the nkeys package: "
+            "pip install 'nats-py[nkeys]'"
+        )
+    for key, hint in (
+        ("nkeys_seed", "pass the seed itself as nkeys_seed_str"),
+        ("user_credentials", "it must name the .creds file made by `nsc generate creds`"),
+    ):
+        value = options.get(key)
+        if isinstance(value, str | os.PathLike) and not os.path.isfile(value):
+            raise ConfigurationError(f"{key} names no readable file ({hint})")
+    seed = options.get("nkeys_seed_str")
+    if seed is not None:
+        # Untyped, and optional: only NKey users install it.
+        nkeys: Any = importlib.import_module("nkeys")
+        try:
+            nkeys.from_seed(bytearray(str(seed).strip().encode())).wipe()
+        except (nkeys.NkeysError, ValueError, TypeError):
+            raise ConfigurationError(
+                "nkeys_seed_str is not a valid NKey seed: it should be the 58-character "
+                "user seed starting with 'SU' made by `nk -gen user` or `nsc`"
+            ) from None
+
+
+def denied(nc: NATS, since: BaseException | None, *subjects: str) -> str | None:
+    """The server's permissions violation reported on `nc` after `since`, if any.
+
+    A denied publish or subscription is not an error in the NATS protocol: the server
+    drops it and reports `-ERR 'Permissions Violation ...'` to the client, which nats-py
+    keeps as `last_error` (in lower case). With `subjects`, only a violation naming one of
+    them counts, or any denied subscription (the replies we wait for then never come).
+    """
+    error = nc.last_error
+    if error is None or error is since:
+        return None
+    text = str(error).removeprefix("nats: ")
+    if _PERMISSIONS_VIOLATION not in text.lower():
+        return None
+    lowered = text.lower()
+    named = any(f'"{s.lower()}"' in lowered for s in subjects)
+    if subjects and "subscription" not in lowered and not named:
+        return None
+    return text
+
+
+async def permitted(nc: NATS, call: Awaitable[T], subject: str, what: str) -> T:
+    """Await a JetStream API request, failing at once if the server denies it.
+
+    A denied request otherwise surfaces as a plain timeout after the JetStream timeout.
+
+    Args:
+        nc: The connection the request goes through.
+        call: The pending request, e.g. `js.add_consumer(...)`.
+        subject: The API subject it publishes on, as named in the server's violation.
+        what: What the request does, for the error message.
+
+    Raises:
+        BrokerConnectionError: the server reported a permissions violation for it.
+    """
+    before = nc.last_error
+    request = asyncio.ensure_future(call)
+    while True:
+        try:
+            done, _ = await asyncio.wait({request}, timeout=_DENIAL_POLL)
+        except BaseException:
+            request.cancel()
+            raise
+        violation = denied(nc, before, subject)
+        if done:
+            if violation is None or request.exception() is None:
+                return request.result()
+        elif violation is None:
+            continue
+        request.cancel()
+        raise BrokerConnectionError(
+            f"NATS refused {what} ({violation}): the NATS user needs permission to publish "
+            f"on {subject} and to subscribe to its reply inbox; {_SEE_DOCS}"
+        )
 
 
 async def _bounded(opening: Coroutine[Any, Any, None], seconds: float) -> None:

@@ -9,15 +9,17 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
+import nats.errors
+import nats.js.errors
 from nats.aio.client import Client as NATS
 from temporalio.plugin import SimplePlugin
 from temporalio.worker import Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
-from mistral_workflows.core.connection import connect, display_url
-from mistral_workflows.core.errors import ConfigurationError
+from mistral_workflows.core.connection import connect, denied, display_url, permitted
+from mistral_workflows.core.errors import BrokerConnectionError, ConfigurationError
 from mistral_workflows.core.publisher import Publisher
-from mistral_workflows.core.subjects import validate_prefix
+from mistral_workflows.core.subjects import snapshot_stream, validate_prefix
 from mistral_workflows.interceptors import (
     StreamingInterceptor,
     WorkflowSettings,
@@ -57,7 +59,11 @@ class MistralWorkflowsPlugin(SimplePlugin):
         connect_timeout: Seconds per connection attempt.
         connect_attempts: Connection attempts at worker start.
         nats_options: Further `nats.connect` options: user, password, token, tls,
-            user_credentials, nkeys_seed, ...
+            nkeys_seed (a file) or nkeys_seed_str, user_credentials (a .creds file),
+            inbox_prefix... (see docs/security.md).
+        provision_stream: False when an administrator creates the streams: the worker then
+            only checks that they exist and never creates one, so its NATS user needs no
+            permission to create streams.
     """
 
     def __init__(
@@ -75,6 +81,7 @@ class MistralWorkflowsPlugin(SimplePlugin):
         connect_timeout: float = 2.0,
         connect_attempts: int = 3,
         nats_options: dict[str, Any] | None = None,
+        provision_stream: bool = True,
     ) -> None:
         if not nats_url or not all(isinstance(u, str) and u for u in _as_list(nats_url)):
             raise ConfigurationError(f"nats_url must be a URL or a list of URLs, not {nats_url!r}")
@@ -91,6 +98,7 @@ class MistralWorkflowsPlugin(SimplePlugin):
             duplicate_window=duplicate_window,
             replicas=replicas,
         )
+        self._provision = provision_stream
         self._persist_timeout = persist_timeout
         self._strict = fail_on_publish_error
         self._connect = {
@@ -150,7 +158,7 @@ class MistralWorkflowsPlugin(SimplePlugin):
     async def _open(self) -> Publisher:
         nc = await connect(self.nats_url, **self._connect)
         try:
-            await provision(nc.jetstream(), self.stream)
+            await _streams_ready(nc, self.stream, create=self._provision)
         except BaseException:
             await _close(nc)
             raise
@@ -175,6 +183,48 @@ def _with_passthrough(runner: WorkflowRunner | None) -> WorkflowRunner:
         restrictions = runner.restrictions.with_passthrough_modules("mistral_workflows", "orjson")
         return dataclasses.replace(runner, restrictions=restrictions)
     return runner or SandboxedWorkflowRunner()
+
+
+async def _streams_ready(nc: NATS, settings: StreamSettings, *, create: bool) -> None:
+    """Provision the streams, or with `create=False` only check that they exist.
+
+    Raises:
+        ConfigurationError: with `create=False`, a stream does not exist.
+        BrokerConnectionError: the NATS user may not read (or create) a stream.
+    """
+    before = nc.last_error
+    names = [settings.name, snapshot_stream(settings.name)]
+    if not create:
+        for name in names:
+            await _check_exists(nc, name)
+        return
+    try:
+        await provision(nc.jetstream(), settings)
+    except nats.errors.TimeoutError as e:
+        # A denied JetStream request is dropped by the server: it only times out.
+        api = [f"$JS.API.STREAM.{op}.{n}" for op in ("INFO", "CREATE") for n in names]
+        violation = denied(nc, before, *api)
+        if violation is None:
+            raise
+        raise BrokerConnectionError(
+            f"NATS refused to let the worker check or create stream {settings.name!r} "
+            f"({violation}); give its NATS user permission to publish on "
+            f"$JS.API.STREAM.INFO.{settings.name} and $JS.API.STREAM.CREATE.{settings.name} "
+            "(and the same for the _STATE stream), or let an administrator create the "
+            "streams and pass provision_stream=False; see docs/security.md"
+        ) from e
+
+
+async def _check_exists(nc: NATS, name: str) -> None:
+    subject = f"$JS.API.STREAM.INFO.{name}"
+    try:
+        await permitted(nc, nc.jetstream().stream_info(name), subject, f"reading stream {name}")
+    except nats.js.errors.NotFoundError:
+        raise ConfigurationError(
+            f"JetStream stream {name!r} does not exist, and the plugin was told not to "
+            "create it (provision_stream=False): ask the administrator to create it (see "
+            "docs/security.md), or start a worker that may create it first"
+        ) from None
 
 
 async def _close(nc: NATS) -> None:
