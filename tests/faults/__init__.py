@@ -1,0 +1,1 @@
+"""Fault tests: workers and servers killed, shut down, timed out and cancelled mid-task."""
