@@ -66,7 +66,7 @@ async def create_consumer(nc: NATS, stream: str, config: ConsumerConfig) -> Cons
     subject = f"$JS.API.CONSUMER.CREATE.{stream}.{config.name}"
     if len(filters) == 1 and filters[0] != ">":
         subject += f".{filters[0]}"
-    what = f"a consumer on stream {stream!r} for {' '.join(filters)}"
+    what = f"creating a consumer on stream {stream!r} for {' '.join(filters)}"
     return await permitted(nc, nc.jetstream().add_consumer(stream, config), subject, what)
 
 
