@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import json
 import shutil
 import subprocess
 import tempfile
@@ -13,7 +14,7 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from mistral_workflows.dev._process import ServerProcess, find_binary, free_port
 
@@ -91,6 +92,11 @@ class NatsServer(ServerProcess):
         return self._port
 
     @property
+    def monitor_port(self) -> int:
+        """The HTTP monitoring port (``/healthz``, ``/jsz``...)."""
+        return self._monitor_port
+
+    @property
     def store_dir(self) -> Path:
         """The JetStream storage directory."""
         return self._store_dir
@@ -99,6 +105,23 @@ class NatsServer(ServerProcess):
     def log_path(self) -> Path:
         """The file that receives the server's stdout and stderr."""
         return self._store_dir / "nats-server.log"
+
+    def monitor(self, endpoint: str) -> dict[str, Any] | None:
+        """The JSON of a monitoring endpoint, such as ``jsz?streams=true`` or ``varz``.
+
+        Returns:
+            The parsed document; None if the server does not answer with JSON.
+        """
+        url = f"http://{_HOST}:{self._monitor_port}/{endpoint.lstrip('/')}"
+        try:
+            with _DIRECT.open(url, timeout=_PROBE_TIMEOUT_SECONDS) as response:
+                data = json.load(response)
+        except urllib.error.HTTPError as error:
+            error.close()
+            return None
+        except (OSError, ValueError, http.client.HTTPException):
+            return None
+        return data if isinstance(data, dict) else None
 
     @staticmethod
     def _config_text(config: str | None, max_payload: int | None) -> str | None:

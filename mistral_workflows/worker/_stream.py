@@ -97,9 +97,8 @@ async def _provision_one(js: JetStreamContext, wanted: StreamConfig) -> None:
         try:
             await js.add_stream(wanted)
             return
-        except nats.js.errors.BadRequestError:
-            # Another worker created it first; check what it created.
-            existing = (await js.stream_info(name)).config
+        except nats.js.errors.APIError as refused:
+            existing = await _created_meanwhile(js, wanted, refused)
     problems = _differences(existing, wanted)
     if problems:
         raise StreamMismatchError(
@@ -108,6 +107,27 @@ async def _provision_one(js: JetStreamContext, wanted: StreamConfig) -> None:
             + ". It was left unchanged: pass matching settings to the plugin, or update "
             "or delete the stream yourself (nats stream edit/rm) if that is really meant."
         )
+
+
+async def _created_meanwhile(
+    js: JetStreamContext, wanted: StreamConfig, refused: nats.js.errors.APIError
+) -> StreamConfig:
+    """The stream another worker created first, or a clear error for a refused creation."""
+    try:
+        return (await js.stream_info(str(wanted.name))).config
+    except nats.js.errors.NotFoundError:
+        pass
+    hint = ""
+    if (wanted.num_replicas or 1) > 1:
+        hint = (
+            f" replicas={wanted.num_replicas} needs a JetStream cluster of at least "
+            f"{wanted.num_replicas} servers (mistral_workflows.dev.NatsCluster runs one "
+            "locally); use replicas=1 with a single server."
+        )
+    raise ConfigurationError(
+        f"JetStream refused to create stream {wanted.name!r}: {refused.description} "
+        f"(error {refused.err_code}).{hint}"
+    ) from refused
 
 
 def _differences(existing: StreamConfig, wanted: StreamConfig) -> list[str]:
