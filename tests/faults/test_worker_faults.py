@@ -237,10 +237,10 @@ async def test_graceful_shutdown_mid_stream(temporal_address, nats_url, task_que
 
 @pytest.fixture(scope="module", params=["resumes", "never"])
 async def heartbeat_timeout(request, temporal_address, nats_url) -> list[StreamEvent]:
-    """Attempt 1 stops heartbeating for longer than its heartbeat timeout (1 s) but keeps
-    streaming, then heartbeats again ("resumes") or never does ("never"); attempt 2 runs
-    meanwhile. The events once both have ended."""
-    quiet = [5, 20] if request.param == "resumes" else [5, 10_000]
+    """Attempt 1 stops heartbeating for 2 s, longer than its heartbeat timeout (1 s), but
+    keeps streaming, then heartbeats again ("resumes") or never does ("never"); attempt 2
+    runs meanwhile. The events once both have ended."""
+    quiet = [5, 25] if request.param == "resumes" else [5, 10_000]
     client = await plugged_client(temporal_address, nats_url)
     wid, queue = unique("heartbeat"), unique("queue")
     plan = Plan("goes_quiet", queue, [quiet, [40, 10], 0.1], heartbeat=1)

@@ -1,4 +1,4 @@
-"""The fault tests' workflow and activities, and a plugged worker to run in its own process.
+"""The fault tests' workflow, activities and checks, and a plugged worker to run in its own process.
 
     python -m tests.faults.worker_process TEMPORAL_ADDRESS NATS_URL TASK_QUEUE READY_FILE
 
