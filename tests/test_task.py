@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import itertools
 
+import orjson
 import pytest
 from pydantic import BaseModel
 from temporalio import activity
@@ -33,13 +34,17 @@ TOKENS = 2000
 
 
 @workflows.activity()
-async def many_tokens(n: int) -> dict[str, object]:
+async def many_tokens(n: int, paced: bool = False) -> dict[str, object]:
+    """Stream n tokens; `paced` yields to the event loop after each, as an LLM client
+    awaiting its next chunk does (else the updates of one loop turn share an event)."""
     async with Task(type="token-stream", state={"tokens": [], "text": ""}) as task:
         for i in range(n):
             token = f" t{i}"
             await task.update_state(
                 {"tokens": task.state["tokens"] + [token], "text": task.state["text"] + token}
             )
+            if paced:
+                await asyncio.sleep(0)
     return task.state
 
 
@@ -146,6 +151,12 @@ async def run(temporal_address: str, nats_url: str, task_queue: str, call: Call)
     return result, await task_events(nats_url, workflow_exec_id=wid)
 
 
+def patch_ops(events: list) -> list[dict[str, object]]:
+    """The ops of every IN_PROGRESS event, in order."""
+    progress = [e for e in events if e.data.event_type == "CUSTOM_TASK_IN_PROGRESS"]
+    return [op for e in progress for op in e.data.attributes.payload.value]
+
+
 ACTIVITIES = [
     many_tokens,
     pydantic_state,
@@ -160,27 +171,45 @@ ACTIVITIES = [
 ]
 
 
-async def test_long_token_stream_rebuilds_exactly(temporal_address, nats_url, task_queue):
-    """A 2,000-token stream rebuilt from its patches equals the activity's final state."""
+async def test_paced_token_stream_sends_an_event_per_token(temporal_address, nats_url, task_queue):
+    """A producer that yields between tokens gets one IN_PROGRESS event per token (the
+    first token, made in the same loop turn as STARTED, shares the second's), and the state
+    rebuilt from them equals the activity's final state."""
     result, events = await run(
-        temporal_address, nats_url, task_queue, Call("many_tokens", [TOKENS])
+        temporal_address, nats_url, task_queue, Call("many_tokens", [TOKENS, True])
     )
-    assert types(events) == ["CUSTOM_TASK_STARTED"] + ["CUSTOM_TASK_IN_PROGRESS"] * TOKENS + [
-        "CUSTOM_TASK_COMPLETED"
-    ]
+    progress = ["CUSTOM_TASK_IN_PROGRESS"] * (TOKENS - 1)
+    assert types(events) == ["CUSTOM_TASK_STARTED", *progress, "CUSTOM_TASK_COMPLETED"]
     (task,) = rebuilt(events)
     assert task.state == result and task.status == "completed"
     seqs = [e.broker_sequence for e in events]
     assert all(a < b for a, b in itertools.pairwise(seqs))
 
 
+async def test_updates_within_one_loop_turn_share_an_event(temporal_address, nats_url, task_queue):
+    """A producer that never yields gets its updates folded into few events (at most 32 KiB
+    of ops each), and the state rebuilt from them is still exactly the final one."""
+    result, events = await run(
+        temporal_address, nats_url, task_queue, Call("many_tokens", [TOKENS])
+    )
+    progress = [e for e in events if e.data.event_type == "CUSTOM_TASK_IN_PROGRESS"]
+    assert 1 <= len(progress) <= TOKENS // 100  # at least 100 tokens per event
+    assert max(len(orjson.dumps(e.data.attributes.payload.value)) for e in progress) <= 32 * 1024
+    (task,) = rebuilt(events)
+    assert task.state == result and task.status == "completed"
+    # The text's appends are folded into one per event; the list gets one add per token.
+    ops = [op for e in progress for op in e.data.attributes.payload.value]
+    assert sum(op["op"] == "append" for op in ops) == len(progress)
+    assert sum(op["op"] == "add" for op in ops) == TOKENS
+
+
 async def test_token_patch_is_an_add_and_an_append(temporal_address, nats_url, task_queue):
     """Each token becomes one list `add` and one string `append`, not a copy of the state."""
-    _, events = await run(temporal_address, nats_url, task_queue, Call("many_tokens", [3]))
-    patch = events[2].data.attributes.payload.value
+    _, events = await run(temporal_address, nats_url, task_queue, Call("many_tokens", [3, True]))
+    patch = events[-2].data.attributes.payload.value
     assert patch == [
-        {"op": "add", "path": "/tokens/1", "value": " t1"},
-        {"op": "append", "path": "/text", "value": " t1"},
+        {"op": "add", "path": "/tokens/2", "value": " t2"},
+        {"op": "append", "path": "/text", "value": " t2"},
     ]
 
 
@@ -190,7 +219,13 @@ async def test_pydantic_state_is_merged_and_validated(temporal_address, nats_url
     assert result == {"tokens": ["a", "b", "c"], "done": True}
     (task,) = rebuilt(events)
     assert task.state == result
-    assert types(events).count("CUSTOM_TASK_IN_PROGRESS") == 4
+    # The refused update sent nothing; the others, made in one loop turn, share an event.
+    assert patch_ops(events) == [
+        {"op": "add", "path": "/tokens/0", "value": "a"},
+        {"op": "add", "path": "/tokens/1", "value": "b"},
+        {"op": "add", "path": "/tokens/2", "value": "c"},
+        {"op": "replace", "path": "/done", "value": True},
+    ]
 
 
 async def test_noop_update_publishes_nothing(temporal_address, nats_url, task_queue):
@@ -203,7 +238,10 @@ async def test_in_place_mutations_are_published(temporal_address, nats_url, task
     """Mutating task.state in place is published, with or without a later update_state."""
     result, events = await run(temporal_address, nats_url, task_queue, Call("in_place"))
     assert result == {"items": ["x"], "meta": {"k": "v"}}
-    assert types(events).count("CUSTOM_TASK_IN_PROGRESS") == 2
+    assert patch_ops(events) == [
+        {"op": "add", "path": "/items/0", "value": "x"},
+        {"op": "add", "path": "/meta/k", "value": "v"},
+    ]
     (task,) = rebuilt(events)
     assert task.state == result
 

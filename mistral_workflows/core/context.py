@@ -131,6 +131,11 @@ class EventSink(Protocol):
         """The largest event, headers included."""
         ...
 
+    @property
+    def coalesce(self) -> bool:
+        """Whether a task may fold updates made within one event-loop turn into one event."""
+        ...
+
     def now_ns(self) -> int:
         """The event time in Unix nanoseconds."""
         ...

@@ -30,7 +30,7 @@ import orjson
 
 from mistral_workflows.core.errors import InvalidStateError, PatchError
 
-__all__ = ["JSON", "Op", "apply", "diff", "escape", "to_json", "unescape"]
+__all__ = ["JSON", "Op", "StrLists", "apply", "diff", "escape", "merge", "to_json", "unescape"]
 
 JSON: TypeAlias = bool | int | float | str | list["JSON"] | dict[str, "JSON"] | None
 Op: TypeAlias = dict[str, Any]
@@ -246,7 +246,14 @@ def unescape(token: str) -> str:
 # --- diff ---------------------------------------------------------------------------------
 
 
-def diff(old: JSON, new: object, path: str = "", *, max_depth: int = 64) -> list[Op]:
+def diff(
+    old: JSON,
+    new: object,
+    path: str = "",
+    *,
+    max_depth: int = 64,
+    str_lists: StrLists | None = None,
+) -> list[Op]:
     """Return the ops turning `old` into `new`.
 
     A string that grows at its end gives one `append`; a list that grows at its end gives one
@@ -261,6 +268,9 @@ def diff(old: JSON, new: object, path: str = "", *, max_depth: int = 64) -> list
         new: The user's new value; checked as `to_json` does wherever it differs from `old`.
         path: The pointer of `old` in the document ("" for the root).
         max_depth: The most containers allowed inside one another, counted from `path`.
+        str_lists: What is known about `old`'s lists of strings, kept across calls by a
+            producer that diffs against the same shadow again and again; it saves a pass
+            over each long list of tokens (see `StrLists`).
 
     Returns:
         The ops, `[]` if nothing changed. Their values are independent copies.
@@ -268,18 +278,63 @@ def diff(old: JSON, new: object, path: str = "", *, max_depth: int = 64) -> list
     Raises:
         InvalidStateError: A changed part of `new` is not JSON; the message names its path.
     """
-    differ = _Differ(max_depth)
+    differ = _Differ(max_depth, str_lists)
     differ.value(old, new, path, 0)
     return differ.ops
+
+
+class StrLists:
+    """Which lists of a shadow hold only strings, and up to which index that was checked.
+
+    A list of tokens only grows, so each check covers only the new items, instead of a pass
+    over the whole list at every update. The shadow's owner must call `forget` with the ops
+    it applies to the shadow (they may change checked items).
+    """
+
+    __slots__ = ("_known",)
+
+    def __init__(self) -> None:
+        self._known: dict[str, tuple[list[JSON], int]] = {}
+
+    def all_str(self, path: str, items: list[JSON]) -> bool:
+        """Whether every item of `items` (the shadow's list at `path`) is a str."""
+        known = self._known.get(path)
+        checked = known[1] if known is not None and known[0] is items else 0
+        if checked > len(items):
+            checked = 0
+        if not _all_str(items[checked:] if checked else items):
+            self._known.pop(path, None)
+            return False
+        self._known[path] = (items, len(items))
+        return True
+
+    def forget(self, ops: Iterable[Op]) -> None:
+        """Drop what `ops` (about to be applied to the shadow) may make untrue."""
+        known = self._known
+        if not known:
+            return
+        for op in ops:
+            changed = op["path"]
+            for path in [p for p in known if changed.startswith(p + "/") or p == changed]:
+                if path == changed or path.startswith(changed + "/"):
+                    del known[path]
+                    continue
+                token = changed[len(path) + 1 :].partition("/")[0]
+                # Adding past the checked items (a token) keeps the checked ones as they are.
+                if token != "-" and not (
+                    op["op"] == "add" and token.isdigit() and int(token) >= known[path][1]
+                ):
+                    del known[path]
 
 
 class _Differ:
     """Collects the ops of one `diff` call."""
 
-    __slots__ = ("max_depth", "ops")
+    __slots__ = ("max_depth", "ops", "str_lists")
 
-    def __init__(self, max_depth: int) -> None:
+    def __init__(self, max_depth: int, str_lists: StrLists | None) -> None:
         self.max_depth = max_depth
+        self.str_lists = str_lists
         self.ops: list[Op] = []
 
     def value(self, old: JSON, new: Any, path: str, depth: int) -> None:
@@ -339,6 +394,10 @@ class _Differ:
 
     def diff_list(self, old: list[JSON], new: list[Any], path: str, depth: int) -> None:
         """Diff two lists whose elements have `depth` containers above them."""
+        if len(new) > len(old) and self.extends(old, new, path):
+            for index in range(len(old), len(new)):
+                self.add(new[index], f"{path}/{index}", depth)
+            return
         start = _common_prefix(old, new)
         stop_old, stop_new = len(old), len(new)
         if start < stop_old and start < stop_new:
@@ -354,6 +413,26 @@ class _Differ:
             {"op": "remove", "path": f"{path}/{index}"}
             for index in range(stop_old - 1, shared - 1, -1)
         )
+
+    def extends(self, old: list[JSON], new: list[Any], path: str) -> bool:
+        """Whether the longer `new` starts with exactly `old`: the streaming case.
+
+        `old` gets `new`'s extra items for a moment, so that one `==` pass in C compares the
+        two lists without copying the shared part (`old` is ours; it is restored at once).
+        """
+        size = len(old)
+        old.extend(new[size:])
+        try:
+            equal = old == new
+        except Exception:  # a user __eq__ or __bool__ raised: let the general path judge
+            equal = False
+        finally:
+            del old[size:]
+        if not equal:
+            return False
+        if self.str_lists is not None and self.str_lists.all_str(path, old):
+            return True  # `==` to a str is the same JSON value
+        return _exactly_equal(old, new[:size])
 
 
 def _common_prefix(old: list[JSON], new: list[Any]) -> int:
@@ -452,6 +531,72 @@ def _same(a: Any, b: Any, *, numeric: bool = False) -> bool:
 
 def _is_number(value: object) -> bool:
     return type(value) is not bool and isinstance(value, int | float)
+
+
+# --- merge -------------------------------------------------------------------------------
+
+# How many of the latest ops `merge` looks back through for one on the same path.
+_MERGE_WINDOW = 8
+_SHIFTING = frozenset({"add", "remove"})  # on a list, they move the items after them
+
+
+def merge(ops: list[Op], new_ops: Iterable[Op]) -> None:
+    """Append `new_ops` to `ops`, folding each into a recent op on the same path if it can.
+
+    The result applies exactly like `ops + new_ops`, in fewer and smaller ops: appends to one
+    string become one append, a value replaced many times is sent once. Only ops the official
+    models know (add, remove, replace, append) are folded; it is how a producer coalesces the
+    updates made before it could send them.
+    """
+    for op in new_ops:
+        if op["op"] not in ("append", "replace") or not _fold(ops, op):
+            ops.append(op)
+
+
+def _fold(ops: list[Op], op: Op) -> bool:
+    """Fold `op` into the latest op on its path, unless an op in between depends on it."""
+    path = op["path"]
+    for index in range(len(ops) - 1, max(-1, len(ops) - 1 - _MERGE_WINDOW), -1):
+        earlier = ops[index]
+        if earlier["path"] == path:
+            folded = _folded(earlier, op)
+            if folded is None:
+                return False
+            # Moved to the end (nothing in between touches it), so that the next op on this
+            # path finds it at once: a token stream keeps one append per event.
+            del ops[index]
+            ops.append(folded)
+            return True
+        if _interferes(earlier, path):
+            return False
+    return False
+
+
+def _folded(earlier: Op, op: Op) -> Op | None:
+    """The one op doing `earlier` then `op` (same path), or None if there is none."""
+    kind, value = earlier["op"], earlier.get("value")
+    if op["op"] == "replace":
+        if kind in ("add", "replace", "append"):
+            return {
+                "op": "replace" if kind == "append" else kind,
+                "path": op["path"],
+                "value": op["value"],
+            }
+        return None
+    # op is an append: only onto a string value
+    if kind == "append" or (kind in ("add", "replace") and isinstance(value, str)):
+        return {"op": kind, "path": op["path"], "value": value + op["value"]}
+    return None
+
+
+def _interferes(earlier: Op, path: str) -> bool:
+    """Whether `earlier` touches `path`, one of its ancestors or children, or shifts it."""
+    other = earlier["path"]
+    if path.startswith(other + "/") or other.startswith(path + "/"):
+        return True
+    if earlier["op"] in _SHIFTING:
+        return path.startswith(other.rpartition("/")[0] + "/")
+    return False
 
 
 # --- apply --------------------------------------------------------------------------------

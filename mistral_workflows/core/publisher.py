@@ -27,7 +27,7 @@ from mistral_workflows.core import subjects
 from mistral_workflows.core.context import ActivityRef, ExecutionContext, FollowUp, scope_subject
 from mistral_workflows.core.errors import PayloadTooLargeError, PublishError
 
-__all__ = ["Emitter", "Publisher", "encode_event"]
+__all__ = ["Emitter", "Publisher", "encode_event", "event_size"]
 
 log = logging.getLogger("mistral_workflows")
 
@@ -47,6 +47,11 @@ def _header_bytes(headers: dict[str, str]) -> int:
     return _HEADER_OVERHEAD + sum(len(k) + len(v.encode()) + 4 for k, v in headers.items())
 
 
+def event_size(payload: bytes, headers: dict[str, str]) -> int:
+    """The size the server counts against max_payload: the payload and its headers."""
+    return len(payload) + _header_bytes(headers)
+
+
 def encode_event(
     body: dict[str, Any], msg_id: str, stream_name: str, limit: int, what: str
 ) -> tuple[bytes, dict[str, str]]:
@@ -57,7 +62,7 @@ def encode_event(
     """
     payload = orjson.dumps(body)
     headers = {_MSG_ID: msg_id, _EXPECTED_STREAM: stream_name}
-    size = len(payload) + _header_bytes(headers)
+    size = event_size(payload, headers)
     if size > limit:
         raise PayloadTooLargeError(
             f"{what} is {size} bytes, over the {limit}-byte event limit; nothing was "
@@ -138,6 +143,7 @@ class Emitter:
         self.activity = activity
         self._pending: deque[_Pending] = deque()
         self._subjects: dict[str, str] = {}
+        self._room = asyncio.Lock()
 
     def subject(self, stream: str) -> str:
         """The subject of this attempt's events on `stream` (built once per stream)."""
@@ -152,6 +158,12 @@ class Emitter:
     def limit(self) -> int:
         """The largest event that can be sent, headers included."""
         return self.publisher.limit
+
+    @property
+    def coalesce(self) -> bool:
+        """Updates made within one event-loop turn cannot reach the socket before the turn
+        ends anyway: tasks fold them into one event."""
+        return True
 
     def now_ns(self) -> int:
         """The event time: now, in Unix nanoseconds."""
@@ -234,8 +246,16 @@ class Emitter:
 
     async def _send(self, entry: _Pending) -> None:
         js = self.publisher.js
-        if js.publish_async_pending() >= self.publisher.max_in_flight:
-            await self._wait_for_room()
+        if self._room.locked() or js.publish_async_pending() >= self.publisher.max_in_flight:
+            # One waiter at a time, woken in order: events leave in the order they were sent.
+            async with self._room:
+                await self._wait_for_room()
+                await self._publish(entry)
+            return
+        await self._publish(entry)
+
+    async def _publish(self, entry: _Pending) -> None:
+        js = self.publisher.js
         try:
             # No wait_stall: with one, nats-py wraps every publish in asyncio.wait_for,
             # which costs a task and a loop turn per event; we bound the window ourselves.

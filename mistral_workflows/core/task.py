@@ -7,6 +7,11 @@ Entering publishes CUSTOM_TASK_STARTED with the initial state; each update that 
 something publishes CUSTOM_TASK_IN_PROGRESS with a JSON patch; leaving publishes
 CUSTOM_TASK_COMPLETED with the final state, or CUSTOM_TASK_FAILED / _CANCELED /
 _TIMED_OUT when an exception leaves the block (the exception always propagates).
+
+Updates made while an event of the task is waiting for the event loop's next turn (a
+producer updating faster than it yields) are folded into one IN_PROGRESS event: nothing
+could reach the socket before that turn anyway, so no latency is added, and a fast stream
+costs one envelope per turn instead of one per update.
 """
 
 from __future__ import annotations
@@ -29,7 +34,8 @@ from mistral_workflows.core.errors import (
     MistralWorkflowsError,
     PayloadTooLargeError,
 )
-from mistral_workflows.core.patch import JSON, Op, apply, diff, escape, to_json
+from mistral_workflows.core.patch import JSON, Op, StrLists, apply, diff, escape, merge, to_json
+from mistral_workflows.core.publisher import event_size
 from mistral_workflows.core.redact import redact
 from mistral_workflows.core.subjects import validate_stream_type
 
@@ -39,6 +45,11 @@ log = logging.getLogger("mistral_workflows")
 
 _SNAPSHOT_MIN_BYTES = 16 * 1024
 _SNAPSHOT_MAX_AGE_NS = 1_000_000_000
+# The most patch bytes folded into one event: large enough that the envelope is noise.
+_FOLD_MAX_BYTES = 32 * 1024
+# Room left in the size estimate of an event for what varies between events (sequence
+# number, timestamp digits).
+_SIZE_SLACK = 64
 
 S = TypeVar("S")
 
@@ -80,6 +91,16 @@ class Task(Generic[S]):
         self._unsnapshotted = 0
         self._snapshot_bytes = 0
         self._snapshot_ns = 0
+        self._str_lists = StrLists()
+        # Ops applied to the shadow but not sent yet (see the module docstring).
+        self._folded: list[Op] = []
+        self._folded_bytes = 0
+        self._patch_overhead = 0
+        self._coalesce = self._scope.emitter.coalesce
+        self._sent_this_turn = False
+        self._watching_turn = False
+        self._background: asyncio.Task[None] | None = None
+        self._background_error: BaseException | None = None
 
     @property
     def state(self) -> S:
@@ -101,12 +122,17 @@ class Task(Generic[S]):
         tb: TracebackType | None,
     ) -> None:
         self._finished = True
+        if self._background is not None:
+            await self._background
         if exc is None:
+            self._raise_background_error()
             await self._sync_in_place_changes()
+            await self._send_folded()
             await self._publish("CUSTOM_TASK_COMPLETED", self._value_attributes())
             return
         event_type, attributes = _terminal_event(exc, self._scope.timed_out)
         try:
+            await self._send_folded()
             await self._publish(event_type, attributes)
         except MistralWorkflowsError as e:
             # The task's own exception matters more; the activity's flush reports the rest.
@@ -152,13 +178,13 @@ class Task(Generic[S]):
             live = _validate_model(type(self._state), live)
         ops = diff(self._shadow, _as_json(live))
         if ops:
-            await self._publish_patch(ops)
+            await self._stage(ops)
         self._state = live
 
     async def _publish_changes(self, changes: Mapping[str, Any]) -> None:
-        ops = _diff_keys(self._shadow, changes)
+        ops = _diff_keys(self._shadow, changes, self._str_lists)
         if ops:
-            await self._publish_patch(ops)
+            await self._stage(ops)
 
     def _check_open(self) -> None:
         if not self._entered or self._finished:
@@ -170,44 +196,108 @@ class Task(Generic[S]):
         """Publish changes made by mutating `task.state` directly, without an update."""
         ops = diff(self._shadow, _as_json(self._state))
         if ops:
-            await self._publish_patch(ops)
+            await self._stage(ops)
 
-    async def _publish_patch(self, ops: list[Op]) -> None:
+    async def _stage(self, ops: list[Op]) -> None:
+        """Apply `ops` to the shadow and send them, or fold them into the next event when
+        an event of this task already went out in this loop turn.
+
+        Raises:
+            PayloadTooLargeError: the update alone, or the state, would be over the limit;
+                nothing was applied.
+        """
+        self._raise_background_error()
+        size = len(orjson.dumps(ops))
+        room = self._scope.emitter.limit - self._overhead()
+        if size > room:
+            raise PayloadTooLargeError(
+                f"an update of task {self.type!r} would make a "
+                f"{size + self._overhead() - _SIZE_SLACK}-byte event, over the "
+                f"{self._scope.emitter.limit}-byte event limit; nothing was sent. Store large "
+                "data elsewhere (object storage, a database) and stream a reference to it, "
+                "e.g. {'url': ..., 'size': ...}."
+            )
+        if self._folded and self._folded_bytes + size > min(room, _FOLD_MAX_BYTES):
+            await self._send_folded()
+        self._apply_within_limit(ops, size)
+        merge(self._folded, ops)
+        self._folded_bytes += size
+        if not (self._coalesce and self._sent_this_turn):
+            await self._send_folded()
+
+    async def _send_folded(self) -> None:
+        """Send the ops applied to the shadow since the last event, as one event."""
+        if not self._folded:
+            return
+        ops, self._folded, self._folded_bytes = self._folded, [], 0
         attributes = {"payload": {"type": "json_patch", "value": ops}}
-        await self._publish("CUSTOM_TASK_IN_PROGRESS", attributes, ops)
+        await self._publish("CUSTOM_TASK_IN_PROGRESS", attributes)
+
+    def _overhead(self) -> int:
+        """An upper bound of an IN_PROGRESS event's size without its ops."""
+        if not self._patch_overhead:
+            empty = {"payload": {"type": "json_patch", "value": []}}
+            body = self._body("CUSTOM_TASK_IN_PROGRESS", empty, 10**12)
+            event_id = body["data"]["event_id"]
+            payload, headers = self._scope.emitter.encode(body, event_id, "an empty update")
+            self._patch_overhead = event_size(payload, headers) + _SIZE_SLACK
+        return self._patch_overhead
+
+    def _next_turn(self) -> None:
+        """The event loop turned since this task last sent: send what was folded since."""
+        self._watching_turn = self._sent_this_turn = False
+        if self._folded and self._background is None and not self._finished:
+            self._background = asyncio.ensure_future(self._send_in_background())
+
+    async def _send_in_background(self) -> None:
+        try:
+            await self._send_folded()
+        except Exception as e:  # raised to the producer by its next call
+            self._background_error = e
+        finally:
+            self._background = None
+
+    def _raise_background_error(self) -> None:
+        error, self._background_error = self._background_error, None
+        if error is not None:
+            raise error
 
     def _value_attributes(self) -> dict[str, Any]:
         return {"payload": {"type": "json", "value": self._shadow}}
 
-    async def _publish(
-        self, event_type: str, attributes: dict[str, Any], ops: list[Op] | None = None
-    ) -> None:
-        """Encode, check and send one event; apply `ops` to the shadow only once sent."""
-        scope, emitter = self._scope, self._scope.emitter
+    def _body(self, event_type: str, attributes: dict[str, Any], seq: int) -> dict[str, Any]:
+        scope = self._scope
         attempt = scope.activity.attempt if scope.activity else 1
-        event_id = f"{self.id}:{attempt}:{self._seq}"
-        attributes = {
-            "custom_task_id": self.id,
-            "custom_task_type": self.type,
-            "task_sequence": self._seq,
-            **attributes,
-        }
-        body = events.envelope(
+        return events.envelope(
             stream=self.type,
             event_type=event_type,
-            event_id=event_id,
-            attributes=attributes,
+            event_id=f"{self.id}:{attempt}:{seq}",
+            attributes={
+                "custom_task_id": self.id,
+                "custom_task_type": self.type,
+                "task_sequence": seq,
+                **attributes,
+            },
             origin=self._origin,
             workflow_context=self._workflow_context,
             activity_context=self._activity_context,
-            now_ns=emitter.now_ns(),
+            now_ns=scope.emitter.now_ns(),
         )
+
+    async def _publish(self, event_type: str, attributes: dict[str, Any]) -> None:
+        """Encode, check and send one event, numbered in the order of the calls."""
+        emitter = self._scope.emitter
+        body = self._body(event_type, attributes, self._seq)
+        event_id = body["data"]["event_id"]
         payload, headers = emitter.encode(body, event_id, f"{event_type} of task {self.type!r}")
-        if ops is not None:
-            self._apply_within_limit(ops, len(payload))
         then = self._snapshot(body) if self._wants_snapshot(event_type, len(payload)) else None
-        await emitter.send(self._subject, payload, headers, then)
         self._seq += 1
+        if self._coalesce:
+            self._sent_this_turn = True
+            if not self._watching_turn:
+                self._watching_turn = True
+                asyncio.get_running_loop().call_soon(self._next_turn)
+        await emitter.send(self._subject, payload, headers, then)
 
     def _wants_snapshot(self, event_type: str, size: int) -> bool:
         """Snapshot at the start, at the end, and when the patches since the last snapshot
@@ -254,6 +344,7 @@ class Task(Generic[S]):
         limit = self._scope.emitter.limit
         bound = self._state_bytes + patch_bytes
         if bound < limit:
+            self._str_lists.forget(ops)
             self._shadow = apply(self._shadow, ops, copy_values=False)
             self._state_bytes = bound
             return
@@ -266,6 +357,7 @@ class Task(Generic[S]):
                 "not applied. Store large data elsewhere and stream a reference to it, "
                 "e.g. {'url': ..., 'size': ...}."
             )
+        self._str_lists.forget(ops)
         self._shadow, self._state_bytes = candidate, exact
 
     def _derive_id(self) -> str:
@@ -303,7 +395,7 @@ def _as_mapping(updates: object) -> Mapping[str, Any]:
     return updates
 
 
-def _diff_keys(shadow: JSON, changes: Mapping[str, Any]) -> list[Op]:
+def _diff_keys(shadow: JSON, changes: Mapping[str, Any], str_lists: StrLists) -> list[Op]:
     assert isinstance(shadow, dict)
     ops: list[Op] = []
     for key, value in changes.items():
@@ -311,7 +403,7 @@ def _diff_keys(shadow: JSON, changes: Mapping[str, Any]) -> list[Op]:
             raise InvalidStateError(f"state keys must be strings, not {key!r}")
         path = "/" + escape(key)
         if key in shadow:
-            ops += diff(shadow[key], value, path)
+            ops += diff(shadow[key], value, path, str_lists=str_lists)
         else:
             ops.append({"op": "add", "path": path, "value": to_json(value, path=path)})
     return ops

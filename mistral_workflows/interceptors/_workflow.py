@@ -96,6 +96,11 @@ class WorkflowEmitter:
     def limit(self) -> int:
         return self._settings.limit
 
+    @property
+    def coalesce(self) -> bool:
+        # Each event is a local activity: keep one per update, simple to replay.
+        return False
+
     def now_ns(self) -> int:
         return workflow.time_ns()
 

@@ -462,3 +462,160 @@ def test_to_json_copies_containers_and_shares_leaves() -> None:
     assert result["a"] is not source["a"]
     assert result["a"][1]["b"] is not source["a"][1]["b"]
     assert result["a"][0] is text
+
+
+# --- merge: folding the updates of one loop turn -------------------------------------------
+
+
+def _updates(data: st.DataObject, start: dict[str, JSON]) -> list[list[dict[str, Any]]]:
+    """The ops of a few successive realistic updates of `start` (which ends up updated)."""
+    batches = []
+    for _ in range(data.draw(st.integers(1, 6))):
+        new = copy.deepcopy(start)
+        for _ in range(data.draw(st.integers(1, 3))):
+            _edit(data, data.draw(st.sampled_from(_containers(new))))
+        batches.append(diff(start, new))
+        start.clear()
+        start.update(copy.deepcopy(new))
+    return batches
+
+
+@given(st.dictionaries(_KEYS, _JSON, min_size=1), st.data())
+def test_merged_ops_apply_like_the_updates_one_by_one(
+    a: dict[str, JSON], data: st.DataObject
+) -> None:
+    """Folding successive updates' ops gives the same document as applying them in turn,
+    and never more ops."""
+    final = copy.deepcopy(a)
+    batches = _updates(data, final)
+    merged: list[dict[str, Any]] = []
+    for ops in batches:
+        patch.merge(merged, ops)
+    assert _dump(apply(copy.deepcopy(a), merged)) == _dump(final)
+    assert len(merged) <= sum(len(ops) for ops in batches)
+
+
+def test_merge_folds_a_token_stream_into_one_append() -> None:
+    """Tokens added to a list and a text: one add per token, a single append."""
+    merged: list[dict[str, Any]] = []
+    for i in range(20):
+        patch.merge(
+            merged,
+            [
+                {"op": "add", "path": f"/tokens/{i}", "value": f"t{i}"},
+                {"op": "append", "path": "/text", "value": f"t{i}"},
+            ],
+        )
+    assert [op["op"] for op in merged] == ["add"] * 20 + ["append"]
+    assert merged[-1]["value"] == "".join(f"t{i}" for i in range(20))
+
+
+@pytest.mark.parametrize(
+    ("ops", "expected"),
+    [
+        # A value replaced many times is sent once.
+        (
+            [{"op": "replace", "path": "/n", "value": i} for i in range(5)],
+            [{"op": "replace", "path": "/n", "value": 4}],
+        ),
+        # A new key then an append to it: one add with the whole text.
+        (
+            [
+                {"op": "add", "path": "/t", "value": "a"},
+                {"op": "append", "path": "/t", "value": "b"},
+            ],
+            [{"op": "add", "path": "/t", "value": "ab"}],
+        ),
+        # Negative control: a removal shifts /l/1 between the two appends, so they target
+        # different items and must not fold.
+        (
+            [
+                {"op": "append", "path": "/l/1", "value": "x"},
+                {"op": "remove", "path": "/l/0"},
+                {"op": "append", "path": "/l/1", "value": "y"},
+            ],
+            [
+                {"op": "append", "path": "/l/1", "value": "x"},
+                {"op": "remove", "path": "/l/0"},
+                {"op": "append", "path": "/l/1", "value": "y"},
+            ],
+        ),
+        # An append cannot fold into a replace by a non-string.
+        (
+            [
+                {"op": "replace", "path": "/t", "value": 1},
+                {"op": "replace", "path": "/t", "value": "a"},
+                {"op": "append", "path": "/t", "value": "b"},
+            ],
+            [{"op": "replace", "path": "/t", "value": "ab"}],
+        ),
+    ],
+)
+def test_merge_folds_only_what_is_safe(
+    ops: list[dict[str, Any]], expected: list[dict[str, Any]]
+) -> None:
+    merged: list[dict[str, Any]] = []
+    patch.merge(merged, ops)
+    assert merged == expected
+
+
+# --- the growing-list fast path and what it knows about lists of strings ---------------------
+
+
+def test_growing_list_keeps_exact_json_equality() -> None:
+    """1 == 1.0 == True in Python: a list that grows while an item changes type still gets
+    the change, with or without a StrLists."""
+    known = patch.StrLists()
+    for old, new in [([1, 2], [True, 2, 3]), ([0.0], [-0.0, 1]), (["a", 1], ["a", 1.0, 2])]:
+        for str_lists in (None, known):
+            ops = diff(old, new, str_lists=str_lists)
+            assert _dump(apply(copy.deepcopy(old), ops)) == _dump(new)
+            assert any(op["op"] == "replace" for op in ops)
+
+
+def test_str_lists_checks_only_new_items_and_forgets_changed_ones() -> None:
+    """StrLists remembers how far a list was checked; an op changing a checked item makes
+    it check again, so a non-string put there is never taken for a string."""
+    known = patch.StrLists()
+    shadow: dict[str, JSON] = {"l": ["a", "b"]}
+    items = shadow["l"]
+    assert isinstance(items, list)
+    assert known.all_str("/l", items)
+    ops = [{"op": "add", "path": "/l/2", "value": "c"}]
+    known.forget(ops)
+    apply(shadow, ops, copy_values=False)
+    assert known.all_str("/l", items)  # adding past the checked items keeps them
+    ops = [{"op": "replace", "path": "/l/0", "value": 1}]
+    known.forget(ops)
+    apply(shadow, ops, copy_values=False)
+    assert not known.all_str("/l", items)
+
+
+@pytest.mark.parametrize("forget", [True, False])
+def test_a_stale_str_lists_would_hide_a_type_change(forget: bool) -> None:
+    """With `forget`, 1 -> True in a grown list is seen; negative control: without it, the
+    stale record of an all-string list makes diff miss the change, as the test would show."""
+    known = patch.StrLists()
+    shadow: dict[str, JSON] = {"l": ["a", "b"]}
+    assert diff(shadow, {"l": ["a", "b", "c"]}, str_lists=known)  # records /l as strings
+    ops = [{"op": "replace", "path": "/l/0", "value": 1}]
+    if forget:
+        known.forget(ops)
+    apply(shadow, ops, copy_values=False)
+    new = {"l": [True, "b", "c"]}
+    result = apply(copy.deepcopy(shadow), diff(shadow, new, str_lists=known))
+    assert (_dump(result) == _dump(new)) is forget
+
+
+def test_growing_token_list_with_str_lists_rebuilds_exactly() -> None:
+    """A long token stream diffed against one shadow with a StrLists, as a Task does."""
+    known = patch.StrLists()
+    shadow: JSON = {"tokens": [], "text": ""}
+    live: dict[str, Any] = {"tokens": [], "text": ""}
+    for i in range(300):
+        token = f" t{i}" if i % 7 else str(i)
+        live = {"tokens": [*live["tokens"], token], "text": live["text"] + token}
+        ops = diff(shadow, live, str_lists=known)
+        known.forget(ops)
+        shadow = apply(shadow, ops, copy_values=False)
+    assert _dump(shadow) == _dump(live)

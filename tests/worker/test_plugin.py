@@ -36,6 +36,7 @@ async def pause_broker_then_return(n: int) -> int:
     async with Task(type="paused", state={"n": 0}) as task:
         for i in range(n):
             await task.update_state({"n": i})
+            await asyncio.sleep(0)  # each update its own event (one loop turn would fold them)
         os.kill(PAUSE_PID[0], signal.SIGSTOP)
         await task.update_state({"n": n})
     paused.set()
