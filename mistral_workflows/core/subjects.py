@@ -17,6 +17,7 @@ import base64
 import functools
 import hashlib
 import re
+from collections.abc import Iterable
 
 from mistral_workflows.core.errors import ConfigurationError
 
@@ -73,6 +74,16 @@ _PREFIX_RULE = (
 )
 _PREFIX = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*")
 _MAX_PREFIX_LENGTH = 64
+_FILTER_FIELDS = (
+    "namespace",
+    "stream",
+    "workflow_name",
+    "root_exec_id",
+    "parent_exec_id",
+    "exec_id",
+    "activity_name",
+    "activity_id",
+)
 _REPR_LENGTH = 80
 
 
@@ -265,8 +276,12 @@ def filter_subject(
 
     Returns:
         A subject filter with wildcards, e.g. ``"workflows.default.*.*.*.*.my-id.>"``.
+
+    Raises:
+        ConfigurationError: A field is neither None nor a str, or ``scope`` is unknown.
     """
     fields = (namespace, stream, workflow_name, root_exec_id, parent_exec_id, exec_id)
+    _check_filter_values(zip(_FILTER_FIELDS, (*fields, activity_name, activity_id), strict=True))
     tokens = ".".join("*" if field is None else token(field) for field in fields)
     if activity_name is not None or activity_id is not None:
         scope = "activity"
@@ -278,6 +293,16 @@ def filter_subject(
         raise ConfigurationError(f"scope must be 'workflow' or 'activity', not {scope!r}")
     activity = ".".join("*" if f is None else token(f) for f in (activity_name, activity_id))
     return f"{prefix}.{tokens}.activity.{activity}.*"
+
+
+def _check_filter_values(named: Iterable[tuple[str, object]]) -> None:
+    # `token` needs a str; anything else would fail later with a bare TypeError.
+    for name, value in named:
+        if value is not None and not isinstance(value, str):
+            raise ConfigurationError(
+                f"the {name} filter must be a str, or None to match any, not "
+                f"{_short_repr(value)} ({type(value).__name__}); pass the id as text"
+            )
 
 
 def subject_matches(filter: str, subject: str) -> bool:
