@@ -133,9 +133,20 @@ class MistralWorkflowsPlugin(SimplePlugin):
         await self._connected_event.wait()
 
     async def run_worker(self, worker: Worker, next: Callable[[Worker], Awaitable[None]]) -> None:
-        """Open the NATS connection (shared by this plugin's workers) around the worker."""
-        async with self._connected():
-            await next(worker)
+        """Open the NATS connection (shared by this plugin's workers) around the worker.
+
+        If the worker cannot start (NATS unreachable, credentials refused, a stream that
+        does not fit), it is marked stopped before the error is raised, so that
+        `worker.shutdown()` and leaving `async with Worker(...)` return instead of waiting
+        for a run that never began.
+        """
+        try:
+            async with self._connected():
+                await next(worker)
+        except BaseException:
+            if not worker.is_running and not worker.is_shutdown:
+                _mark_stopped_without_running(worker)
+            raise
 
     @asynccontextmanager
     async def _connected(self) -> AsyncIterator[Publisher]:
@@ -171,6 +182,30 @@ class MistralWorkflowsPlugin(SimplePlugin):
             persist_timeout=self._persist_timeout,
             strict=self._strict,
         )
+
+
+def _mark_stopped_without_running(worker: Worker) -> None:
+    """Let `shutdown()` of a worker that never started return, as temporalio does itself.
+
+    temporalio 1.35's `Worker.shutdown()`, which leaving `async with Worker(...)` calls,
+    waits for `_shutdown_complete_event`, set only at the end of the worker's own run (or
+    when that run's first check fails). A plugin that fails before calling `next` leaves
+    it unset, and no public API sets it.
+
+    Raises:
+        RuntimeError: temporalio no longer has this attribute; the check is here so that
+            an upgrade fails loudly (tests/worker/test_start_failure.py) instead of
+            hanging again.
+    """
+    done = getattr(worker, "_shutdown_complete_event", None)
+    if not isinstance(done, asyncio.Event):
+        raise RuntimeError(
+            "temporalio's Worker has no _shutdown_complete_event any more: "
+            "MistralWorkflowsPlugin cannot mark a worker that failed to start as stopped, "
+            "so Worker.shutdown() may wait for ever; update mistral-workflows or pin the "
+            "temporalio version it was tested with"
+        )
+    done.set()
 
 
 def _as_list(urls: str | Sequence[str]) -> Sequence[str]:
