@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +29,7 @@ from mistral_workflows.core import subjects
 from mistral_workflows.core.context import ActivityRef, ExecutionContext, FollowUp, scope_subject
 from mistral_workflows.core.errors import PayloadTooLargeError, PublishError
 
-__all__ = ["Emitter", "Publisher", "encode_event", "event_size"]
+__all__ = ["ConnectionHooks", "Emitter", "Publisher", "encode_event", "event_size"]
 
 log = logging.getLogger("mistral_workflows")
 
@@ -111,6 +113,24 @@ class Publisher:
         self.persist_timeout = persist_timeout
         self.strict = strict
         self.url = url
+        # Bumped on each reconnection: events sent before it may have been lost with the
+        # old connection, and each emitter sends them again, in order, before newer ones.
+        self.epoch = 0
+        self._emitters: weakref.WeakSet[Emitter] = weakref.WeakSet()
+
+    def disconnected(self) -> None:
+        """The connection was lost: drop the events still in nats-py's send buffer.
+
+        nats-py would send them first on the new connection, ahead of older events that
+        were written to the dead socket and lost: the emitters send both again, in order.
+        """
+        _drop_buffered_publishes(self.nc)
+
+    def reconnected(self) -> None:
+        """A new connection is up: every emitter re-sends its unacknowledged events."""
+        self.epoch += 1
+        for emitter in list(self._emitters):
+            emitter.catch_up()
 
     @property
     def limit(self) -> int:
@@ -120,7 +140,56 @@ class Publisher:
 
     def emitter(self, context: ExecutionContext | None, activity: ActivityRef | None) -> Emitter:
         """A new emitter for one activity attempt (context None: for ready-made subjects)."""
-        return Emitter(self, context, activity)
+        emitter = Emitter(self, context, activity)
+        self._emitters.add(emitter)
+        return emitter
+
+
+def _drop_buffered_publishes(nc: NATS) -> None:
+    # nats-py keeps unsent protocol commands in `_pending`, one bytes object per command,
+    # and has no public way to drop them. Only publishes are dropped (they are re-sent by
+    # their emitters); subscriptions, pings and the rest are left alone.
+    pending = getattr(nc, "_pending", None)
+    if not isinstance(pending, list) or not hasattr(nc, "_pending_data_size"):
+        log.warning(
+            "mistral_workflows: this nats-py version hides its send buffer; events "
+            "in flight during a reconnection may be stored out of order"
+        )
+        return
+    kept = [cmd for cmd in pending if not cmd.startswith((b"PUB ", b"HPUB "))]
+    pending[:] = kept
+    nc._pending_data_size = sum(len(cmd) for cmd in kept)
+
+
+_Callback = Callable[[], Awaitable[None]]
+
+
+class ConnectionHooks:
+    """nats-py connection callbacks for a `Publisher` that does not exist yet.
+
+    Pass `options()` to `connect`, then set `publisher` once it is built. Callbacks of the
+    same name given by the user are still called.
+    """
+
+    def __init__(self, user_options: dict[str, Any]) -> None:
+        self.publisher: Publisher | None = None
+        self._user_disconnected: _Callback | None = user_options.get("disconnected_cb")
+        self._user_reconnected: _Callback | None = user_options.get("reconnected_cb")
+
+    def options(self) -> dict[str, _Callback]:
+        return {"disconnected_cb": self._disconnected, "reconnected_cb": self._reconnected}
+
+    async def _disconnected(self) -> None:
+        if self.publisher is not None:
+            self.publisher.disconnected()
+        if self._user_disconnected is not None:
+            await self._user_disconnected()
+
+    async def _reconnected(self) -> None:
+        if self.publisher is not None:
+            self.publisher.reconnected()
+        if self._user_reconnected is not None:
+            await self._user_reconnected()
 
 
 @dataclass(slots=True)
@@ -130,6 +199,16 @@ class _Pending:
     headers: dict[str, str]
     future: asyncio.Future[PubAck] | None
     then: FollowUp | None = None
+
+
+def _stored(future: asyncio.Future[PubAck] | None) -> bool:
+    """Whether JetStream acknowledged the event sent with this future."""
+    return (
+        future is not None
+        and future.done()
+        and not future.cancelled()
+        and future.exception() is None
+    )
 
 
 class Emitter:
@@ -144,6 +223,8 @@ class Emitter:
         self._pending: deque[_Pending] = deque()
         self._subjects: dict[str, str] = {}
         self._room = asyncio.Lock()
+        self._epoch = publisher.epoch
+        self._catching_up: asyncio.Task[None] | None = None
 
     def subject(self, stream: str) -> str:
         """The subject of this attempt's events on `stream` (built once per stream)."""
@@ -219,7 +300,8 @@ class Emitter:
                 self._give_up(last_error)
                 return
             try:
-                await self._wait_ack(entry, min(self.publisher.ack_timeout, remaining))
+                if not await self._wait_ack(entry, min(self.publisher.ack_timeout, remaining)):
+                    continue
             except nats.js.errors.APIError as e:
                 if e.code not in _RETRYABLE_API_CODES:
                     self._fail(f"JetStream refused an event: {e}", e)
@@ -239,23 +321,77 @@ class Emitter:
                 entry.future.cancel()
         self._pending.clear()
 
-    async def _wait_ack(self, entry: _Pending, timeout: float) -> None:
-        if entry.future is None:
+    async def _wait_ack(self, entry: _Pending, timeout: float) -> bool:
+        """Wait for the acknowledgement of `entry`; False if it was sent again meanwhile
+        (after a reconnection), so that the caller waits for the new one."""
+        future = entry.future
+        if future is None:
             raise TimeoutError("not sent yet")
-        await asyncio.wait_for(asyncio.shield(entry.future), timeout)
+        try:
+            await asyncio.wait_for(asyncio.shield(future), timeout)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if (
+                future.cancelled()
+                and entry.future is not future
+                and not (task and task.cancelling())
+            ):
+                return False
+            raise
+        return True
 
     async def _send(self, entry: _Pending) -> None:
-        js = self.publisher.js
-        if self._room.locked() or js.publish_async_pending() >= self.publisher.max_in_flight:
-            # One waiter at a time, woken in order: events leave in the order they were sent.
+        publisher = self.publisher
+        if (
+            self._room.locked()
+            or self._epoch != publisher.epoch
+            or publisher.js.publish_async_pending() >= publisher.max_in_flight
+        ):
+            # One sender at a time, woken in order: events leave in the order they were sent.
             async with self._room:
+                await self._resend_after_reconnection(entry)
                 await self._wait_for_room()
                 await self._publish(entry)
             return
         await self._publish(entry)
 
+    def catch_up(self) -> None:
+        """After a reconnection, send the unacknowledged events again without waiting for
+        the next event or the flush."""
+        if self._pending and self._catching_up is None:
+            self._catching_up = asyncio.ensure_future(self._catch_up())
+
+    async def _catch_up(self) -> None:
+        try:
+            async with self._room:
+                await self._resend_after_reconnection(None)
+        except Exception as e:  # the flush re-sends and reports
+            log.debug("mistral_workflows: re-sending after a reconnection: %r", e)
+        finally:
+            self._catching_up = None
+
+    async def _resend_after_reconnection(self, before: _Pending | None) -> None:
+        """Send again, in order, every event up to `before` that may have been lost with
+        an earlier connection (JetStream drops those that were stored, by message id)."""
+        if self._epoch == self.publisher.epoch:
+            return
+        self._epoch = self.publisher.epoch
+        for entry in list(self._pending):
+            if entry is before:
+                return
+            if not _stored(entry.future):
+                if entry.future is not None:
+                    entry.future.cancel()
+                await self._wait_for_room()
+                await self._publish(entry)
+
     async def _publish(self, entry: _Pending) -> None:
         js = self.publisher.js
+        if not self.publisher.nc.is_connected:
+            # Not into nats-py's reconnection buffer, which would send it ahead of older
+            # events lost with the connection: it is sent again once reconnected.
+            entry.future = None
+            return
         try:
             # No wait_stall: with one, nats-py wraps every publish in asyncio.wait_for,
             # which costs a task and a loop turn per event; we bound the window ourselves.
@@ -282,14 +418,15 @@ class Emitter:
     async def _resend_all(self) -> None:
         """Send every unacknowledged event again, in order, with its original message id."""
         await asyncio.sleep(_RESEND_PAUSE)
-        for entry in self._pending:
-            future = entry.future
-            stored = future is not None and future.done() and not future.cancelled()
-            if stored and future is not None and future.exception() is None:
-                continue
-            if future is not None:
-                future.cancel()
-            await self._send(entry)
+        async with self._room:
+            self._epoch = self.publisher.epoch
+            for entry in list(self._pending):
+                if _stored(entry.future):
+                    continue
+                if entry.future is not None:
+                    entry.future.cancel()
+                await self._wait_for_room()
+                await self._publish(entry)
 
     async def _release_acknowledged(self) -> None:
         pending = self._pending

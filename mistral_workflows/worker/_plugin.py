@@ -18,7 +18,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from mistral_workflows.core.connection import connect, denied, display_url, permitted
 from mistral_workflows.core.errors import BrokerConnectionError, ConfigurationError
-from mistral_workflows.core.publisher import Publisher
+from mistral_workflows.core.publisher import ConnectionHooks, Publisher
 from mistral_workflows.core.subjects import snapshot_stream, validate_prefix
 from mistral_workflows.interceptors import (
     StreamingInterceptor,
@@ -167,13 +167,14 @@ class MistralWorkflowsPlugin(SimplePlugin):
                     await _close(closing.nc)
 
     async def _open(self) -> Publisher:
-        nc = await connect(self.nats_url, **self._connect)
+        hooks = ConnectionHooks(self._connect)
+        nc = await connect(self.nats_url, **{**self._connect, **hooks.options()})
         try:
             await _streams_ready(nc, self.stream, create=self._provision)
         except BaseException:
             await _close(nc)
             raise
-        return Publisher(
+        hooks.publisher = Publisher(
             nc,
             url=display_url(self.nats_url),
             stream_name=self.stream.name,
@@ -182,6 +183,7 @@ class MistralWorkflowsPlugin(SimplePlugin):
             persist_timeout=self._persist_timeout,
             strict=self._strict,
         )
+        return hooks.publisher
 
 
 def _mark_stopped_without_running(worker: Worker) -> None:
