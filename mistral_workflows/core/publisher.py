@@ -62,7 +62,9 @@ def encode_event(
     Raises:
         PayloadTooLargeError: the event is over `limit`; nothing was sent.
     """
-    payload = orjson.dumps(body)
+    # orjson's bytes keep the capacity of its write buffer (about 8x the JSON); events wait
+    # in memory until acknowledged, so keep an exact-size copy.
+    payload = memoryview(orjson.dumps(body)).tobytes()
     headers = {_MSG_ID: msg_id, _EXPECTED_STREAM: stream_name}
     size = event_size(payload, headers)
     if size > limit:

@@ -30,6 +30,7 @@ from temporalio import activity
 from mistral_workflows.core import events
 from mistral_workflows.core.context import FollowUp, Scope, current_scope
 from mistral_workflows.core.errors import (
+    ConfigurationError,
     InvalidStateError,
     MistralWorkflowsError,
     PayloadTooLargeError,
@@ -77,7 +78,10 @@ class Task(Generic[S]):
         self._scope: Scope = current_scope()
         self._state: Any = _initial_live_state(state)
         self._shadow: JSON = _as_json(self._state)
-        self.id: str = id if id is not None else self._derive_id()
+        self.id: str = self._derive_id() if id is None else _custom_id(id)
+        # Event ids (JetStream's message ids, for deduplication) are built from this key:
+        # unique to the task in its activity, and safe in a header whatever the id holds.
+        self._key = self.id if id is None else self._scoped(self.id)
         self._seq = 0
         self._state_bytes = len(orjson.dumps(self._shadow))
         self._subject = self._scope.emitter.subject(self.type)
@@ -124,13 +128,14 @@ class Task(Generic[S]):
         self._finished = True
         if self._background is not None:
             await self._background
-        if exc is None:
+        if exc is None and self._scope.timed_out is None:
             self._raise_background_error()
             await self._sync_in_place_changes()
             await self._send_folded()
             await self._publish("CUSTOM_TASK_COMPLETED", self._value_attributes())
             return
-        event_type, attributes = _terminal_event(exc, self._scope.timed_out)
+        # Also a block left normally after the library ended the attempt at its deadline.
+        event_type, attributes = _terminal_event(exc, self._scope)
         try:
             await self._send_folded()
             await self._publish(event_type, attributes)
@@ -271,7 +276,7 @@ class Task(Generic[S]):
         return events.envelope(
             stream=self.type,
             event_type=event_type,
-            event_id=f"{self.id}:{attempt}:{seq}",
+            event_id=f"{self._key}:{attempt}:{seq}",
             attributes={
                 "custom_task_id": self.id,
                 "custom_task_type": self.type,
@@ -321,7 +326,7 @@ class Task(Generic[S]):
         data = body["data"]
         attributes = dict(data["attributes"])
         if "payload" in attributes or data["event_type"] == "CUSTOM_TASK_IN_PROGRESS":
-            state = orjson.dumps(self._shadow)
+            state = memoryview(orjson.dumps(self._shadow)).tobytes()  # exact size
             self._snapshot_bytes = len(state)
             attributes["payload"] = {"type": "json", "value": orjson.Fragment(state)}
         msg_id = f"{data['event_id']}:snapshot"
@@ -341,7 +346,8 @@ class Task(Generic[S]):
         The size is tracked as an upper bound (last exact size plus every patch since);
         the exact size is measured only when the bound reaches the limit.
         """
-        limit = self._scope.emitter.limit
+        # The COMPLETED event carries the whole state in an envelope like an update's.
+        limit = self._scope.emitter.limit - self._overhead()
         bound = self._state_bytes + patch_bytes
         if bound < limit:
             self._str_lists.forget(ops)
@@ -352,19 +358,34 @@ class Task(Generic[S]):
         exact = len(orjson.dumps(candidate))
         if exact >= limit:
             raise PayloadTooLargeError(
-                f"task {self.type!r} state would grow to {exact} bytes, over the {limit}-byte "
-                "event limit (its COMPLETED event carries the whole state); the update was "
-                "not applied. Store large data elsewhere and stream a reference to it, "
+                f"task {self.type!r} state would grow to {exact} bytes: its COMPLETED event, "
+                "which carries the whole state, would be over the "
+                f"{self._scope.emitter.limit}-byte event limit; the update was not applied. "
+                "Store large data elsewhere and stream a reference to it, "
                 "e.g. {'url': ..., 'size': ...}."
             )
         self._str_lists.forget(ops)
         self._shadow, self._state_bytes = candidate, exact
+
+    def _scoped(self, custom_id: str) -> str:
+        ctx, act = self._scope.context, self._scope.activity
+        where = [ctx.namespace, ctx.workflow_exec_id, ctx.workflow_run_id]
+        return events.stable_id(*where, act.activity_id if act else "", "custom id", custom_id)
 
     def _derive_id(self) -> str:
         ctx, act = self._scope.context, self._scope.activity
         ordinal = self._scope.next_task_ordinal(self.type)
         where = [ctx.namespace, ctx.workflow_exec_id, ctx.workflow_run_id]
         return events.stable_id(*where, act.activity_id if act else "", self.type, str(ordinal))
+
+
+def _custom_id(task_id: object) -> str:
+    if not isinstance(task_id, str) or not task_id:
+        raise ConfigurationError(
+            f"Task id must be a non-empty str, not {task_id!r}; leave it out to get a "
+            "deterministic id derived from the workflow run and the activity"
+        )
+    return task_id
 
 
 def _initial_live_state(state: object) -> Any:
@@ -400,7 +421,11 @@ def _diff_keys(shadow: JSON, changes: Mapping[str, Any], str_lists: StrLists) ->
     ops: list[Op] = []
     for key, value in changes.items():
         if not isinstance(key, str):
-            raise InvalidStateError(f"state keys must be strings, not {key!r}")
+            raise InvalidStateError(
+                f"task state at '' (the root) has the non-str key {key!r} "
+                f"({type(key).__name__}): JSON object keys must be strings: convert the key "
+                "with str()"
+            )
         path = "/" + escape(key)
         if key in shadow:
             ops += diff(shadow[key], value, path, str_lists=str_lists)
@@ -432,15 +457,19 @@ def _validate_model(cls: type[BaseModel], value: object) -> BaseModel:
         raise InvalidStateError(f"new state does not match {cls.__name__}: {e}") from e
 
 
-def _terminal_event(exc: BaseException, timed_out: str | None) -> tuple[str, dict[str, Any]]:
-    """The event that ends a task left by `exc`, following Temporal's cancellation cause."""
-    if not isinstance(exc, asyncio.CancelledError):
+def _terminal_event(exc: BaseException | None, scope: Scope) -> tuple[str, dict[str, Any]]:
+    """The event that ends a task left by `exc` (None: left normally after the attempt's
+    deadline), following the attempt's timeout, then Temporal's cancellation cause."""
+    if exc is not None and not isinstance(exc, asyncio.CancelledError):
         return "CUSTOM_TASK_FAILED", {"failure": {"message": _failure_message(exc)}}
-    if timed_out is not None:
-        return "CUSTOM_TASK_TIMED_OUT", {"timeout_type": timed_out}
+    if scope.timed_out is not None or exc is None:
+        return "CUSTOM_TASK_TIMED_OUT", {"timeout_type": scope.timed_out}
     details = activity.cancellation_details() if activity.in_activity() else None
     if details is not None and details.timed_out:
         return "CUSTOM_TASK_TIMED_OUT", {"timeout_type": None}
+    if details is not None and details.not_found and scope.heartbeat_missed:
+        # Temporal refused a heartbeat that came after the heartbeat timeout.
+        return "CUSTOM_TASK_TIMED_OUT", {"timeout_type": "HEARTBEAT"}
     if details is not None and details.worker_shutdown:
         message = "the worker shut down during the task; Temporal will retry the activity"
         return "CUSTOM_TASK_FAILED", {"failure": {"message": message}}

@@ -437,11 +437,6 @@ async def test_refused_initial_state_publishes_nothing(bad_state_run):
     assert Counter(e.stream for e in events).keys() == {"bad-state", "control", "bystander"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Task.update_state with a non-str top-level key says 'state keys must be strings, "
-    "not 1' without the path or the fix (core/task.py, _diff_keys)",
-)
 async def test_non_str_top_level_key_names_path_and_fix(bad_state_run):
     """update_state({1: ...}) names the root and says to convert the key with str()."""
     records, _ = bad_state_run
@@ -485,12 +480,6 @@ async def test_negative_control_a_lost_update_is_detected(oversized_run):
         assert_only_steps(steady[:3] + steady[4:], "i", STEPS)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Task._apply_within_limit accepts a state up to the limit itself, but the "
-    "COMPLETED event adds the envelope and headers to it: leaving the block then raises "
-    "PayloadTooLargeError and the task never ends (core/task.py)",
-)
 async def test_a_state_accepted_at_the_limit_can_still_complete(plugged, nats_url):
     """Growing the state until refused still leaves room for the COMPLETED event."""
     wid, result = await run_activity(plugged, "fills_the_state_to_the_limit")
@@ -764,12 +753,6 @@ async def test_negative_control_an_added_header_is_seen(nats_url):
     assert foreign_headers(message) == {"X-Injected": "1", "Nats-Expected-Stream": "None"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a custom Task id goes into Nats-Msg-Id as is, and nats-py 2.16 rewrites CR/LF in "
-    "header values to spaces and strips them: the message id is no longer the event id "
-    "(core/task.py Task._publish, core/publisher.py encode_event)",
-)
 async def test_message_id_is_the_event_id(injection_run):
     """Each stored message's Nats-Msg-Id is exactly its event's event_id."""
     _, _, messages = injection_run
@@ -790,12 +773,6 @@ async def custom_id_events(plugged: Plugged, nats_url: str, *id_lists: list[str]
     return sum(len(c) for c in counts)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ids that differ only in CR/LF versus spaces, or in leading whitespace, give the "
-    "same Nats-Msg-Id once nats-py has rewritten it: JetStream drops the second task's events "
-    "as duplicates (core/task.py Task._publish, core/publisher.py encode_event)",
-)
 async def test_ids_differing_in_whitespace_are_not_deduplicated(plugged, nats_url):
     """Tasks whose ids differ only in CR/LF or surrounding whitespace all stream in full."""
     tag = unique("ws")
@@ -803,12 +780,6 @@ async def test_ids_differing_in_whitespace_are_not_deduplicated(plugged, nats_ur
     assert await custom_id_events(plugged, nats_url, ids) == 3 * len(ids)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the Nats-Msg-Id of a custom Task id is '<id>:<attempt>:<seq>', the same in every "
-    "execution: the second workflow's events are dropped as duplicates within the "
-    "duplicate window (core/task.py Task._publish)",
-)
 async def test_same_custom_id_in_two_executions_is_not_deduplicated(plugged, nats_url):
     """Two workflows that each name their task `summary-<tag>` both stream it in full."""
     same = [unique("summary")]
