@@ -179,6 +179,9 @@ class Scope:
     task_counts: dict[str, int] = field(default_factory=dict)
     timed_out: str | None = None
     """Set (to the timeout's kind) when the library ends the attempt at its deadline."""
+    heartbeat_missed: bool = False
+    """Set when the attempt went longer than its heartbeat timeout without a heartbeat:
+    Temporal refusing a later heartbeat (cancellation details `not_found`) is that timeout."""
 
     def next_task_ordinal(self, task_type: str) -> int:
         """Number the tasks of one type in start order, so task ids are deterministic."""

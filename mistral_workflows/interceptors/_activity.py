@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 from temporalio import activity
-from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput
+from temporalio.worker import (
+    ActivityInboundInterceptor,
+    ActivityOutboundInterceptor,
+    ExecuteActivityInput,
+)
 
 from mistral_workflows.core.context import ActivityRef, Scope, reset_scope, use_scope
 from mistral_workflows.core.errors import MistralWorkflowsError, PublishError
@@ -24,6 +29,12 @@ from mistral_workflows.interceptors._lifecycle import (
 
 __all__ = ["ActivityInbound"]
 
+# The SDK sends heartbeats to the server at most once per throttle interval: 80% of the
+# heartbeat timeout, capped by the worker's `max_heartbeat_throttle_interval` (this is
+# its default). A heartbeat can reach the server that much later than it was made.
+_THROTTLE_SHARE = 0.8
+_MAX_THROTTLE_SECONDS = 60.0
+
 
 class ActivityInbound(ActivityInboundInterceptor):
     """Opens the attempt's scope for `Task`, and reports the attempt's start and end."""
@@ -37,6 +48,10 @@ class ActivityInbound(ActivityInboundInterceptor):
         super().__init__(next)
         self._publisher = publisher
         self._internal = internal
+        self._watchdog: _Watchdog | None = None
+
+    def init(self, outbound: ActivityOutboundInterceptor) -> None:
+        super().init(_HeartbeatOutbound(outbound, self._heartbeat))
 
     async def execute_activity(self, input: ExecuteActivityInput) -> Any:
         publisher = self._publisher()
@@ -50,11 +65,12 @@ class ActivityInbound(ActivityInboundInterceptor):
         await report.started(input.args)
         scope = Scope(context, ref, emitter)
         token = use_scope(scope)
+        self._watchdog = _Watchdog(info, scope)
         try:
-            with _deadline(info, scope):
+            with self._watchdog.watching():
                 result = await super().execute_activity(input)
         except BaseException as e:
-            await report.failed(e, scope.timed_out)
+            await report.failed(e, _timeout(scope))
             raise
         finally:
             reset_scope(token)
@@ -63,6 +79,31 @@ class ActivityInbound(ActivityInboundInterceptor):
         # see all of an activity's events before the workflow can react to its result.
         await emitter.flush()
         return result
+
+    def _heartbeat(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.beat()
+
+
+class _HeartbeatOutbound(ActivityOutboundInterceptor):
+    """Tells the attempt's watchdog about each heartbeat."""
+
+    def __init__(self, next: ActivityOutboundInterceptor, beat: Callable[[], None]) -> None:
+        super().__init__(next)
+        self._beat = beat
+
+    def heartbeat(self, *details: Any) -> None:
+        self._beat()
+        super().heartbeat(*details)
+
+
+def _timeout(scope: Scope) -> str | None:
+    """The timeout that ended the attempt, if one did."""
+    if scope.timed_out is None and scope.heartbeat_missed:
+        details = activity.cancellation_details()
+        if details is not None and details.not_found:
+            return "HEARTBEAT"  # Temporal refused a heartbeat that came after the timeout.
+    return scope.timed_out
 
 
 class _Reporter:
@@ -103,37 +144,88 @@ class _Reporter:
         await publish_lifecycle(self._emitter, ctx, self._ref, event_type, event_id, attrs)
 
 
-@contextmanager
-def _deadline(info: activity.Info, scope: Scope) -> Iterator[None]:
-    """End the attempt when Temporal's start-to-close or schedule-to-close deadline passes.
+class _Watchdog:
+    """Ends the attempt once Temporal has timed it out.
 
-    The server has then given up on the attempt (its result would be rejected) and may
-    have started the next one; without heartbeats nothing tells the worker, so the
-    attempt would run on and never report its end. Local activities are timed by the SDK.
+    Past its start-to-close or schedule-to-close deadline, or once it has gone longer than
+    its heartbeat timeout without a heartbeat reaching the server, the server has given up
+    on the attempt (its result would be rejected) and may have started the next one.
+    Nothing tells the worker unless the attempt heartbeats again, so it would run on and
+    never report its end. Local activities are timed by the SDK.
     """
-    kind, at = _first_deadline(info)
-    task = asyncio.current_task()
-    if at is None or task is None or info.is_local:
-        yield
-        return
 
-    def expire() -> None:
-        scope.timed_out = kind
-        task.cancel()
+    def __init__(self, info: activity.Info, scope: Scope) -> None:
+        self._scope = scope
+        self._task = asyncio.current_task()
+        self._kind, self._at = _first_deadline(info)
+        timeout = info.heartbeat_timeout.total_seconds() if info.heartbeat_timeout else 0.0
+        self._heartbeat_timeout = timeout
+        # A heartbeat reaches the server at most one throttle interval after it is made, and
+        # the server times the attempt out one heartbeat timeout after the last one it got
+        # (or the start): this long after the last heartbeat, it surely has.
+        self._heartbeat_window = timeout + min(_THROTTLE_SHARE * timeout, _MAX_THROTTLE_SECONDS)
+        self._last_beat = time.monotonic()
+        self._missed_at = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+        self._active = not info.is_local and (self._at is not None or timeout > 0)
 
-    delay = (at - datetime.now(UTC)).total_seconds()
-    timer = asyncio.get_running_loop().call_later(max(delay, 0.0), expire)
-    try:
-        yield
-    except asyncio.CancelledError:
-        if scope.timed_out is not None:
-            task.uncancel()  # Our own cancellation: the attempt ends here, reported as such.
-        raise
-    finally:
-        timer.cancel()
+    def beat(self) -> None:
+        """Note a heartbeat: one that comes after the heartbeat timeout may be refused."""
+        now, timeout = time.monotonic(), self._heartbeat_timeout
+        if not timeout:
+            return
+        if now - self._last_beat > timeout:
+            self._scope.heartbeat_missed, self._missed_at = True, now
+        elif self._scope.heartbeat_missed and now - self._missed_at > self._heartbeat_window:
+            # The late heartbeat was accepted: a later refusal has another cause.
+            self._scope.heartbeat_missed = activity.is_cancelled()
+        self._last_beat = now
+
+    @contextmanager
+    def watching(self) -> Iterator[None]:
+        """Run the attempt's body; end it with CancelledError at the first timeout."""
+        task = self._task
+        if task is None or not self._active:
+            yield
+            return
+        self._arm()
+        try:
+            yield
+        finally:
+            if self._timer is not None:
+                self._timer.cancel()
+            if self._scope.timed_out is not None:
+                task.uncancel()  # Our own cancellation: the attempt ends here, reported as such.
+        if self._scope.timed_out is not None:
+            # The attempt caught the cancellation and returned: Temporal rejects the result,
+            # so the attempt ends as if it had let the cancellation through.
+            raise asyncio.CancelledError(f"activity {self._scope.timed_out} timeout")
+
+    def _arm(self) -> None:
+        due = [self._last_beat + self._heartbeat_window] if self._heartbeat_timeout else []
+        if self._at is not None:
+            due.append(self._at)
+        delay = min(due) - time.monotonic()
+        self._timer = asyncio.get_running_loop().call_later(max(delay, 0.0), self._check)
+
+    def _check(self) -> None:
+        now = time.monotonic()
+        if self._at is not None and now >= self._at:
+            self._expire(self._kind)
+        elif self._heartbeat_timeout and now >= self._last_beat + self._heartbeat_window:
+            self._expire("HEARTBEAT")
+        else:  # A heartbeat came meanwhile (or the loop's clock ran a little ahead).
+            self._arm()
+
+    def _expire(self, kind: str) -> None:
+        assert self._task is not None
+        self._scope.timed_out = kind
+        self._task.cancel()
 
 
-def _first_deadline(info: activity.Info) -> tuple[str, datetime | None]:
+def _first_deadline(info: activity.Info) -> tuple[str, float | None]:
+    """The first of the start-to-close and schedule-to-close deadlines, on the monotonic
+    clock."""
     deadlines = []
     if info.start_to_close_timeout:
         deadlines.append((info.started_time + info.start_to_close_timeout, "START_TO_CLOSE"))
@@ -144,7 +236,7 @@ def _first_deadline(info: activity.Info) -> tuple[str, datetime | None]:
     if not deadlines:
         return "", None
     at, kind = min(deadlines)
-    return kind, at
+    return kind, time.monotonic() + (at - datetime.now(UTC)).total_seconds()
 
 
 def _result(result: Any) -> dict[str, Any]:

@@ -66,6 +66,8 @@ def activity_failure_event(
     """ACTIVITY_TASK_RETRYING or _FAILED for an attempt that raised `error`, and a message."""
     if timed_out is not None:
         message = f"activity {timed_out} timeout"
+        if timed_out == "SCHEDULE_TO_CLOSE":
+            return "ACTIVITY_TASK_FAILED", message
     elif isinstance(error, asyncio.CancelledError):
         details = activity.cancellation_details()
         if details is not None and details.worker_shutdown:

@@ -143,12 +143,6 @@ async def test_overlapping_attempts_consumers_follow_the_retry(overlap):
     assert duplicate_ids(events) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an attempt that returns after its start-to-close deadline is reported "
-    "CUSTOM_TASK_COMPLETED + ACTIVITY_TASK_COMPLETED though Temporal timed it out, rejected "
-    "its result and retried it",
-)
 async def test_overlapping_attempts_the_late_one_ends_timed_out(overlap):
     """The attempt that outlived its deadline ends with TIMED_OUT and RETRYING."""
     assert check_attempt(overlap, 1, [T_TIMED_OUT, A_RETRYING]) == tokens(1, 40)
@@ -264,12 +258,6 @@ async def test_heartbeat_timeout_consumers_end_with_the_retry(heartbeat_timeout)
     assert duplicate_ids(events) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a heartbeat timeout is not reported as such: an attempt that heartbeats again is "
-    "told not_found and ends CUSTOM_TASK_CANCELED + ACTIVITY_TASK_FAILED though Temporal "
-    "retries it; one that never heartbeats again ends COMPLETED + ACTIVITY_TASK_COMPLETED",
-)
 async def test_heartbeat_timeout_ends_the_attempt_with_timed_out(heartbeat_timeout):
     """The attempt that missed its heartbeat timeout ends with TIMED_OUT and RETRYING."""
     wid = heartbeat_timeout[0].data.workflow_exec_id
