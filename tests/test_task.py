@@ -335,3 +335,24 @@ async def test_failure_messages_are_redacted(temporal_address, nats_url, task_qu
     failures = [e.data.attributes.failure.message for e in events if "FAILED" in e.data.event_type]
     assert len(failures) == 2  # the task's and the activity's
     assert all("hunter2" not in m and "***" in m and "login to" in m for m in failures)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "ops"),
+    [
+        ({"n": 1}, {"n": 1}, []),
+        ({"n": 1}, {"n": True}, [{"op": "replace", "path": "/n", "value": True}]),
+        ({"n": 1}, {"n": 1.0}, [{"op": "replace", "path": "/n", "value": 1.0}]),
+        ({"n": 0.0}, {"n": -0.0}, [{"op": "replace", "path": "/n", "value": -0.0}]),
+        ({"t": "a"}, {"t": "ab"}, [{"op": "append", "path": "/t", "value": "b"}]),
+        ({"t": "ab"}, {"t": "a"}, [{"op": "replace", "path": "/t", "value": "a"}]),
+        ({"t": None}, {"t": "a"}, [{"op": "replace", "path": "/t", "value": "a"}]),
+        ({}, {"a/b": 1}, [{"op": "add", "path": "/a~1b", "value": 1}]),
+    ],
+)
+def test_top_level_updates_compare_as_exact_json(old, new, ops):
+    """The shortcut for top-level scalars keeps JSON's exactness (1, 1.0, True, -0.0)."""
+    from mistral_workflows.core.patch import StrLists
+    from mistral_workflows.core.task import _diff_keys
+
+    assert _diff_keys(old, new, StrLists()) == ops

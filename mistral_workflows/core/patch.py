@@ -30,7 +30,18 @@ import orjson
 
 from mistral_workflows.core.errors import InvalidStateError, PatchError
 
-__all__ = ["JSON", "Op", "StrLists", "apply", "diff", "escape", "merge", "to_json", "unescape"]
+__all__ = [
+    "JSON",
+    "Op",
+    "StrLists",
+    "apply",
+    "apply_own",
+    "diff",
+    "escape",
+    "merge",
+    "to_json",
+    "unescape",
+]
 
 JSON: TypeAlias = bool | int | float | str | list["JSON"] | dict[str, "JSON"] | None
 Op: TypeAlias = dict[str, Any]
@@ -629,6 +640,48 @@ def apply(doc: JSON, ops: Iterable[Mapping[str, Any]], *, copy_values: bool = Tr
         except PatchError as exc:
             raise PatchError(f"cannot apply op {index} ({_describe(op)}): {exc}") from None
     return doc
+
+
+def apply_own(doc: JSON, ops: Iterable[Op]) -> JSON:
+    """Apply ops made by `diff` to the document they were diffed from, in place.
+
+    The producer's hot path: `diff`'s ops are valid for `doc` by construction (add, remove,
+    replace, append on paths that exist), so they are applied without `apply`'s checks and
+    their values are inserted as they are.
+    """
+    for op in ops:
+        path = op["path"]
+        if not path:
+            doc = op["value"] if op["op"] != "append" else cast(str, doc) + op["value"]
+            continue
+        node: Any = doc
+        *parents, last = path[1:].split("/")
+        for token in parents:
+            node = node[int(token)] if isinstance(node, list) else node[_own_key(token)]
+        kind = op["op"]
+        if isinstance(node, list):
+            index = int(last)
+            if kind == "add":
+                node.insert(index, op["value"])
+            elif kind == "remove":
+                del node[index]
+            elif kind == "replace":
+                node[index] = op["value"]
+            else:
+                _append_in(node, index, op["value"])
+        else:
+            key = _own_key(last)
+            if kind in ("add", "replace"):
+                node[key] = op["value"]
+            elif kind == "remove":
+                del node[key]
+            else:
+                _append_in(node, key, op["value"])
+    return doc
+
+
+def _own_key(token: str) -> str:
+    return token.replace("~1", "/").replace("~0", "~") if "~" in token else token
 
 
 _Handler: TypeAlias = Callable[[JSON, Mapping[str, Any], bool], JSON]

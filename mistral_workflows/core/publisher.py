@@ -46,7 +46,10 @@ _ROOM_POLL = 0.002
 
 
 def _header_bytes(headers: dict[str, str]) -> int:
-    return _HEADER_OVERHEAD + sum(len(k) + len(v.encode()) + 4 for k, v in headers.items())
+    size = _HEADER_OVERHEAD
+    for key, value in headers.items():
+        size += len(key) + (len(value) if value.isascii() else len(value.encode())) + 4
+    return size
 
 
 def event_size(payload: bytes, headers: dict[str, str]) -> int:
@@ -66,7 +69,7 @@ def encode_event(
     # in memory until acknowledged, so keep an exact-size copy.
     payload = memoryview(orjson.dumps(body)).tobytes()
     headers = {_MSG_ID: msg_id, _EXPECTED_STREAM: stream_name}
-    size = event_size(payload, headers)
+    size = len(payload) + _header_bytes(headers)
     if size > limit:
         raise PayloadTooLargeError(
             f"{what} is {size} bytes, over the {limit}-byte event limit; nothing was "

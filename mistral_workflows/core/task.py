@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import functools
 import logging
 from collections.abc import Mapping
 from types import TracebackType
@@ -35,7 +36,16 @@ from mistral_workflows.core.errors import (
     MistralWorkflowsError,
     PayloadTooLargeError,
 )
-from mistral_workflows.core.patch import JSON, Op, StrLists, apply, diff, escape, merge, to_json
+from mistral_workflows.core.patch import (
+    JSON,
+    Op,
+    StrLists,
+    apply_own,
+    diff,
+    escape,
+    merge,
+    to_json,
+)
 from mistral_workflows.core.publisher import event_size
 from mistral_workflows.core.redact import redact
 from mistral_workflows.core.subjects import validate_stream_type
@@ -100,6 +110,7 @@ class Task(Generic[S]):
         self._folded: list[Op] = []
         self._folded_bytes = 0
         self._patch_overhead = 0
+        self._limit = self._scope.emitter.limit  # the event size limit, headers included
         self._coalesce = self._scope.emitter.coalesce
         self._sent_this_turn = False
         self._watching_turn = False
@@ -213,19 +224,22 @@ class Task(Generic[S]):
         """
         self._raise_background_error()
         size = len(orjson.dumps(ops))
-        room = self._scope.emitter.limit - self._overhead()
+        room = self._limit - self._overhead()
         if size > room:
             raise PayloadTooLargeError(
                 f"an update of task {self.type!r} would make a "
                 f"{size + self._overhead() - _SIZE_SLACK}-byte event, over the "
-                f"{self._scope.emitter.limit}-byte event limit; nothing was sent. Store large "
+                f"{self._limit}-byte event limit; nothing was sent. Store large "
                 "data elsewhere (object storage, a database) and stream a reference to it, "
                 "e.g. {'url': ..., 'size': ...}."
             )
         if self._folded and self._folded_bytes + size > min(room, _FOLD_MAX_BYTES):
             await self._send_folded()
         self._apply_within_limit(ops, size)
-        merge(self._folded, ops)
+        if self._folded:
+            merge(self._folded, ops)
+        else:
+            self._folded = ops
         self._folded_bytes += size
         if not (self._coalesce and self._sent_this_turn):
             await self._send_folded()
@@ -347,20 +361,20 @@ class Task(Generic[S]):
         the exact size is measured only when the bound reaches the limit.
         """
         # The COMPLETED event carries the whole state in an envelope like an update's.
-        limit = self._scope.emitter.limit - self._overhead()
+        limit = self._limit - self._overhead()
         bound = self._state_bytes + patch_bytes
         if bound < limit:
             self._str_lists.forget(ops)
-            self._shadow = apply(self._shadow, ops, copy_values=False)
+            self._shadow = apply_own(self._shadow, ops)
             self._state_bytes = bound
             return
-        candidate = apply(copy.deepcopy(self._shadow), ops, copy_values=False)
+        candidate = apply_own(copy.deepcopy(self._shadow), ops)
         exact = len(orjson.dumps(candidate))
         if exact >= limit:
             raise PayloadTooLargeError(
                 f"task {self.type!r} state would grow to {exact} bytes: its COMPLETED event, "
                 "which carries the whole state, would be over the "
-                f"{self._scope.emitter.limit}-byte event limit; the update was not applied. "
+                f"{self._limit}-byte event limit; the update was not applied. "
                 "Store large data elsewhere and stream a reference to it, "
                 "e.g. {'url': ..., 'size': ...}."
             )
@@ -417,21 +431,44 @@ def _as_mapping(updates: object) -> Mapping[str, Any]:
 
 
 def _diff_keys(shadow: JSON, changes: Mapping[str, Any], str_lists: StrLists) -> list[Op]:
+    """The ops for the changed top-level keys; strings and exact ints, bools and None (the
+    usual updates: text, counters, flags) are compared here, the rest by `diff`."""
     assert isinstance(shadow, dict)
     ops: list[Op] = []
     for key, value in changes.items():
+        old: Any = shadow.get(key, _MISSING) if type(key) is str else _MISSING
+        if old is value:
+            continue
         if not isinstance(key, str):
             raise InvalidStateError(
                 f"task state at '' (the root) has the non-str key {key!r} "
                 f"({type(key).__name__}): JSON object keys must be strings: convert the key "
                 "with str()"
             )
-        path = "/" + escape(key)
-        if key in shadow:
-            ops += diff(shadow[key], value, path, str_lists=str_lists)
+        path = _path(key)
+        kind = type(value)
+        if kind is not type(old) or kind not in _PLAIN:
+            if old is _MISSING:
+                ops.append({"op": "add", "path": path, "value": to_json(value, path=path)})
+            else:
+                ops += diff(old, value, path, str_lists=str_lists)
+        elif old == value:
+            continue
+        elif kind is str and len(value) > len(old) and value.startswith(old):
+            ops.append({"op": "append", "path": path, "value": value[len(old) :]})
         else:
-            ops.append({"op": "add", "path": path, "value": to_json(value, path=path)})
+            ops.append({"op": "replace", "path": path, "value": value})
     return ops
+
+
+# Exact types whose equality is JSON equality (not float: 0.0 == -0.0).
+_PLAIN = frozenset({str, int, bool, type(None)})
+_MISSING = object()
+
+
+@functools.lru_cache(maxsize=1024)
+def _path(key: str) -> str:
+    return "/" + escape(key)
 
 
 def _merge_model(model: BaseModel, updates: object) -> tuple[BaseModel, dict[str, Any]]:
