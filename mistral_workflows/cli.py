@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import ssl
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from mistral_workflows.consumer import Gap, subscribe
 from mistral_workflows.consumer._view import HumanView
-from mistral_workflows.core.errors import MistralWorkflowsError
+from mistral_workflows.core.errors import ConfigurationError, MistralWorkflowsError
 
 __all__ = ["main"]
 
@@ -63,6 +66,80 @@ def _reading_options(parser: argparse.ArgumentParser, default_format: str) -> No
     )
     parser.add_argument("--stream-name", default="WORKFLOW_EVENTS", help="JetStream stream")
     parser.add_argument("--subject-prefix", default="workflows", help="subject prefix")
+    _connection_options(parser)
+
+
+def _connection_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "NATS authentication", "secrets are read from files, so that they stay out of `ps`"
+    )
+    group.add_argument("--creds", metavar="FILE", help="a .creds file (`nsc generate creds`)")
+    group.add_argument("--nkey-seed", metavar="FILE", help="a file holding an NKey user seed")
+    group.add_argument("--user", help="user name (with --password-file)")
+    group.add_argument("--password-file", metavar="FILE", help="a file holding the password")
+    group.add_argument("--token-file", metavar="FILE", help="a file holding the token")
+    group.add_argument(
+        "--tls-ca", metavar="FILE", help="trust the CA certificate(s) in this PEM file"
+    )
+    group.add_argument(
+        "--inbox-prefix",
+        metavar="PREFIX",
+        help="reply subjects under PREFIX instead of _INBOX (per-tenant permissions)",
+    )
+
+
+def _nats_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The `nats.connect` options of the authentication flags, files checked and read.
+
+    Raises:
+        ConfigurationError: a file cannot be read or holds nothing usable.
+    """
+    options: dict[str, Any] = {}
+    if args.creds:
+        options["user_credentials"] = _readable(args.creds, "--creds")
+    if args.nkey_seed:
+        options["nkeys_seed"] = _readable(args.nkey_seed, "--nkey-seed")
+    if args.password_file and not args.user:
+        raise ConfigurationError("--password-file needs --user")
+    if args.user:
+        options["user"] = args.user
+    if args.password_file:
+        options["password"] = _secret(args.password_file, "--password-file")
+    if args.token_file:
+        options["token"] = _secret(args.token_file, "--token-file")
+    if args.tls_ca:
+        options["tls"] = _trusting(args.tls_ca)
+    if args.inbox_prefix:
+        options["inbox_prefix"] = args.inbox_prefix
+    return options
+
+
+# The value of a secret flag is never repeated: it may be the secret itself, given by mistake.
+def _readable(path: str, flag: str) -> str:
+    if not os.path.isfile(path) or not os.access(path, os.R_OK):
+        raise ConfigurationError(f"{flag} names no readable file")
+    return path
+
+
+def _secret(path: str, flag: str) -> str:
+    try:
+        with open(_readable(path, flag), encoding="utf-8") as file:
+            secret = file.read().strip()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigurationError(f"{flag}: cannot read the file ({type(e).__name__})") from None
+    if not secret:
+        raise ConfigurationError(f"{flag}: the file is empty")
+    return secret
+
+
+def _trusting(path: str) -> ssl.SSLContext:
+    try:
+        return ssl.create_default_context(cafile=_readable(path, "--tls-ca"))
+    except (OSError, ssl.SSLError) as e:
+        raise ConfigurationError(
+            f"--tls-ca: no CA certificate could be loaded from {path!r} ({e}); "
+            "it should be a PEM file"
+        ) from None
 
 
 def _gap_notice(gap: Gap) -> None:
@@ -98,6 +175,7 @@ async def _print_events(args: argparse.Namespace) -> None:
         on_gap=_gap_notice,
         stream_name=args.stream_name,
         subject_prefix=args.subject_prefix,
+        nats_options=_nats_options(args),
         **filters,
     ):
         if view is not None:
