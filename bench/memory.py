@@ -98,7 +98,7 @@ class Producer:
             await asyncio.sleep(self.seconds / 3)
             pause.accepted = self.sent - pause.at
             pause.tail = self.sent - before_tail
-            pause.in_flight = self.emitter.publisher.js.publish_async_pending()
+            pause.in_flight = self.emitter.publisher.in_flight()
             pause.traced_peak = tracemalloc.get_traced_memory()[1] - before
             pause.rss_growth_kb = _rss_kb("VmHWM") - rss
         finally:

@@ -10,6 +10,8 @@ JetStream's duplicate window instead of appearing twice.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import logging
 import time
 import weakref
@@ -22,8 +24,7 @@ import nats.errors
 import nats.js.errors
 import orjson
 from nats.aio.client import Client as NATS
-from nats.js.api import PubAck
-from nats.js.client import JetStreamContext
+from nats.aio.msg import Msg
 
 from mistral_workflows.core import subjects
 from mistral_workflows.core.context import ActivityRef, ExecutionContext, FollowUp, scope_subject
@@ -42,7 +43,6 @@ _EXPECTED_STREAM = "Nats-Expected-Stream"
 # JetStream answers 503 while it has no leader (start-up, failover): worth retrying.
 _RETRYABLE_API_CODES = frozenset({503})
 _RESEND_PAUSE = 0.25
-_ROOM_POLL = 0.002
 
 
 def _header_bytes(headers: dict[str, str]) -> int:
@@ -108,8 +108,6 @@ class Publisher:
         strict: bool = True,
     ) -> None:
         self.nc = nc
-        # nats-py's own window is a backstop above ours (see `Emitter._send`).
-        self.js: JetStreamContext = nc.jetstream(publish_async_max_pending=max_in_flight * 2)
         self.max_in_flight = max_in_flight
         self.stream_name = stream_name
         self.prefix = prefix
@@ -122,6 +120,71 @@ class Publisher:
         # old connection, and each emitter sends them again, in order, before newer ones.
         self.epoch = 0
         self._emitters: weakref.WeakSet[Emitter] = weakref.WeakSet()
+        # Acknowledgements come to one inbox of ours, `<inbox>.<token>`, and are matched to
+        # the events waiting for them here (lighter than a future per publish).
+        self._inbox = ""
+        self._inbox_lock = asyncio.Lock()
+        self._tokens = itertools.count(1)
+        self._in_flight: dict[str, tuple[_Pending, Emitter]] = {}
+        self._has_room = asyncio.Event()
+        self._has_room.set()
+
+    def in_flight(self) -> int:
+        """Events sent and not acknowledged yet, across the worker."""
+        return len(self._in_flight)
+
+    async def ack_inbox(self) -> str:
+        """The subject prefix acknowledgements are sent to (subscribed on first use)."""
+        if not self._inbox:
+            async with self._inbox_lock:
+                if not self._inbox:
+                    inbox = f"{self.nc.new_inbox()}."
+                    await self.nc.subscribe(f"{inbox}*", cb=self._on_ack)
+                    self._inbox = inbox
+        return self._inbox
+
+    def track(self, entry: _Pending, emitter: Emitter) -> str:
+        """Register `entry` as sent; returns the token its acknowledgement will carry."""
+        token = str(next(self._tokens))
+        entry.token = token
+        self._in_flight[token] = (entry, emitter)
+        if len(self._in_flight) >= self.max_in_flight:
+            self._has_room.clear()
+        return token
+
+    def untrack(self, entry: _Pending) -> None:
+        """Stop waiting for `entry`'s acknowledgement (it is sent again, or given up)."""
+        if entry.token is not None:
+            self._in_flight.pop(entry.token, None)
+            entry.token = None
+            if len(self._in_flight) < self.max_in_flight:
+                self._has_room.set()
+
+    async def _on_ack(self, msg: Msg) -> None:
+        found = self._in_flight.pop(msg.subject[len(self._inbox) :], None)
+        if found is None:
+            return  # for an event sent again since, or given up
+        entry, emitter = found
+        entry.token = None
+        entry.ack = _parse_ack(msg)
+        if len(self._in_flight) < self.max_in_flight:
+            self._has_room.set()
+        emitter.progress.set()
+
+    async def wait_for_room(self, deadline: float, where: str) -> None:
+        """Backpressure: wait until the window of unacknowledged events has room."""
+        while len(self._in_flight) >= self.max_in_flight:
+            remaining = deadline - time.monotonic()
+            try:
+                if remaining <= 0:
+                    raise TimeoutError
+                await asyncio.wait_for(self._has_room.wait(), remaining)
+            except TimeoutError:
+                raise PublishError(
+                    f"{self.max_in_flight} events have been waiting for JetStream "
+                    f"acknowledgements on {where} for {self.persist_timeout:g}s; "
+                    "is the NATS server reachable and keeping up?"
+                ) from None
 
     def disconnected(self) -> None:
         """The connection was lost: drop the events still in nats-py's send buffer.
@@ -202,18 +265,29 @@ class _Pending:
     subject: str
     payload: bytes
     headers: dict[str, str]
-    future: asyncio.Future[PubAck] | None
     then: FollowUp | None = None
+    token: str | None = None  # while sent and waiting for its acknowledgement
+    ack: int | Exception | None = None  # the stream sequence it was stored at, or the error
 
 
-def _stored(future: asyncio.Future[PubAck] | None) -> bool:
-    """Whether JetStream acknowledged the event sent with this future."""
-    return (
-        future is not None
-        and future.done()
-        and not future.cancelled()
-        and future.exception() is None
-    )
+def _stored(entry: _Pending) -> bool:
+    """Whether JetStream acknowledged the event (stored it, or had it already)."""
+    return type(entry.ack) is int
+
+
+def _parse_ack(msg: Msg) -> int | Exception:
+    """The stream sequence in a JetStream publish acknowledgement, or the error it carries."""
+    if msg.headers and msg.headers.get("Status") == "503":
+        return nats.js.errors.NoStreamResponseError()
+    try:
+        answer = orjson.loads(msg.data)
+        error = answer.get("error")
+        if error:
+            refused: Exception = nats.js.errors.APIError.from_error(error)
+            return refused
+        return int(answer["seq"])
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as e:
+        return nats.errors.Error(f"unreadable acknowledgement {msg.data[:100]!r}: {e!r}")
 
 
 class Emitter:
@@ -230,6 +304,7 @@ class Emitter:
         self._room = asyncio.Lock()
         self._epoch = publisher.epoch
         self._catching_up: asyncio.Task[None] | None = None
+        self.progress = asyncio.Event()  # set on each acknowledgement of one of ours
 
     def subject(self, stream: str) -> str:
         """The subject of this attempt's events on `stream` (built once per stream)."""
@@ -257,7 +332,8 @@ class Emitter:
 
     def encode(self, body: dict[str, Any], msg_id: str, what: str) -> tuple[bytes, dict[str, str]]:
         """Serialise an event and check its size (see `encode_event`)."""
-        return encode_event(body, msg_id, self.publisher.stream_name, self.limit, what)
+        publisher = self.publisher
+        return encode_event(body, msg_id, publisher.stream_name, self.limit, what)
 
     def snapshot_subject(self, stream: str, task_id: str) -> str:
         """The subject of a task's snapshots."""
@@ -284,7 +360,7 @@ class Emitter:
 
         `then` builds a message (a task snapshot) to send once this one is stored.
         """
-        entry = _Pending(subject, payload, headers, None, then)
+        entry = _Pending(subject, payload, headers, then)
         self._pending.append(entry)
         await self._send(entry)
         await self._release_acknowledged()
@@ -296,61 +372,54 @@ class Emitter:
             PublishError: some events were not stored within the persist timeout (only
                 when the publisher is strict; otherwise the problem is logged).
         """
-        deadline = time.monotonic() + self.publisher.persist_timeout
+        publisher = self.publisher
+        deadline = time.monotonic() + publisher.persist_timeout
         last_error: BaseException | None = None
+        head: _Pending | None = None
+        head_since = 0.0
         while self._pending:
             entry = self._pending[0]
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                self._give_up(last_error)
-                return
-            try:
-                if not await self._wait_ack(entry, min(self.publisher.ack_timeout, remaining)):
-                    continue
-            except nats.js.errors.APIError as e:
-                if e.code not in _RETRYABLE_API_CODES:
-                    self._fail(f"JetStream refused an event: {e}", e)
-                    return
-                last_error = e
-            except (TimeoutError, nats.errors.Error) as e:
-                last_error = e
-            else:
+            ack = entry.ack
+            if type(ack) is int:
                 await self._follow_up(self._pending.popleft())
                 continue
+            if isinstance(ack, nats.js.errors.APIError) and ack.code not in _RETRYABLE_API_CODES:
+                self._fail(f"JetStream refused an event: {ack}", ack)
+                return
+            now = time.monotonic()
+            if now >= deadline:
+                self._give_up(last_error)
+                return
+            if entry is not head:
+                head, head_since = entry, now
+            waited = now - head_since
+            if ack is None and entry.token is not None and waited < publisher.ack_timeout:
+                self.progress.clear()
+                wait = min(publisher.ack_timeout - waited, deadline - now)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.progress.wait(), wait)
+                continue
+            # Not sent (disconnected), refused for now, or no acknowledgement in time.
+            if isinstance(ack, Exception):
+                last_error = ack
+            else:
+                sent = entry.token is not None
+                last_error = TimeoutError("no acknowledgement" if sent else "not sent yet")
             await self._resend_all()
+            head = None
 
     def discard(self) -> None:
         """Stop waiting for acknowledgements (the events may or may not be stored)."""
         for entry in self._pending:
-            if entry.future is not None:
-                entry.future.cancel()
+            self.publisher.untrack(entry)
         self._pending.clear()
-
-    async def _wait_ack(self, entry: _Pending, timeout: float) -> bool:
-        """Wait for the acknowledgement of `entry`; False if it was sent again meanwhile
-        (after a reconnection), so that the caller waits for the new one."""
-        future = entry.future
-        if future is None:
-            raise TimeoutError("not sent yet")
-        try:
-            await asyncio.wait_for(asyncio.shield(future), timeout)
-        except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if (
-                future.cancelled()
-                and entry.future is not future
-                and not (task and task.cancelling())
-            ):
-                return False
-            raise
-        return True
 
     async def _send(self, entry: _Pending) -> None:
         publisher = self.publisher
         if (
             self._room.locked()
             or self._epoch != publisher.epoch
-            or publisher.js.publish_async_pending() >= publisher.max_in_flight
+            or publisher.in_flight() >= publisher.max_in_flight
         ):
             # One sender at a time, woken in order: events leave in the order they were sent.
             async with self._room:
@@ -384,41 +453,34 @@ class Emitter:
         for entry in list(self._pending):
             if entry is before:
                 return
-            if not _stored(entry.future):
-                if entry.future is not None:
-                    entry.future.cancel()
+            if not _stored(entry):
                 await self._wait_for_room()
                 await self._publish(entry)
 
     async def _publish(self, entry: _Pending) -> None:
-        js = self.publisher.js
-        if not self.publisher.nc.is_connected:
+        publisher = self.publisher
+        publisher.untrack(entry)  # sent again: an acknowledgement of the old send is moot
+        entry.ack = None
+        if not publisher.nc.is_connected:
             # Not into nats-py's reconnection buffer, which would send it ahead of older
             # events lost with the connection: it is sent again once reconnected.
-            entry.future = None
             return
+        inbox = publisher._inbox or await publisher.ack_inbox()
+        token = publisher.track(entry, self)
         try:
-            # No wait_stall: with one, nats-py wraps every publish in asyncio.wait_for,
-            # which costs a task and a loop turn per event; we bound the window ourselves.
-            entry.future = await js.publish_async(
-                entry.subject, entry.payload, headers=entry.headers
+            await publisher.nc.publish(
+                entry.subject, entry.payload, reply=inbox + token, headers=entry.headers
             )
         except nats.errors.Error:
             # Disconnected with a full reconnect buffer: `flush` sends it again.
-            entry.future = None
+            publisher.untrack(entry)
 
     async def _wait_for_room(self) -> None:
-        """Backpressure: wait until the window of unacknowledged events has room."""
-        js, publisher = self.publisher.js, self.publisher
-        deadline = time.monotonic() + publisher.persist_timeout
-        while js.publish_async_pending() >= publisher.max_in_flight:
-            if time.monotonic() > deadline:
-                raise PublishError(
-                    f"{publisher.max_in_flight} events have been waiting for JetStream "
-                    f"acknowledgements on {self._where()} for {publisher.persist_timeout:g}s; "
-                    "is the NATS server reachable and keeping up?"
-                )
-            await asyncio.sleep(_ROOM_POLL)
+        publisher = self.publisher
+        if publisher.in_flight() >= publisher.max_in_flight:
+            await publisher.wait_for_room(
+                time.monotonic() + publisher.persist_timeout, self._where()
+            )
 
     async def _resend_all(self) -> None:
         """Send every unacknowledged event again, in order, with its original message id."""
@@ -426,29 +488,22 @@ class Emitter:
         async with self._room:
             self._epoch = self.publisher.epoch
             for entry in list(self._pending):
-                if _stored(entry.future):
+                if _stored(entry):
                     continue
-                if entry.future is not None:
-                    entry.future.cancel()
                 await self._wait_for_room()
                 await self._publish(entry)
 
     async def _release_acknowledged(self) -> None:
         pending = self._pending
-        while pending:
-            future = pending[0].future
-            if future is None or not future.done() or future.cancelled():
-                return
-            if future.exception() is not None:
-                return
+        while pending and type(pending[0].ack) is int:
             await self._follow_up(pending.popleft())
 
     async def _follow_up(self, entry: _Pending) -> None:
-        if entry.then is None or entry.future is None:
+        if entry.then is None or type(entry.ack) is not int:
             return
-        message = entry.then(entry.future.result().seq)
+        message = entry.then(entry.ack)
         if message is not None:
-            entry = _Pending(*message, None)
+            entry = _Pending(*message)
             self._pending.append(entry)
             await self._send(entry)
 
