@@ -1,0 +1,1 @@
+"""Load tests: many concurrent activities, outages under load, slow consumers."""
