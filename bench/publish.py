@@ -8,6 +8,7 @@ would count updates, not events.
 from __future__ import annotations
 
 import asyncio
+import statistics
 import time
 from datetime import timedelta
 
@@ -66,19 +67,41 @@ async def raw_rate(url: str, n: int, size: int) -> float:
         return n / (time.perf_counter() - started)
 
 
+ROUNDS = 3
+
+
 async def run(servers: Servers, n: int) -> list[Row]:
+    """Alternate the two producers for a few rounds and compare their medians, so that a
+    burst of load from elsewhere on the machine does not decide the ratio."""
+    ours: list[float] = []
+    raw: list[float] = []
+    rounds = ROUNDS if n >= 1000 else 1
     async with plugged_worker(servers, [PublishBench], [stream_counter]) as (client, queue):
         await client.execute_workflow(PublishBench.run, 10, id=f"warm-{queue}", task_queue=queue)
-        handle = await client.start_workflow(
-            PublishBench.run, n, id=f"publish-{queue}", task_queue=queue
-        )
-        started = await handle.result()
-        ours = n / (time.perf_counter() - started)
-        # Measured while the worker still runs, so both share the process's conditions.
-        raw = await raw_rate(servers.nats_url, n, await event_size(servers.nats_url, handle.id))
-    ratio = ours / raw
+        for i in range(rounds):
+            handle = await client.start_workflow(
+                PublishBench.run, n, id=f"publish-{queue}-{i}", task_queue=queue
+            )
+            started = await handle.result()
+            ours.append(n / (time.perf_counter() - started))
+            # Measured while the worker still runs, so both share the process's conditions.
+            size = await event_size(servers.nats_url, handle.id)
+            raw.append(await raw_rate(servers.nats_url, n, size))
+    ratio = statistics.median(ours) / statistics.median(raw)
     return [
-        Row("publish", "Task.update_state in an activity, acked by its end", ours, "ev/s"),
-        Row("publish", "raw nats-py publish_async, same size, same process", raw, "ev/s"),
-        Row("publish", "ratio ours / raw", ratio, "x", ">= 0.7", ratio >= 0.7),
+        Row(
+            "publish",
+            "Task.update_state in an activity, acked by its end",
+            statistics.median(ours),
+            "ev/s",
+        ),
+        Row(
+            "publish",
+            "raw nats-py publish_async, same size, same process",
+            statistics.median(raw),
+            "ev/s",
+        ),
+        Row(
+            "publish", f"ratio ours / raw (medians of {rounds})", ratio, "x", ">= 0.7", ratio >= 0.7
+        ),
     ]
