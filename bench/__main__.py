@@ -10,12 +10,26 @@ import argparse
 import asyncio
 from pathlib import Path
 
-from bench import latency, publish, temporal_cost, tokens
+from bench import latency, memory, publish, scale, temporal_cost, tokens
 from bench._common import Row, Servers, report
 from mistral_workflows.dev import EmbeddedServers
 
-FULL = {"publish": 20_000, "tokens": 10_000, "latency": 2_000, "temporal": 2_000}
-TINY = {"publish": 50, "tokens": 250, "latency": 20, "temporal": 20}
+FULL = {
+    "publish": 20_000,
+    "tokens": 10_000,
+    "latency": 2_000,
+    "temporal": 2_000,
+    "scale": 1_000,
+    "memory": 20_000,
+}
+TINY = {
+    "publish": 50,
+    "tokens": 250,
+    "latency": 20,
+    "temporal": 20,
+    "scale": 5,
+    "memory": 300,
+}
 
 
 async def run_all(servers: Servers, sizes: dict[str, int]) -> list[Row]:
@@ -24,6 +38,8 @@ async def run_all(servers: Servers, sizes: dict[str, int]) -> list[Row]:
     rows += await tokens.run(servers, sizes["tokens"])
     rows += await latency.run(servers, sizes["latency"])
     rows += await temporal_cost.run(servers, sizes["temporal"])
+    rows += await scale.run(servers, sizes["scale"])
+    rows += await memory.run(servers, sizes["memory"])
     return rows
 
 
