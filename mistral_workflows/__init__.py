@@ -13,6 +13,7 @@ async def chat_activity(messages: list) -> dict:
 
 from mistral_workflows._activity import activity
 from mistral_workflows.consumer import Gap, TaskState, TaskStates, subscribe, subscribe_sync
+from mistral_workflows.core.encryption import DecryptionError, Encryption
 from mistral_workflows.core.errors import (
     BrokerConnectionError,
     ConfigurationError,
@@ -30,6 +31,8 @@ from mistral_workflows.worker import MistralWorkflowsPlugin
 __all__ = [
     "BrokerConnectionError",
     "ConfigurationError",
+    "DecryptionError",
+    "Encryption",
     "Gap",
     "InvalidStateError",
     "MistralWorkflowsError",

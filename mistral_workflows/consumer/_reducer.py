@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from mistral_workflows.core.encryption import DecryptionError, Encryption, sealed_with
 from mistral_workflows.core.events import (
     CustomTaskCanceledEvent,
     CustomTaskCompletedEvent,
@@ -48,17 +49,33 @@ class TaskStates:
     Events of one task are applied in `task_sequence` order: a repeated event is ignored,
     an early one waits for those before it, and events of an older activity attempt are
     dropped once a newer attempt has started (its state replaces the old one).
+
+    Args:
+        encryption: Decrypt task state encrypted by the workers (the same keys).
+
+    Raises:
+        DecryptionError: from `apply`, for encrypted state without `encryption` or with
+            keys that do not open it.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, encryption: Encryption | None = None) -> None:
         self._tasks: dict[str, TaskState] = {}
+        self._encryption = encryption
 
     def apply(self, event: StreamEvent) -> TaskState | None:
         """Feed one event; returns the task whose state changed, or None."""
-        data = event.data
-        if not data.event_type.startswith("CUSTOM_TASK_"):
+        if not event.data.event_type.startswith("CUSTOM_TASK_"):
             return None
+        if self._encryption is not None:
+            event = self._encryption.decrypt_event(event)
+        data = event.data
         assert isinstance(data, _CUSTOM_TASK_EVENTS)
+        if self._encryption is None and (key_id := sealed_with(event)) is not None:
+            raise DecryptionError(
+                f"task {data.attributes.custom_task_id} ({data.attributes.custom_task_type}) "
+                f"has encrypted state (key id {key_id!r}): pass encryption=Encryption(keys=...) "
+                "to TaskStates or to subscribe"
+            )
         attrs = data.attributes
         attempt = event.activity_context.attempt if event.activity_context else 1
         task = self._tasks.get(attrs.custom_task_id)

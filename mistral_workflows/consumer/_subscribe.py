@@ -25,6 +25,7 @@ from mistral_workflows.consumer._reader import Reader, last_sequence
 from mistral_workflows.consumer._snapshots import Snapshots, backfill, read_snapshots
 from mistral_workflows.core import subjects
 from mistral_workflows.core.connection import connect
+from mistral_workflows.core.encryption import Encryption
 from mistral_workflows.core.errors import ConfigurationError
 from mistral_workflows.core.events import (
     EVENT_TYPES,
@@ -78,6 +79,7 @@ async def subscribe(
     stream_name: str = "WORKFLOW_EVENTS",
     subject_prefix: str = subjects.DEFAULT_PREFIX,
     nats_options: Mapping[str, Any] | None = None,
+    encryption: Encryption | None = None,
 ) -> AsyncGenerator[StreamEvent, None]:
     """Yield the events that match every given filter, oldest first.
 
@@ -111,9 +113,13 @@ async def subscribe(
         nats_options: Further `nats.connect` options when `nats` is a URL: user, password,
             token, tls, nkeys_seed (a file) or nkeys_seed_str, user_credentials (a .creds
             file), inbox_prefix... (see docs/security.md).
+        encryption: Decrypt the task state of events encrypted by the workers (the same
+            keys); without it, encrypted state is yielded as it is stored.
 
     Raises:
         ConfigurationError: a filter or option is invalid.
+        DecryptionError: with `encryption`, an event's state was encrypted with a key id
+            it does not hold, or with other key bytes of the same id.
         BrokerConnectionError: the NATS server cannot be reached, refuses the credentials,
             or denies a permission reading needs (e.g. another tenant's namespace).
     """
@@ -151,6 +157,7 @@ async def subscribe(
         # The end of the workflow is a lifecycle event: read those too, then drop them.
         lifecycle = {"stream": subjects.LIFECYCLE_STREAM, "scope": "workflow"}
         filters.append(subjects.filter_subject(prefix, **ids, **lifecycle))
+    opened = encryption.decrypt_event if encryption is not None else _as_stored
     async with _connection(nats, nats_options or {}) as nc:
         snapshots = Snapshots([])
         if late_join:
@@ -159,7 +166,7 @@ async def subscribe(
             snapshots = await read_snapshots(nc, stream_name, prefix, {"stream": stream, **ids})
             for snapshot in snapshots.events:
                 if _matches(snapshot, wanted, stream, scope, activity_name):
-                    yield snapshot
+                    yield opened(snapshot)
             start_seq = snapshots.resume_seq(default=end)
         reader = Reader(nc, stream_name, filters, start_seq, new_only=from_now)
         await reader.open()
@@ -176,15 +183,19 @@ async def subscribe(
                     for missed in await backfill(nc, stream_name, prefix, msg.subject, event):
                         snapshots.add(missed)
                         if _matches(missed, wanted, stream, scope, activity_name):
-                            yield missed
+                            yield opened(missed)
                     if snapshots.covers(event):
                         continue  # The snapshot fetched just now is already past it.
                 if _matches(event, wanted, stream, scope, activity_name):
-                    yield event
+                    yield opened(event)
                 if until_complete and _ends(event, target):
                     return
         finally:
             await reader.close()
+
+
+def _as_stored(event: StreamEvent) -> StreamEvent:
+    return event
 
 
 def _began_unseen(event: StreamEvent, snapshots: Snapshots) -> bool:

@@ -28,6 +28,7 @@ from nats.aio.msg import Msg
 
 from mistral_workflows.core import subjects
 from mistral_workflows.core.context import ActivityRef, ExecutionContext, FollowUp, scope_subject
+from mistral_workflows.core.encryption import Encryption
 from mistral_workflows.core.errors import PayloadTooLargeError, PublishError
 
 __all__ = ["ConnectionHooks", "Emitter", "Publisher", "encode_event", "event_size"]
@@ -58,13 +59,22 @@ def event_size(payload: bytes, headers: dict[str, str]) -> int:
 
 
 def encode_event(
-    body: dict[str, Any], msg_id: str, stream_name: str, limit: int, what: str
+    body: dict[str, Any],
+    msg_id: str,
+    stream_name: str,
+    limit: int,
+    what: str,
+    encryption: Encryption | None = None,
 ) -> tuple[bytes, dict[str, str]]:
     """Serialise an event with its headers and check its size, headers included.
+
+    With `encryption`, the task state is encrypted first (the size counts the ciphertext).
 
     Raises:
         PayloadTooLargeError: the event is over `limit`; nothing was sent.
     """
+    if encryption is not None:
+        body = encryption.encrypt_body(body)
     # orjson's bytes keep the capacity of its write buffer (about 8x the JSON); events wait
     # in memory until acknowledged, so keep an exact-size copy.
     payload = memoryview(orjson.dumps(body)).tobytes()
@@ -92,6 +102,7 @@ class Publisher:
         max_in_flight: Unacknowledged messages allowed at once across the worker.
         strict: Raise `PublishError` when events cannot be stored (else log only).
         url: The server address to name in errors (without credentials).
+        encryption: Encrypts the task state of every event (see `Encryption`).
     """
 
     def __init__(
@@ -106,6 +117,7 @@ class Publisher:
         persist_timeout: float = 30.0,
         max_in_flight: int = 4096,
         strict: bool = True,
+        encryption: Encryption | None = None,
     ) -> None:
         self.nc = nc
         self.max_in_flight = max_in_flight
@@ -116,6 +128,7 @@ class Publisher:
         self.persist_timeout = persist_timeout
         self.strict = strict
         self.url = url
+        self.encryption = encryption
         # Bumped on each reconnection: events sent before it may have been lost with the
         # old connection, and each emitter sends them again, in order, before newer ones.
         self.epoch = 0
@@ -333,7 +346,9 @@ class Emitter:
     def encode(self, body: dict[str, Any], msg_id: str, what: str) -> tuple[bytes, dict[str, str]]:
         """Serialise an event and check its size (see `encode_event`)."""
         publisher = self.publisher
-        return encode_event(body, msg_id, publisher.stream_name, self.limit, what)
+        return encode_event(
+            body, msg_id, publisher.stream_name, self.limit, what, publisher.encryption
+        )
 
     def snapshot_subject(self, stream: str, task_id: str) -> str:
         """The subject of a task's snapshots."""
@@ -345,7 +360,9 @@ class Emitter:
         """Encode a snapshot for the snapshot stream; None if it is over the limit."""
         stream = subjects.snapshot_stream(self.publisher.stream_name)
         try:
-            return encode_event(body, msg_id, stream, self.limit, "snapshot")
+            return encode_event(
+                body, msg_id, stream, self.limit, "snapshot", self.publisher.encryption
+            )
         except PayloadTooLargeError:
             return None  # The task's events still carry everything; only the shortcut is lost.
 

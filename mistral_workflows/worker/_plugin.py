@@ -11,16 +11,20 @@ from typing import Any
 
 import nats.errors
 import nats.js.errors
+import orjson
 from nats.aio.client import Client as NATS
+from temporalio import activity
 from temporalio.plugin import SimplePlugin
 from temporalio.worker import Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from mistral_workflows.core.connection import connect, denied, display_url, permitted
+from mistral_workflows.core.encryption import Encryption
 from mistral_workflows.core.errors import BrokerConnectionError, ConfigurationError
-from mistral_workflows.core.publisher import ConnectionHooks, Publisher
+from mistral_workflows.core.publisher import ConnectionHooks, Publisher, encode_event
 from mistral_workflows.core.subjects import snapshot_stream, validate_prefix
 from mistral_workflows.interceptors import (
+    PUBLISH_ACTIVITY,
     StreamingInterceptor,
     WorkflowSettings,
     publish_activity,
@@ -64,6 +68,8 @@ class MistralWorkflowsPlugin(SimplePlugin):
         provision_stream: False when an administrator creates the streams: the worker then
             only checks that they exist and never creates one, so its NATS user needs no
             permission to create streams.
+        encryption: Encrypt task state before it leaves the worker (see `Encryption` and
+            docs/security.md); consumers need the same keys.
     """
 
     def __init__(
@@ -82,6 +88,7 @@ class MistralWorkflowsPlugin(SimplePlugin):
         connect_attempts: int = 3,
         nats_options: dict[str, Any] | None = None,
         provision_stream: bool = True,
+        encryption: Encryption | None = None,
     ) -> None:
         if not nats_url or not all(isinstance(u, str) and u for u in _as_list(nats_url)):
             raise ConfigurationError(f"nats_url must be a URL or a list of URLs, not {nats_url!r}")
@@ -101,6 +108,15 @@ class MistralWorkflowsPlugin(SimplePlugin):
         self._provision = provision_stream
         self._persist_timeout = persist_timeout
         self._strict = fail_on_publish_error
+        if encryption is not None and not isinstance(encryption, Encryption):
+            raise ConfigurationError(
+                f"encryption must be a mistral_workflows.Encryption, not {encryption!r}"
+            )
+        if encryption is not None and encryption.active is None:
+            raise ConfigurationError(
+                f"{encryption!r} has several keys: name the one that encrypts with active=..."
+            )
+        self._encryption = encryption
         self._connect = {
             "connect_timeout": connect_timeout,
             "attempts": connect_attempts,
@@ -119,7 +135,7 @@ class MistralWorkflowsPlugin(SimplePlugin):
         super().__init__(
             "mistral_workflows.MistralWorkflowsPlugin",
             interceptors=[StreamingInterceptor(lambda: self._publisher, settings)],
-            activities=[publish_activity(lambda: self._publisher)],
+            activities=[self._publish_activity()],
             workflow_runner=_with_passthrough,
         )
 
@@ -182,8 +198,32 @@ class MistralWorkflowsPlugin(SimplePlugin):
             max_event_bytes=self.stream.max_event_bytes,
             persist_timeout=self._persist_timeout,
             strict=self._strict,
+            encryption=self._encryption,
         )
         return hooks.publisher
+
+    def _publish_activity(self) -> Callable[..., Any]:
+        """The local activity that publishes the events of workflow code.
+
+        Workflow code encodes its events without the keys: with encryption, they are
+        encrypted here, in the worker, before they are sent.
+        """
+        publish = publish_activity(lambda: self._publisher)
+        encryption = self._encryption
+        if encryption is None:
+            return publish
+
+        @activity.defn(name=PUBLISH_ACTIVITY)
+        async def publish_encrypted(subject: str, payload: str, headers: dict[str, str]) -> None:
+            limit = self._publisher.limit if self._publisher else self.stream.max_event_bytes
+            msg_id, stream = headers["Nats-Msg-Id"], headers["Nats-Expected-Stream"]
+            what = "an event of workflow code"
+            encoded, _ = encode_event(
+                orjson.loads(payload), msg_id, stream, limit, what, encryption
+            )
+            await publish(subject, encoded.decode(), headers)
+
+        return publish_encrypted
 
 
 def _mark_stopped_without_running(worker: Worker) -> None:
