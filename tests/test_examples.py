@@ -53,6 +53,8 @@ def test_public_names():
     assert sorted(workflows.__all__) == [
         "BrokerConnectionError",
         "ConfigurationError",
+        "DecryptionError",
+        "Encryption",
         "Gap",
         "InvalidStateError",
         "MistralWorkflowsError",
