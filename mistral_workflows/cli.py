@@ -45,7 +45,71 @@ def _parser() -> argparse.ArgumentParser:
     events.add_argument("--until-complete", action="store_true", help="stop when the workflow ends")
     tail = commands.add_parser("tail", help="everything happening now, across workflows")
     _reading_options(tail, default_format="human")
+    _gateway_commands(commands)
     return parser
+
+
+def _gateway_commands(commands: Any) -> None:
+    gateway = commands.add_parser(
+        "gateway", help="serve the events over HTTP/SSE (the official events API) and a live page"
+    )
+    gateway.add_argument("--nats-url", default="nats://127.0.0.1:4222", help="NATS URL")
+    gateway.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    gateway.add_argument("--port", type=int, default=8000, help="port to listen on")
+    gateway.add_argument("--keepalive", type=float, default=15.0, help="seconds between pings")
+    gateway.add_argument("--stream-name", default="WORKFLOW_EVENTS", help="JetStream stream")
+    gateway.add_argument("--subject-prefix", default="workflows", help="subject prefix")
+    _secret_option(gateway)
+    _connection_options(gateway)
+    token = commands.add_parser("token", help="mint a bearer token for the gateway")
+    token.add_argument("--namespace", required=True, help="the Temporal namespace it reads")
+    token.add_argument(
+        "--root-workflow-exec-id", help="only this workflow tree (e.g. for a browser)"
+    )
+    token.add_argument("--ttl", type=float, default=3600, help="lifetime in seconds")
+    _secret_option(token)
+
+
+def _secret_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--secret-file",
+        metavar="FILE",
+        help="a file holding the token signing secret (default: the "
+        "MISTRAL_WORKFLOWS_GATEWAY_SECRET variable; none: development mode)",
+    )
+
+
+def _gateway_secret(args: argparse.Namespace) -> bytes | None:
+    from mistral_workflows.gateway import check_secret, secret_from_env
+
+    if args.secret_file:
+        return check_secret(_secret(args.secret_file, "--secret-file").encode())
+    return secret_from_env()
+
+
+def _run_gateway(args: argparse.Namespace) -> None:
+    from mistral_workflows.gateway import GatewaySettings, serve
+
+    settings = GatewaySettings(
+        nats_url=args.nats_url,
+        secret=_gateway_secret(args),
+        stream_name=args.stream_name,
+        subject_prefix=args.subject_prefix,
+        keepalive=args.keepalive,
+        nats_options=_nats_options(args),
+    )
+    serve(settings, host=args.host, port=args.port)
+
+
+def _print_token(args: argparse.Namespace) -> None:
+    from mistral_workflows.gateway import mint_token
+
+    secret = _gateway_secret(args)
+    if secret is None:
+        raise ConfigurationError(
+            "no secret to sign with: give --secret-file or set MISTRAL_WORKFLOWS_GATEWAY_SECRET"
+        )
+    print(mint_token(secret, args.namespace, args.root_workflow_exec_id, args.ttl))
 
 
 def _reading_options(parser: argparse.ArgumentParser, default_format: str) -> None:
@@ -195,6 +259,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             serve(
                 data_dir=args.data_dir, nats_port=args.nats_port, temporal_port=args.temporal_port
             )
+        elif args.command == "gateway":
+            _run_gateway(args)
+        elif args.command == "token":
+            _print_token(args)
         else:
             asyncio.run(_print_events(args))
     except KeyboardInterrupt:

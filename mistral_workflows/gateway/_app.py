@@ -1,0 +1,233 @@
+"""The ASGI application: the routes of the official events API over JetStream, and the
+live page."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+from nats.aio.client import Client as NATS
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from mistral_workflows.consumer import subscribe
+from mistral_workflows.core import subjects
+from mistral_workflows.core.connection import connect
+from mistral_workflows.core.errors import ConfigurationError, MistralWorkflowsError
+from mistral_workflows.gateway._access import Access, check
+from mistral_workflows.gateway._problems import Problem
+from mistral_workflows.gateway._query import StreamQuery, list_query, stream_query
+from mistral_workflows.gateway._sse import EventPump
+
+__all__ = ["GatewaySettings", "create_app"]
+
+log = logging.getLogger("mistral_workflows.gateway")
+
+# How long `events/list` and the tree lookup wait for one more stored event: JetStream
+# hands stored events over back to back, so a short silence means "nothing more stored".
+_STORED_IDLE = 0.3
+_SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+_PAGES = {"live.html": "text/html; charset=utf-8", "live.js": "text/javascript; charset=utf-8"}
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    """How the gateway reads events and checks tokens."""
+
+    nats_url: str = "nats://127.0.0.1:4222"
+    secret: bytes | None = None
+    """The token signing secret; None: development mode (any token, loopback only)."""
+    stream_name: str = "WORKFLOW_EVENTS"
+    subject_prefix: str = subjects.DEFAULT_PREFIX
+    keepalive: float = 15.0
+    """Seconds between keep-alive comments on a quiet stream."""
+    nats_options: Mapping[str, Any] = field(default_factory=dict)
+
+
+class _Gateway:
+    def __init__(self, settings: GatewaySettings) -> None:
+        self.settings = settings
+        self.access = Access(settings.secret)
+        self._nc: NATS | None = None
+
+    @property
+    def nc(self) -> NATS:
+        assert self._nc is not None, "the gateway is not started"
+        return self._nc
+
+    async def start(self) -> None:
+        options = {"name": "mistral-workflows-gateway", **self.settings.nats_options}
+        self._nc = await connect(self.settings.nats_url, **options)
+
+    async def stop(self) -> None:
+        if self._nc is not None:
+            await self._nc.close()
+
+    def read(self, query: StreamQuery, **options: Any) -> Any:
+        return subscribe(
+            self.nc,
+            **query.subscribe_filters(),
+            stream_name=self.settings.stream_name,
+            subject_prefix=self.settings.subject_prefix,
+            **options,
+        )
+
+    async def root_of(self, exec_id: str, namespace: str | None) -> str | None:
+        events = subscribe(
+            self.nc,
+            workflow_exec_id=exec_id,
+            namespace=namespace,
+            idle_timeout=_STORED_IDLE,
+            stream_name=self.settings.stream_name,
+            subject_prefix=self.settings.subject_prefix,
+        )
+        async with contextlib.aclosing(events):
+            async for event in events:
+                return event.data.root_workflow_exec_id
+        return None
+
+
+def _gateway(request: Request) -> _Gateway:
+    gateway: _Gateway = request.app.state.gateway
+    return gateway
+
+
+async def _stream(request: Request, query: StreamQuery) -> Response:
+    gateway = _gateway(request)
+    grant = gateway.access.grant(request)
+    query = await gateway.access.confine(query, grant, gateway.root_of)
+    pump = EventPump(query.keeps, gateway.settings.keepalive)
+    source = gateway.read(query, on_gap=pump.on_gap)
+    return StreamingResponse(
+        pump.body(source), media_type="text/event-stream", headers=_SSE_HEADERS
+    )
+
+
+async def stream_events(request: Request) -> Response:
+    """`GET /v1/workflows/events/stream`: the events matching the filters, as SSE."""
+    return await _stream(request, stream_query(request.query_params, request.headers))
+
+
+async def stream_execution(request: Request) -> Response:
+    """`GET /v1/workflows/executions/{execution_id}/stream`: one execution's events."""
+    execution_id = request.path_params["execution_id"]
+    query = stream_query(request.query_params, request.headers, execution_id)
+    return await _stream(request, query)
+
+
+async def list_events(request: Request) -> Response:
+    """`GET /v1/workflows/events/list`: stored events, oldest first, a page at a time."""
+    gateway = _gateway(request)
+    asked = list_query(request.query_params)
+    grant = gateway.access.grant(request)
+    ids: dict[str, str | None] = {
+        "root_workflow_exec_id": asked.root_workflow_exec_id,
+        "workflow_exec_id": asked.workflow_exec_id,
+        "namespace": asked.namespace,
+    }
+    await check(ids, grant, gateway.root_of)
+    root = grant.root_workflow_exec_id or asked.root_workflow_exec_id
+    events = subscribe(
+        gateway.nc,
+        root_workflow_exec_id=root,
+        workflow_exec_id=asked.workflow_exec_id,
+        namespace=grant.namespace or asked.namespace,
+        start_seq=asked.cursor,
+        idle_timeout=_STORED_IDLE,
+        stream_name=gateway.settings.stream_name,
+        subject_prefix=gateway.settings.subject_prefix,
+    )
+    page: list[dict[str, Any]] = []
+    next_cursor = None
+    async with contextlib.aclosing(events):
+        async for event in events:
+            run = asked.workflow_run_id
+            if run is not None and event.data.workflow_run_id != run:
+                continue
+            if len(page) == asked.limit:
+                next_cursor = str(event.broker_sequence)
+                break
+            page.append(event.data.model_dump(mode="json"))
+    return JSONResponse({"events": page, "next_cursor": next_cursor})
+
+
+async def live_page(request: Request) -> Response:
+    """`GET /ui/executions/{execution_id}`: the live page of a workflow tree."""
+    return _static("live.html")
+
+
+async def live_script(request: Request) -> Response:
+    """The live page's script."""
+    return _static("live.js")
+
+
+async def health(request: Request) -> Response:
+    """`GET /healthz`: whether the gateway is connected to NATS."""
+    connected = _gateway(request).nc.is_connected
+    return JSONResponse({"nats": "connected" if connected else "disconnected"})
+
+
+def _static(name: str) -> Response:
+    text = resources.files("mistral_workflows.gateway").joinpath("static", name).read_text()
+    return Response(text, media_type=_PAGES[name], headers={"Cache-Control": "no-cache"})
+
+
+async def _problem(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, Problem)
+    return exc.response()
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    reason = f"{request.method} {request.url.path}: {exc.detail}"
+    return Problem(
+        exc.status_code, "not_found" if exc.status_code == 404 else "bad_request", reason
+    ).response()
+
+
+async def _library_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, MistralWorkflowsError)
+    status = 422 if isinstance(exc, ConfigurationError) else 503
+    return Problem(status, type(exc).__name__, str(exc)).response()
+
+
+def create_app(settings: GatewaySettings | None = None) -> Starlette:
+    """The gateway as an ASGI application (serve it with uvicorn).
+
+    It connects to NATS when the server starts and closes the connection when it stops.
+    """
+    gateway = _Gateway(settings or GatewaySettings())
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await gateway.start()
+        try:
+            yield
+        finally:
+            await gateway.stop()
+
+    app = Starlette(
+        routes=[
+            Route("/v1/workflows/events/stream", stream_events),
+            Route("/v1/workflows/executions/{execution_id:path}/stream", stream_execution),
+            Route("/v1/workflows/events/list", list_events),
+            Route("/ui/executions/{execution_id:path}", live_page),
+            Route("/ui/live.js", live_script),
+            Route("/healthz", health),
+        ],
+        exception_handlers={
+            Problem: _problem,
+            HTTPException: _http_error,
+            MistralWorkflowsError: _library_error,
+        },
+        lifespan=lifespan,
+    )
+    app.state.gateway = gateway
+    return app

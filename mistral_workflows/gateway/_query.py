@@ -1,0 +1,267 @@
+"""The query parameters of the event routes, checked and turned into `subscribe` filters.
+
+Every value is data: ids and names reach NATS only through `subjects.token`, so `*`,
+`>` or dots in a value never widen a subject filter. `*` as a whole value means "any",
+as in the official API.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from starlette.datastructures import Headers, QueryParams
+
+from mistral_workflows.core import subjects
+from mistral_workflows.core.errors import ConfigurationError
+from mistral_workflows.core.events import EVENT_TYPES, StreamEvent
+from mistral_workflows.gateway._problems import invalid
+
+__all__ = ["ListQuery", "StreamQuery", "list_query", "stream_query"]
+
+ANY = "*"
+_IDS = ("workflow_exec_id", "root_workflow_exec_id", "parent_workflow_exec_id")
+_TEXT = ("workflow_name", "namespace", "activity_name", "activity_id", *_IDS)
+_OTHERS = (
+    "scope",
+    "stream",
+    "start_seq",
+    "workflow_event_types",
+    "metadata_filters",
+    "last-event-id",
+    "last_event_id",
+    "access_token",
+    "event_source",
+)
+_KNOWN = frozenset((*_TEXT, *_OTHERS))
+_MAX_VALUE = 2048
+_EVENT_SOURCES = ("DATABASE", "LIVE", "HYBRID")
+_MAX_LIMIT = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class StreamQuery:
+    """What one SSE request asks for."""
+
+    ids: dict[str, str | None]
+    """`_TEXT` filters: None means any."""
+    scope: str | None = None
+    stream: str | None = None
+    event_types: frozenset[str] | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    start_seq: int | None = None
+    """The first broker sequence to send (inclusive); None: the oldest stored."""
+
+    def subscribe_filters(self) -> dict[str, Any]:
+        """The keyword arguments of `subscribe` (all but `activity_id`, checked here)."""
+        ids = {k: v for k, v in self.ids.items() if k != "activity_id"}
+        return {
+            **ids,
+            "scope": "activity" if self.ids["activity_id"] is not None else self.scope,
+            "stream": self.stream,
+            "event_types": self.event_types,
+            "start_seq": self.start_seq,
+        }
+
+    def keeps(self, event: StreamEvent) -> bool:
+        """The filters `subscribe` does not apply: the activity id and the metadata."""
+        wanted = self.ids["activity_id"]
+        activity = event.activity_context
+        if wanted is not None and (activity is None or activity.activity_id != wanted):
+            return False
+        return all(_same(event.metadata.get(k, _MISSING), v) for k, v in self.metadata.items())
+
+    def narrowed(self, namespace: str | None, root: str | None) -> StreamQuery:
+        """This query confined to a namespace and a tree (None: unchanged)."""
+        ids = dict(self.ids)
+        if namespace is not None:
+            ids["namespace"] = namespace
+        if root is not None:
+            ids["root_workflow_exec_id"] = root
+        return replace(self, ids=ids)
+
+
+@dataclass(frozen=True, slots=True)
+class ListQuery:
+    """What one `events/list` request asks for."""
+
+    root_workflow_exec_id: str | None
+    workflow_exec_id: str | None
+    workflow_run_id: str | None
+    namespace: str | None
+    limit: int
+    cursor: int | None
+
+
+_MISSING = object()
+
+
+def _same(value: object, wanted: Any) -> bool:
+    if value is _MISSING:
+        return False
+    if value == wanted:
+        return True
+    # The top-level form carries every value as text: compare with the value's JSON text.
+    return isinstance(wanted, str) and not isinstance(value, str) and json.dumps(value) == wanted
+
+
+def stream_query(
+    params: QueryParams, headers: Headers, execution_id: str | None = None
+) -> StreamQuery:
+    """Check the parameters of a stream request.
+
+    Raises:
+        Problem: 422 naming the first bad parameter.
+    """
+    ids = {name: _text(params, name) for name in _TEXT}
+    if execution_id is not None:
+        if ids["workflow_exec_id"] not in (None, execution_id):
+            raise invalid("workflow_exec_id", "differs from the execution id in the path")
+        ids["workflow_exec_id"] = execution_id
+        _event_source(params)
+    if all(ids[name] is None for name in _IDS):
+        raise invalid(
+            "workflow_exec_id",
+            "give at least one of workflow_exec_id, root_workflow_exec_id or "
+            "parent_workflow_exec_id (reading every execution is not offered)",
+            "missing",
+        )
+    return StreamQuery(
+        ids=ids,
+        scope=_scope(params),
+        stream=_stream(params),
+        event_types=_event_types(params),
+        metadata=_metadata(params),
+        start_seq=_start(params, headers),
+    )
+
+
+def list_query(params: QueryParams) -> ListQuery:
+    """Check the parameters of a list request.
+
+    Raises:
+        Problem: 422 naming the first bad parameter.
+    """
+    root, exec_id = _text(params, "root_workflow_exec_id"), _text(params, "workflow_exec_id")
+    if root is None and exec_id is None:
+        raise invalid(
+            "root_workflow_exec_id",
+            "give root_workflow_exec_id or workflow_exec_id (listing every execution is not "
+            "offered)",
+            "missing",
+        )
+    limit = _integer(params, "limit", 100)
+    if not 1 <= limit <= _MAX_LIMIT:
+        raise invalid("limit", f"must be 1 to {_MAX_LIMIT}, not {limit}")
+    cursor = params.get("cursor")
+    if cursor is not None and (not cursor.isdigit() or int(cursor) < 1):
+        raise invalid("cursor", "not a cursor returned by this route (next_cursor)")
+    return ListQuery(
+        root_workflow_exec_id=root,
+        workflow_exec_id=exec_id,
+        workflow_run_id=_text(params, "workflow_run_id"),
+        namespace=_text(params, "namespace"),
+        limit=limit,
+        cursor=None if cursor is None else int(cursor),
+    )
+
+
+def _one(params: QueryParams, name: str) -> str | None:
+    values = params.getlist(name)
+    if len(values) > 1:
+        raise invalid(name, "given more than once")
+    return values[0] if values else None
+
+
+def _text(params: QueryParams, name: str) -> str | None:
+    value = _one(params, name)
+    if value is None or value == ANY:
+        return None
+    if not value:
+        raise invalid(name, "empty; use * (or leave it out) to match any")
+    if len(value) > _MAX_VALUE:
+        raise invalid(name, f"longer than {_MAX_VALUE} characters")
+    return value
+
+
+def _scope(params: QueryParams) -> str | None:
+    scope = _one(params, "scope")
+    if scope in (None, ANY):
+        return None
+    if scope not in ("activity", "workflow"):
+        raise invalid("scope", f"must be activity, workflow or *, not {scope!r}")
+    return scope
+
+
+def _stream(params: QueryParams) -> str | None:
+    stream = _text(params, "stream")
+    if stream is None or stream == subjects.LIFECYCLE_STREAM:
+        return stream
+    try:
+        return subjects.validate_stream_type(stream)
+    except ConfigurationError as e:
+        raise invalid("stream", str(e)) from None
+
+
+def _event_types(params: QueryParams) -> frozenset[str] | None:
+    values = [v for raw in params.getlist("workflow_event_types") for v in raw.split(",") if v]
+    if not values:
+        return None
+    unknown = sorted(set(values) - EVENT_TYPES)
+    if unknown:
+        raise invalid(
+            "workflow_event_types", f"unknown type(s) {unknown}; known: {sorted(EVENT_TYPES)}"
+        )
+    return frozenset(values)
+
+
+def _metadata(params: QueryParams) -> dict[str, Any]:
+    """Both forms: `metadata_filters=<JSON object>`, and its keys as top-level parameters."""
+    filters: dict[str, Any] = {}
+    for name in {k for k in params if k not in _KNOWN}:
+        value = _one(params, name)
+        filters[name] = value
+    raw = _one(params, "metadata_filters")
+    if raw is not None:
+        try:
+            parsed = json.loads(raw)
+        except ValueError:
+            raise invalid("metadata_filters", "not JSON; expected an object") from None
+        if not isinstance(parsed, Mapping):
+            raise invalid("metadata_filters", "expected a JSON object of key: value")
+        filters.update(parsed)
+    return filters
+
+
+def _integer(params: QueryParams, name: str, default: int) -> int:
+    value = _one(params, name)
+    if value is None:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise invalid(name, f"not an integer: {value[:40]!r}") from None
+
+
+def _start(params: QueryParams, headers: Headers) -> int | None:
+    """The first sequence to send: `start_seq`, or right after the last event id."""
+    start = _integer(params, "start_seq", 0)
+    if start < 0:
+        raise invalid("start_seq", "must be >= 0")
+    given = [("Last-Event-ID", headers.get("last-event-id"))]
+    given += [(name, _one(params, name)) for name in ("last-event-id", "last_event_id")]
+    for name, value in given:
+        if value is None or value == "":
+            continue
+        if not value.isascii() or not value.isdigit():
+            raise invalid(name, f"must be a broker sequence (an integer), not {value[:40]!r}")
+        start = max(start, int(value) + 1)
+    return start or None
+
+
+def _event_source(params: QueryParams) -> None:
+    source = _one(params, "event_source")
+    if source is not None and source not in _EVENT_SOURCES:
+        raise invalid("event_source", f"must be one of {', '.join(_EVENT_SOURCES)}")

@@ -1,0 +1,153 @@
+"""Helpers of the gateway tests: a real gateway process, a worker, and SSE readers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import IO, Any
+
+import httpx2 as httpx
+from mistralai.client import Mistral
+
+from examples import token_stream
+from mistral_workflows.dev import free_port
+from tests.support import plugged_client, running_worker
+
+SECRET = "test-secret-" + "x" * 40
+IDLE = 1.0
+
+
+@dataclass
+class Gateway:
+    """A running `mistral-workflows gateway` process."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+
+    def client(self, token: str = "any") -> Mistral:
+        """The official client, pointed at this gateway."""
+        return Mistral(api_key=token, server_url=self.url)
+
+
+@contextlib.contextmanager
+def gateway_process(nats_url: str, secret: str | None = None, *flags: str) -> Iterator[Gateway]:
+    """Start the gateway command on a free loopback port; stop it by its process id."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "MISTRAL_WORKFLOWS_GATEWAY_SECRET"}
+    if secret is not None:
+        env["MISTRAL_WORKFLOWS_GATEWAY_SECRET"] = secret
+    command = [sys.executable, "-m", "mistral_workflows", "gateway", "--nats-url", nats_url]
+    command += ["--host", "127.0.0.1", "--port", str(port), *flags]
+    # A file, not a pipe: a pipe nobody reads would block the gateway once full.
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(command, env=env, stderr=log)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            _wait_ready(url, process, log)
+            yield Gateway(url, process)
+        finally:
+            os.kill(process.pid, signal.SIGTERM)
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                os.kill(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+def _wait_ready(url: str, process: subprocess.Popen[bytes], log: IO[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            log.seek(0)
+            raise RuntimeError(f"the gateway exited: {log.read().decode()}")
+        with contextlib.suppress(httpx.TransportError):
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return
+        time.sleep(0.1)
+    raise RuntimeError("the gateway did not start within 30 s")
+
+
+@contextlib.asynccontextmanager
+async def chat_worker(temporal_address: str, nats_url: str, task_queue: str) -> AsyncIterator[Any]:
+    """A plugged worker running the token-stream example; yields its client."""
+    client = await plugged_client(temporal_address, nats_url)
+    async with running_worker(
+        client, task_queue, [token_stream.ChatWorkflow], [token_stream.chat_activity]
+    ):
+        yield client
+
+
+async def start_chat(client: Any, task_queue: str, workflow_id: str) -> Any:
+    """Start the token-stream example workflow; return its handle."""
+    return await client.start_workflow(
+        token_stream.ChatWorkflow.run, "hello?", id=workflow_id, task_queue=task_queue
+    )
+
+
+async def read_until(stream: Any, done: Any = None, idle: float = IDLE) -> list[Any]:
+    """Messages of an official-client stream until `done(message)` is true, or until
+    `idle` seconds pass without one; the stream is closed at the end."""
+    out: list[Any] = []
+    iterator = stream.__aiter__()
+    try:
+        while True:
+            try:
+                message = await asyncio.wait_for(iterator.__anext__(), idle)
+            except (TimeoutError, StopAsyncIteration):
+                return out
+            out.append(message)
+            if done is not None and done(message):
+                return out
+    finally:
+        await stream.close()
+
+
+def completed(workflow_id: str) -> Any:
+    """A `done` predicate: the workflow's completion event."""
+
+    def done(message: Any) -> bool:
+        data = message.data
+        return (
+            getattr(data, "data", None) is not None
+            and data.data.event_type == "WORKFLOW_EXECUTION_COMPLETED"
+            and data.data.workflow_exec_id == workflow_id
+        )
+
+    return done
+
+
+def sequences(messages: list[Any]) -> list[int]:
+    """The broker sequences of the event messages."""
+    return [m.data.broker_sequence for m in messages if m.event == "workflow.event"]
+
+
+async def raw_sse(url: str, params: Any, headers: Any = None, idle: float = IDLE) -> list[str]:
+    """The raw SSE blocks of a stream, read until `idle` seconds pass without an event
+    (keep-alive comments do not count)."""
+    blocks: list[str] = []
+    async with (
+        httpx.AsyncClient(timeout=30) as http,
+        http.stream("GET", url, params=params, headers=headers) as response,
+    ):
+        assert response.status_code == 200, response.status_code
+        buffer = ""
+        chunks = response.aiter_text().__aiter__()
+        deadline = time.monotonic() + idle
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                buffer += await asyncio.wait_for(chunks.__anext__(), left)
+            except (TimeoutError, StopAsyncIteration):
+                break
+            *done, buffer = buffer.split("\n\n")
+            blocks += done
+            if any(not block.startswith(":") for block in done):
+                deadline = time.monotonic() + idle
+    return blocks
