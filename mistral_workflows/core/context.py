@@ -140,6 +140,11 @@ class EventSink(Protocol):
         """The event time in Unix nanoseconds."""
         ...
 
+    def encoded_size(self, size: int, values: int) -> int:
+        """An upper bound of what `size` bytes of JSON holding `values` values become once
+        encoded (encryption makes them larger)."""
+        ...
+
     def subject(self, stream: str) -> str:
         """The subject of this scope's events on `stream`."""
         ...

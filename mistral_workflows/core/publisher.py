@@ -44,6 +44,8 @@ _EXPECTED_STREAM = "Nats-Expected-Stream"
 # JetStream answers 503 while it has no leader (start-up, failover): worth retrying.
 _RETRYABLE_API_CODES = frozenset({503})
 _RESEND_PAUSE = 0.25
+# The most an encrypted value adds beyond its base64 growth: wrapper, key id, nonce, tag.
+_SEALED_OVERHEAD = 192
 
 
 def _header_bytes(headers: dict[str, str]) -> int:
@@ -342,6 +344,13 @@ class Emitter:
     def now_ns(self) -> int:
         """The event time: now, in Unix nanoseconds."""
         return time.time_ns()
+
+    def encoded_size(self, size: int, values: int) -> int:
+        """An upper bound of `size` bytes of JSON once encoded: encrypted values grow by a
+        third (base64) plus their wrapper, key id, nonce and tag."""
+        if self.publisher.encryption is None:
+            return size
+        return size * 4 // 3 + values * _SEALED_OVERHEAD
 
     def encode(self, body: dict[str, Any], msg_id: str, what: str) -> tuple[bytes, dict[str, str]]:
         """Serialise an event and check its size (see `encode_event`)."""

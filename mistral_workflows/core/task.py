@@ -93,7 +93,7 @@ class Task(Generic[S]):
         # unique to the task in its activity, and safe in a header whatever the id holds.
         self._key = self.id if id is None else self._scoped(self.id)
         self._seq = 0
-        self._state_bytes = len(orjson.dumps(self._shadow))
+        self._state_bytes = self._encoded_state_size(self._shadow)
         self._subject = self._scope.emitter.subject(self.type)
         # Where the events come from never changes: build those parts of the envelope once.
         self._origin = self._scope.context.origin()
@@ -223,7 +223,7 @@ class Task(Generic[S]):
                 nothing was applied.
         """
         self._raise_background_error()
-        size = len(orjson.dumps(ops))
+        size = self._scope.emitter.encoded_size(len(orjson.dumps(ops)), len(ops))
         room = self._limit - self._overhead()
         if size > room:
             raise PayloadTooLargeError(
@@ -369,7 +369,7 @@ class Task(Generic[S]):
             self._state_bytes = bound
             return
         candidate = apply_own(copy.deepcopy(self._shadow), ops)
-        exact = len(orjson.dumps(candidate))
+        exact = self._encoded_state_size(candidate)
         if exact >= limit:
             raise PayloadTooLargeError(
                 f"task {self.type!r} state would grow to {exact} bytes: its COMPLETED event, "
@@ -380,6 +380,10 @@ class Task(Generic[S]):
             )
         self._str_lists.forget(ops)
         self._shadow, self._state_bytes = candidate, exact
+
+    def _encoded_state_size(self, state: JSON) -> int:
+        values = len(state) if isinstance(state, dict) else 1  # encrypted fields, at most
+        return self._scope.emitter.encoded_size(len(orjson.dumps(state)), max(1, values))
 
     def _scoped(self, custom_id: str) -> str:
         ctx, act = self._scope.context, self._scope.activity

@@ -104,6 +104,9 @@ class WorkflowEmitter:
     def now_ns(self) -> int:
         return workflow.time_ns()
 
+    def encoded_size(self, size: int, values: int) -> int:
+        return size
+
     def subject(self, stream: str) -> str:
         subject = self._subjects.get(stream)
         if subject is None:

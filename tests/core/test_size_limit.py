@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from mistral_workflows import PayloadTooLargeError
+from mistral_workflows import Encryption, PayloadTooLargeError
 from mistral_workflows import activity as activity_defn
 from mistral_workflows.core import publisher
 from mistral_workflows.core.task import Task
@@ -40,18 +40,24 @@ async def at_the_limit() -> list[str]:
     return outcomes
 
 
-async def search_the_limit(temporal_address, task_queue, tmp_path) -> tuple[object, list]:
+async def search_the_limit(
+    temporal_address, task_queue, tmp_path, encryption: Encryption | None = None
+) -> tuple[object, list]:
     config = f"max_payload: {SERVER_MAX_PAYLOAD}"
     with NatsServer(store_dir=tmp_path, config=config) as server:
         client = await plugged_client(
-            temporal_address, server.url, max_event_bytes=SERVER_MAX_PAYLOAD, persist_timeout=3
+            temporal_address,
+            server.url,
+            max_event_bytes=SERVER_MAX_PAYLOAD,
+            persist_timeout=3,
+            encryption=encryption,
         )
         wid = unique("limit")
         async with running_worker(client, task_queue, [RunActivity], [at_the_limit]):
             outcomes = await client.execute_workflow(
                 RunActivity.run, Call("at_the_limit"), id=wid, task_queue=task_queue
             )
-        return outcomes, await task_events(server.url, workflow_exec_id=wid)
+        return outcomes, await task_events(server.url, workflow_exec_id=wid, encryption=encryption)
 
 
 async def test_event_at_the_server_limit_is_stored_and_one_more_byte_refused(
@@ -65,6 +71,20 @@ async def test_event_at_the_server_limit_is_stored_and_one_more_byte_refused(
     assert largest > SERVER_MAX_PAYLOAD - 2048  # only the envelope and headers are overhead
     assert outcomes[1].startswith("refused:") and "store" in outcomes[1].lower()
     assert max(len(e.model_dump_json()) for e in events) > SERVER_MAX_PAYLOAD - 2048
+    (task,) = rebuilt(events)
+    assert task.state == {"pad": "", "n": 1} and task.status == "completed"
+
+
+async def test_encrypted_events_are_sized_after_encryption(temporal_address, task_queue, tmp_path):
+    """Encryption makes values a third larger: an update that fits in clear but not once
+    encrypted is refused before anything changes; everything accepted is stored and the
+    state rebuilds with the key."""
+    encryption = Encryption(keys={"k1": bytes(range(32))})
+    outcomes, events = await search_the_limit(temporal_address, task_queue, tmp_path, encryption)
+    assert isinstance(outcomes, list)
+    largest = int(outcomes[0].split()[1])
+    assert SERVER_MAX_PAYLOAD // 2 < largest < SERVER_MAX_PAYLOAD * 3 // 4
+    assert outcomes[1].startswith("refused:")
     (task,) = rebuilt(events)
     assert task.state == {"pad": "", "n": 1} and task.status == "completed"
 
