@@ -10,7 +10,7 @@ import argparse
 import asyncio
 from pathlib import Path
 
-from bench import latency, memory, publish, scale, temporal_cost, tokens
+from bench import latency, memory, publish, scale, temporal_cost, tokens, workflow_streams
 from bench._common import Row, Servers, report
 from mistral_workflows.dev import EmbeddedServers
 
@@ -21,6 +21,7 @@ FULL = {
     "temporal": 2_000,
     "scale": 1_000,
     "memory": 20_000,
+    "wfstreams": 2_000,
 }
 TINY = {
     "publish": 50,
@@ -29,6 +30,7 @@ TINY = {
     "temporal": 20,
     "scale": 5,
     "memory": 300,
+    "wfstreams": 20,
 }
 
 
@@ -40,6 +42,7 @@ async def run_all(servers: Servers, sizes: dict[str, int]) -> list[Row]:
     rows += await temporal_cost.run(servers, sizes["temporal"])
     rows += await scale.run(servers, sizes["scale"])
     rows += await memory.run(servers, sizes["memory"])
+    rows += await workflow_streams.run(servers, sizes["wfstreams"])
     return rows
 
 
