@@ -12,6 +12,8 @@ __all__ = ["is_loopback", "serve"]
 
 log = logging.getLogger("mistral_workflows.gateway")
 
+_GRACE = 3
+
 
 def is_loopback(host: str) -> bool:
     """Whether `host` only accepts connections from this machine."""
@@ -42,5 +44,13 @@ def serve(settings: GatewaySettings, host: str = "127.0.0.1", port: int = 8000) 
             "mistral_workflows.gateway: development mode: no token secret is set, so any "
             "bearer token (or none) reads every event; listening on loopback only"
         )
-    # No access log: browsers pass their token in the URL.
-    uvicorn.run(create_app(settings), host=host, port=port, access_log=False, log_level="info")
+    # No access log: browsers pass their token in the URL. Event streams never end by
+    # themselves: on shutdown they are cut after a few seconds, and browsers reconnect.
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        access_log=False,
+        log_level="info",
+        timeout_graceful_shutdown=_GRACE,
+    )

@@ -38,9 +38,12 @@ class Gateway:
 
 
 @contextlib.contextmanager
-def gateway_process(nats_url: str, secret: str | None = None, *flags: str) -> Iterator[Gateway]:
-    """Start the gateway command on a free loopback port; stop it by its process id."""
-    port = free_port()
+def gateway_process(
+    nats_url: str, secret: str | None = None, *flags: str, port: int | None = None
+) -> Iterator[Gateway]:
+    """Start the gateway command on a loopback port (default: a free one); stop it by its
+    process id."""
+    port = port or free_port()
     env = {k: v for k, v in os.environ.items() if k != "MISTRAL_WORKFLOWS_GATEWAY_SECRET"}
     if secret is not None:
         env["MISTRAL_WORKFLOWS_GATEWAY_SECRET"] = secret
@@ -54,7 +57,8 @@ def gateway_process(nats_url: str, secret: str | None = None, *flags: str) -> It
             _wait_ready(url, process, log)
             yield Gateway(url, process)
         finally:
-            os.kill(process.pid, signal.SIGTERM)
+            if process.poll() is None:
+                os.kill(process.pid, signal.SIGTERM)
             try:
                 process.wait(10)
             except subprocess.TimeoutExpired:
