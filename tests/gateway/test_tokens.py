@@ -1,0 +1,97 @@
+"""Tokens without servers: what they grant, and every way a token can be wrong."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import mistral_workflows.gateway as gateway
+from mistral_workflows.core.errors import ConfigurationError
+from mistral_workflows.gateway import TokenError, mint_token, verify_token
+
+KEY = b"k" * 32
+
+
+@given(namespace=st.text(min_size=1), root=st.none() | st.text(min_size=1))
+def test_a_token_grants_what_it_was_minted_for(namespace, root):
+    """Any namespace and root id (unicode, dots, wildcards) come back unchanged."""
+    grant = verify_token(KEY, mint_token(KEY, namespace, root, ttl=60))
+    assert (grant.namespace, grant.root_workflow_exec_id) == (namespace, root)
+
+
+@given(position=st.integers(min_value=0), char=st.sampled_from("AaZz09-_"))
+def test_any_changed_character_is_refused(position, char):
+    """Changing one character anywhere gives a TokenError, never a grant."""
+    token = mint_token(KEY, "default", "tree-a", ttl=60)
+    index = position % len(token)
+    if token[index] in (char, "."):
+        return
+    tampered = token[:index] + char + token[index + 1 :]
+    try:
+        grant = verify_token(KEY, tampered)
+    except TokenError:
+        return
+    # base64url's last character can carry unused bits: the same bytes, the same claims.
+    assert grant == verify_token(KEY, token)
+
+
+def _forge(header: dict[str, str], claims: dict[str, object]) -> str:
+    def part(value: object) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+
+    return f"{part(header)}.{part(claims)}.{part('sig')}"
+
+
+@pytest.mark.parametrize(
+    ("token", "reason"),
+    [
+        ("", "malformed token"),
+        ("a.b", "malformed token"),
+        ("a.b.c.d", "malformed token"),
+        ("!!.!!.!!", "malformed token"),
+        (_forge({"alg": "none", "typ": "JWT"}, {"namespace": "x", "exp": 9e9}), "unsupported"),
+        (_forge({"alg": "HS256", "typ": "JWT"}, {"namespace": "x", "exp": 9e9}), "signature"),
+        (mint_token(b"o" * 32, "default"), "signature"),
+        (mint_token(KEY, "default", ttl=5, now=0), "expired"),
+    ],
+)
+def test_bad_tokens_name_the_problem(token, reason):
+    """Malformed, unsigned, foreign and expired tokens are refused with a reason."""
+    with pytest.raises(TokenError, match=reason):
+        verify_token(KEY, token)
+
+
+def test_minting_refuses_bad_settings():
+    """A short secret, an empty namespace or root, or a TTL out of range is refused."""
+    for args, kwargs in (
+        ((b"short", "default"), {}),
+        ((KEY, ""), {}),
+        ((KEY, "default", ""), {}),
+        ((KEY, "default"), {"ttl": 0}),
+        ((KEY, "default"), {"ttl": 10**9}),
+    ):
+        with pytest.raises(ConfigurationError):
+            mint_token(*args, **kwargs)
+
+
+def test_public_names():
+    """The gateway package exports what we mean to, the server's names on first use."""
+    assert sorted(gateway.__all__) == [
+        "GatewaySettings",
+        "Grant",
+        "SECRET_ENV",
+        "TokenError",
+        "check_secret",
+        "create_app",
+        "mint_token",
+        "secret_from_env",
+        "serve",
+        "verify_token",
+    ]
+    assert callable(gateway.create_app) and callable(gateway.serve)
+    with pytest.raises(AttributeError):
+        _ = gateway.nothing_here
