@@ -10,7 +10,16 @@ import argparse
 import asyncio
 from pathlib import Path
 
-from bench import latency, memory, publish, scale, temporal_cost, tokens, workflow_streams
+from bench import (
+    gateway,
+    latency,
+    memory,
+    publish,
+    scale,
+    temporal_cost,
+    tokens,
+    workflow_streams,
+)
 from bench._common import Row, Servers, report
 from mistral_workflows.dev import EmbeddedServers
 
@@ -22,6 +31,7 @@ FULL = {
     "scale": 1_000,
     "memory": 20_000,
     "wfstreams": 2_000,
+    "gateway": 2_000,
 }
 TINY = {
     "publish": 50,
@@ -31,6 +41,7 @@ TINY = {
     "scale": 5,
     "memory": 300,
     "wfstreams": 20,
+    "gateway": 20,
 }
 
 
@@ -43,6 +54,7 @@ async def run_all(servers: Servers, sizes: dict[str, int]) -> list[Row]:
     rows += await scale.run(servers, sizes["scale"])
     rows += await memory.run(servers, sizes["memory"])
     rows += await workflow_streams.run(servers, sizes["wfstreams"])
+    rows += await gateway.run(servers, sizes["gateway"])
     return rows
 
 

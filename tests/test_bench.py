@@ -12,5 +12,16 @@ def test_benchmarks_run_at_a_tiny_size():
         [sys.executable, "-m", "bench", "--tiny"], capture_output=True, text=True, timeout=300
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    for figure in ("ratio ours / raw", "growth, token", "make_patch / ours"):
+    figures = (
+        "ratio ours / raw",
+        "growth, token",
+        "make_patch / ours",
+        "p50 ours - raw",
+        "history events added per streamed event",
+        "events lost",
+        "events stored, of",
+        "Workflow Streams p50 / ours p50",
+        "gateway",
+    )
+    for figure in figures:
         assert figure in done.stdout
