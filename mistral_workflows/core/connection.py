@@ -142,7 +142,7 @@ def _check_credential_options(options: dict[str, Any]) -> None:
     if _uses_nkeys(options) and importlib.util.find_spec("nkeys") is None:
         raise ConfigurationError(
             "NKey and creds-file authentication need the nkeys package: "
-            "pip install 'nats-py[nkeys]'"
+            "pip install 'mistral-workflows[nkeys]'"
         )
     for key, hint in (
         ("nkeys_seed", "pass the seed itself as nkeys_seed_str"),
