@@ -6,6 +6,14 @@ an ephemeral consumer with no acks, pull requests that are topped up when half u
 (bounded buffering, messages handed over as soon as they arrive), idle heartbeats, and a
 new consumer from the last delivered sequence whenever the old one is lost or skips.
 
+Each consumer gets its own reply inbox. A replaced consumer may still be alive (its deletion
+failed during a failover, or its messages were already on the way): what it sends goes to an
+inbox nobody listens to any more, so it can neither be delivered twice nor end the new
+consumer's pull requests (deleting it answers them with "409 Consumer Deleted"). As a last
+line of defence, a message at or below the last delivered stream sequence is never handed
+out again. A request the cluster cannot answer now (an election after a node died) is
+retried, so a reader outlives a failover.
+
 Every consumer is named (a random, unguessable name) and created with its filter in the
 request subject (`$JS.API.CONSUMER.CREATE.<stream>.<name>.<filter>`), so that NATS
 permissions can confine a user to the subjects of its tenant; nothing here needs stream
@@ -46,8 +54,12 @@ _HEARTBEAT = 2.0
 _STREAM_POLL = 0.5
 _PULL_EXPIRES = 30.0
 _INACTIVE_THRESHOLD = 60.0
-_HEARTBEAT_STATUS = "100"
 _END_OF_REQUEST = frozenset({"404", "408", "409"})
+# How long `open` retries a consumer creation the cluster cannot answer (while it elects a
+# leader) before giving up; once open, a reader retries for as long as it is read.
+_OPEN_PATIENCE = 30.0
+# Answers that only mean "not now": the request timed out or JetStream is electing.
+_TRANSIENT = (TimeoutError, nats.js.errors.ServiceUnavailableError)
 
 
 def consumer_name() -> str:
@@ -134,23 +146,39 @@ class Reader:
         self._new_only = new_only
         self._batch = batch
         self._sub: Subscription | None = None
+        self._inbox = ""
         self._consumer = ""
         self._outstanding = 0
         self._consumer_seq = 0
         self._last_seen = 0.0
         self._warned = False
+        self._retrying = False
         self._errors_before: BaseException | None = None
         self.first_seq: int | None = None
         """The first stream sequence the reader can deliver, once its consumer exists: higher
         than `start_seq` when the stream no longer holds what was asked for."""
 
     async def open(self) -> None:
-        """Create the consumer and issue the first pull request."""
+        """Create the consumer and issue the first pull request.
+
+        Raises:
+            TimeoutError: JetStream did not answer for `_OPEN_PATIENCE` seconds.
+            BrokerConnectionError: the NATS user may not create this consumer.
+        """
         self._errors_before = self._nc.last_error
-        inbox = self._nc.new_inbox()
-        # No pending limit to overflow: the pull requests bound what can be buffered.
-        self._sub = await self._nc.subscribe(inbox, pending_msgs_limit=0, pending_bytes_limit=0)
-        await self._ensure_consumer()
+        deadline = time.monotonic() + _OPEN_PATIENCE
+        while True:
+            try:
+                await self._create_consumer()
+                return
+            except nats.js.errors.NotFoundError:
+                self._stream_missing()
+                return
+            except _TRANSIENT:
+                if time.monotonic() > deadline:
+                    raise
+                self._unanswered()
+                await asyncio.sleep(_STREAM_POLL)
 
     async def close(self) -> None:
         """Unsubscribe and delete the consumer (it would expire on its own anyway)."""
@@ -189,9 +217,8 @@ class Reader:
 
     def _check_permitted(self) -> None:
         """Raise if the server denied our pulls or our inbox: nothing would ever arrive."""
-        assert self._sub is not None
         pull = f"$JS.API.CONSUMER.MSG.NEXT.{self._stream}.{self._consumer}"
-        violation = denied(self._nc, self._errors_before, pull, self._sub.subject)
+        violation = denied(self._nc, self._errors_before, pull, self._inbox)
         if violation is not None:
             raise BrokerConnectionError(
                 f"NATS refused to deliver stream {self._stream!r} ({violation}): the NATS "
@@ -201,21 +228,25 @@ class Reader:
 
     async def _accept(self, msg: Msg) -> bool:
         meta = msg.metadata
+        if meta.consumer != self._consumer:
+            return False  # Sent by a replaced consumer before it got our new inbox.
         self._outstanding -= 1
         if meta.sequence.consumer != self._consumer_seq + 1:
             # A gap: start over from the last message we handed out.
-            await self._create_consumer()
+            await self._ensure_consumer()
             return False
         self._consumer_seq = meta.sequence.consumer
-        self._next_seq = meta.sequence.stream + 1
         if self._outstanding <= self._batch // 2:
             await self._pull(self._batch)
+        if self._next_seq is not None and meta.sequence.stream < self._next_seq:
+            return False  # Handed out already (or before the requested start).
+        self._next_seq = meta.sequence.stream + 1
         return True
 
     async def _end_of_request(self, msg: Msg, status: str) -> None:
         assert msg.headers is not None
         if status == "409" and "Consumer Deleted" in msg.headers.get("Description", ""):
-            await self._create_consumer()
+            await self._ensure_consumer()
             return
         self._outstanding -= int(msg.headers.get("Nats-Pending-Messages", "0") or 0)
         if status == "404" or self._outstanding <= self._batch // 2:
@@ -223,27 +254,45 @@ class Reader:
             await self._pull(self._batch)
 
     async def _ensure_consumer(self) -> bool:
-        """Create the consumer; False (with one warning) while the stream does not exist."""
+        """(Re)create the consumer; False while the stream does not exist or JetStream does
+        not answer (then `next` tries again)."""
         try:
             await self._create_consumer()
         except nats.js.errors.NotFoundError:
-            if not self._warned:
-                log.warning(
-                    "mistral_workflows: JetStream stream %r does not exist yet; waiting for a "
-                    "worker with the plugin to create it",
-                    self._stream,
-                )
-                self._warned = True
-            self._consumer = ""
+            self._stream_missing()
+            return False
+        except _TRANSIENT:
+            self._unanswered()
             return False
         return True
 
+    def _stream_missing(self) -> None:
+        if not self._warned:
+            log.warning(
+                "mistral_workflows: JetStream stream %r does not exist yet; waiting for a "
+                "worker with the plugin to create it",
+                self._stream,
+            )
+            self._warned = True
+
+    def _unanswered(self) -> None:
+        if not self._retrying:
+            log.warning(
+                "mistral_workflows: JetStream did not answer creating a consumer on stream %r "
+                "(a cluster electing a leader?); retrying",
+                self._stream,
+            )
+            self._retrying = True
+
     async def _create_consumer(self) -> None:
-        assert self._sub is not None
-        config = _config(consumer_name(), self._filters, self._policy(), self._next_seq)
-        if self._consumer:
+        """A new consumer, from the last message handed out, on a new inbox."""
+        old, self._consumer = self._consumer, ""
+        if old or self._sub is None:
+            await self._listen()
+        if old:
             # It may be gone already, which is why we are here.
-            await delete_consumer(self._nc, self._stream, self._consumer)
+            await delete_consumer(self._nc, self._stream, old)
+        config = _config(consumer_name(), self._filters, self._policy(), self._next_seq)
         info = await create_consumer(self._nc, self._stream, config)
         if self.first_seq is None:
             self.first_seq = start_of(info)
@@ -251,7 +300,18 @@ class Reader:
         self._consumer_seq = 0
         self._outstanding = 0
         self._last_seen = time.monotonic()
+        self._retrying = False
         await self._pull(self._batch)
+
+    async def _listen(self) -> None:
+        """Listen on a fresh inbox, dropping the old one and whatever is queued on it."""
+        if self._sub is not None:
+            await self._sub.unsubscribe()
+        self._inbox = self._nc.new_inbox()
+        # No pending limit to overflow: the pull requests bound what can be buffered.
+        self._sub = await self._nc.subscribe(
+            self._inbox, pending_msgs_limit=0, pending_bytes_limit=0
+        )
 
     def _policy(self) -> DeliverPolicy:
         # Once something was delivered, a new consumer always resumes after it.
@@ -260,12 +320,11 @@ class Reader:
         return DeliverPolicy.NEW if self._new_only else DeliverPolicy.ALL
 
     async def _pull(self, n: int) -> None:
-        assert self._sub is not None
         request = {
             "batch": n,
             "expires": int(_PULL_EXPIRES * 1e9),
             "idle_heartbeat": int(_HEARTBEAT * 1e9),
         }
         subject = f"$JS.API.CONSUMER.MSG.NEXT.{self._stream}.{self._consumer}"
-        await self._nc.publish(subject, orjson.dumps(request), reply=self._sub.subject)
+        await self._nc.publish(subject, orjson.dumps(request), reply=self._inbox)
         self._outstanding += n

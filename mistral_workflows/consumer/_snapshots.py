@@ -73,17 +73,22 @@ async def backfill(
     nc: NATS, stream_name: str, prefix: str, subject: str, event: StreamEvent
 ) -> list[StreamEvent]:
     """What a late joiner missed of the task of `event`: its snapshot, then its events
-    between that snapshot and `event` (read from the task's own subject)."""
+    between that snapshot and `event` (read from the task's own subject).
+
+    A worker writes a snapshot once its event is stored, which can be after the task's next
+    event: without a snapshot yet, the task's events are read from the start of its subject.
+    """
     task_id = _task_id(event)
     assert task_id is not None
     snapshot_subject = subjects.snapshot_subject(prefix, subject, task_id)
     stream = subjects.snapshot_stream(stream_name)
     found = await _read(nc, stream, _config(snapshot_subject, DeliverPolicy.LAST))
-    if not found:
-        return []
-    snapshot = StreamEvent.model_validate(orjson.loads(found[-1].data))
-    missed = [snapshot]
-    seq = int(snapshot.metadata.get("resume_seq", 0))
+    missed: list[StreamEvent] = []
+    seq, floor = 1, (0, -1)
+    if found:
+        snapshot = StreamEvent.model_validate(orjson.loads(found[-1].data))
+        missed.append(snapshot)
+        seq, floor = int(snapshot.metadata.get("resume_seq", 0)), _rank(snapshot)
     end = event.broker_sequence or 0
     if not seq or seq >= end:
         return missed
@@ -91,7 +96,7 @@ async def backfill(
     for msg in await _read(nc, stream_name, config, before=end):
         later = StreamEvent.model_validate(orjson.loads(msg.data))
         later.broker_sequence = msg.metadata.sequence.stream
-        if _task_id(later) == task_id and _rank(later) > _rank(snapshot):
+        if _task_id(later) == task_id and _rank(later) > floor:
             missed.append(later)
     return missed
 
