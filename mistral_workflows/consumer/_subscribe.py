@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import (
     AsyncGenerator,
     AsyncIterator,
@@ -34,6 +35,9 @@ from mistral_workflows.core.events import (
 )
 
 __all__ = ["Gap", "subscribe", "subscribe_sync"]
+
+# JetStream refuses names with ".", "*", ">", spaces or path separators.
+_STREAM_NAME = re.compile(r"[A-Za-z0-9_-]{1,255}")
 
 log = logging.getLogger("mistral_workflows")
 
@@ -137,8 +141,13 @@ async def subscribe(
             "nats_options apply when subscribe connects by URL; a connected client already "
             "has its options"
         )
-    if start_seq is not None and (not isinstance(start_seq, int) or start_seq < 1):
+    if start_seq is not None and (type(start_seq) is not int or start_seq < 1):
         raise ConfigurationError(f"start_seq must be an integer >= 1, not {start_seq!r}")
+    if not isinstance(stream_name, str) or not _STREAM_NAME.fullmatch(stream_name):
+        raise ConfigurationError(
+            f"stream_name must be a JetStream stream name (letters, digits, '_' and '-'), "
+            f"not {stream_name!r}; the default is 'WORKFLOW_EVENTS'"
+        )
     prefix = subjects.validate_prefix(subject_prefix)
     if stream is not None and stream != subjects.LIFECYCLE_STREAM:
         subjects.validate_stream_type(stream)

@@ -672,13 +672,6 @@ async def test_illegal_filter_is_refused_before_connecting(dead_url, options, wo
         pytest.param({"stream_name": "*"}, id="stream_name *"),
     ],
 )
-@pytest.mark.xfail(
-    strict=True,
-    raises=BrokerConnectionError,
-    reason="subscribe() does not check stream_name (nats-py refuses a bad one only after "
-    "connecting, with a bare ValueError 'nats: invalid stream name') and takes "
-    "start_seq=True as 1 (consumer/_subscribe.py)",
-)
 async def test_unchecked_subscribe_options_are_refused_before_connecting(dead_url, options):
     """A stream name that is not a stream name, or a bool start_seq, is refused up front."""
     with pytest.raises(ConfigurationError):
