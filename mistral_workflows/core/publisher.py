@@ -185,6 +185,8 @@ class Publisher:
         if len(self._in_flight) < self.max_in_flight:
             self._has_room.set()
         emitter.progress.set()
+        if entry.then is not None:
+            emitter.follow_up_soon()
 
     async def wait_for_room(self, deadline: float, where: str) -> None:
         """Backpressure: wait until the window of unacknowledged events has room."""
@@ -320,6 +322,7 @@ class Emitter:
         self._epoch = publisher.epoch
         self._catching_up: asyncio.Task[None] | None = None
         self.progress = asyncio.Event()  # set on each acknowledgement of one of ours
+        self._following_up: asyncio.Task[None] | None = None
 
     def subject(self, stream: str) -> str:
         """The subject of this attempt's events on `stream` (built once per stream)."""
@@ -523,6 +526,20 @@ class Emitter:
         pending = self._pending
         while pending and type(pending[0].ack) is int:
             await self._follow_up(pending.popleft())
+
+    def follow_up_soon(self) -> None:
+        """An event with a follow-up (a task snapshot) was stored: send the follow-up now,
+        not at the task's next event, which may be long in coming (a paused stream)."""
+        if self._following_up is None:
+            self._following_up = asyncio.ensure_future(self._follow_up_now())
+
+    async def _follow_up_now(self) -> None:
+        try:
+            await self._release_acknowledged()
+        except Exception as e:  # the flush sends it again and reports
+            log.debug("mistral_workflows: sending a snapshot: %r", e)
+        finally:
+            self._following_up = None
 
     async def _follow_up(self, entry: _Pending) -> None:
         if entry.then is None or type(entry.ack) is not int:
