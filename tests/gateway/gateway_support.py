@@ -32,9 +32,13 @@ class Gateway:
     url: str
     process: subprocess.Popen[bytes]
 
-    def client(self, token: str = "any") -> Mistral:
-        """The official client, pointed at this gateway."""
-        return Mistral(api_key=token, server_url=self.url)
+    @contextlib.asynccontextmanager
+    async def client(self, token: str = "any") -> AsyncIterator[Mistral]:
+        """The official client, pointed at this gateway. It gets an HTTP client of ours,
+        closed here: the SDK's own would be closed by a finalizer whenever the garbage
+        collector runs, which may be when no event loop can run the close any more."""
+        async with httpx.AsyncClient(follow_redirects=True) as http:
+            yield Mistral(api_key=token, server_url=self.url, async_client=http)
 
 
 @contextlib.contextmanager

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 
 from mistralai.client.models import StreamEventSsePayload
 
@@ -103,5 +104,9 @@ async def test_gateway_client_example_prints_the_reply(
         following = asyncio.create_task(gateway_client.print_reply(gateway.url, workflow_id))
         await (await start_chat(temporal, task_queue, workflow_id)).result()
         text = await asyncio.wait_for(following, 30)
+    # The SDK's client closes its HTTP client from a finalizer: let it run now, while the
+    # event loop can still run that close.
+    gc.collect()
+    await asyncio.sleep(0.1)
     assert text == fake_llm.REPLY
     assert fake_llm.REPLY in capsys.readouterr().out
