@@ -23,6 +23,7 @@ from mistral_workflows.core.publisher import Emitter, event_size
 from mistral_workflows.core.task import Task
 
 WINDOW = 100
+REPEATS = 3
 
 
 def token(i: int) -> str:
@@ -94,10 +95,12 @@ def make_patch_cpu(at: int) -> float:
 
 async def run(servers: Servers, n: int) -> list[Row]:
     early, late, mid = 100, n - WINDOW - 1, min(4000, n - WINDOW - 1)
-    fast, final = await stream(servers.nats_url, n, [early, mid, late])
+    # Each figure is the least of a few runs: CPU time is steady, interruptions are not.
+    runs = [await stream(servers.nats_url, n, [early, mid, late]) for _ in range(REPEATS)]
+    fast, final = runs[0]
     paced, _ = await stream(servers.nats_url, n, [], paced=True)
     size = len(orjson.dumps(final))
-    cpu = fast.cpu
+    cpu = {mark: min(wire.cpu[mark] for wire, _ in runs) for mark in fast.cpu}
     growth = cpu[late] / cpu[early]
     wire = fast.events / size
     baseline = make_patch_cpu(mid)
