@@ -119,6 +119,7 @@ def _reading_options(parser: argparse.ArgumentParser, default_format: str) -> No
     parser.add_argument("--stream", help="stream type, e.g. token-stream")
     parser.add_argument("--scope", choices=["workflow", "activity"], help="workflow or activity")
     parser.add_argument("--activity", dest="activity_name", help="activity type name")
+    parser.add_argument("--activity-id", dest="activity_id", help="one activity's id")
     parser.add_argument(
         "--type", dest="event_types", action="append", help="event type (repeatable)"
     )
@@ -233,6 +234,7 @@ async def _print_events(args: argparse.Namespace) -> None:
         stream=args.stream,
         scope=args.scope,
         activity_name=args.activity_name,
+        activity_id=args.activity_id,
         event_types=args.event_types,
         from_now=tailing,
         idle_timeout=None if follow else _CATCH_UP_IDLE,

@@ -73,6 +73,7 @@ async def subscribe(
     stream: str | None = None,
     scope: str | None = None,
     activity_name: str | None = None,
+    activity_id: str | None = None,
     event_types: Iterable[str] | None = None,
     start_seq: int | None = None,
     from_now: bool = False,
@@ -102,6 +103,7 @@ async def subscribe(
         stream: Only events of this stream type (a `Task` type).
         scope: "workflow" for events of workflow code only, "activity" for activities only.
         activity_name: Only events of activities of this type.
+        activity_id: Only events of the activity with this id (all its attempts).
         event_types: Only events of these types, e.g. {"CUSTOM_TASK_IN_PROGRESS"}.
         start_seq: The first broker sequence to deliver (inclusive); default: the oldest.
         from_now: Skip what is stored and deliver only events published from now on.
@@ -158,10 +160,11 @@ async def subscribe(
         "parent_exec_id": parent_workflow_exec_id,
         "exec_id": workflow_exec_id,
     }
-    where = {"scope": scope, "activity_name": activity_name}
+    where = {"scope": scope, "activity_name": activity_name, "activity_id": activity_id}
     filters = [subjects.filter_subject(prefix, stream=stream, **ids, **where)]
-    if activity_name is not None:
+    if activity_name is not None or activity_id is not None:
         scope = "activity"
+    activity = (activity_name, activity_id)
     if until_complete and (stream not in (None, subjects.LIFECYCLE_STREAM) or scope == "activity"):
         # The end of the workflow is a lifecycle event: read those too, then drop them.
         lifecycle = {"stream": subjects.LIFECYCLE_STREAM, "scope": "workflow"}
@@ -174,7 +177,7 @@ async def subscribe(
             end = await last_sequence(nc, stream_name, filters[0]) + 1
             snapshots = await read_snapshots(nc, stream_name, prefix, {"stream": stream, **ids})
             for snapshot in snapshots.events:
-                if _matches(snapshot, wanted, stream, scope, activity_name):
+                if _matches(snapshot, wanted, stream, scope, activity):
                     yield opened(snapshot)
             start_seq = snapshots.resume_seq(default=end)
         reader = Reader(nc, stream_name, filters, start_seq, new_only=from_now)
@@ -191,11 +194,11 @@ async def subscribe(
                     # A task that began before we joined, whose snapshot came too late.
                     for missed in await backfill(nc, stream_name, prefix, msg.subject, event):
                         snapshots.add(missed)
-                        if _matches(missed, wanted, stream, scope, activity_name):
+                        if _matches(missed, wanted, stream, scope, activity):
                             yield opened(missed)
                     if snapshots.covers(event):
                         continue  # The snapshot fetched just now is already past it.
-                if _matches(event, wanted, stream, scope, activity_name):
+                if _matches(event, wanted, stream, scope, activity):
                     yield opened(event)
                 if until_complete and _ends(event, target):
                     return
@@ -263,15 +266,19 @@ def _matches(
     wanted: frozenset[str] | None,
     stream: str | None,
     scope: str | None,
-    activity_name: str | None,
+    activity: tuple[str | None, str | None],
 ) -> bool:
-    """Whether an event read for `until_complete` (or a snapshot) passes every filter."""
+    """Whether an event read for `until_complete` (or a snapshot) passes every filter;
+    `activity` is the wanted activity name and id (None: any)."""
     if stream is not None and event.stream != stream:
         return False
-    activity = event.activity_context
-    if scope is not None and (activity is None) != (scope == "workflow"):
+    context = event.activity_context
+    if scope is not None and (context is None) != (scope == "workflow"):
         return False
-    if activity_name is not None and (activity is None or activity.activity_name != activity_name):
+    name, activity_id = activity
+    if name is not None and (context is None or context.activity_name != name):
+        return False
+    if activity_id is not None and (context is None or context.activity_id != activity_id):
         return False
     return wanted is None or event.data.event_type in wanted
 

@@ -55,22 +55,17 @@ class StreamQuery:
     """The first broker sequence to send (inclusive); None: the oldest stored."""
 
     def subscribe_filters(self) -> dict[str, Any]:
-        """The keyword arguments of `subscribe` (all but `activity_id`, checked here)."""
-        ids = {k: v for k, v in self.ids.items() if k != "activity_id"}
+        """The keyword arguments of `subscribe`."""
         return {
-            **ids,
-            "scope": "activity" if self.ids["activity_id"] is not None else self.scope,
+            **self.ids,
+            "scope": self.scope,
             "stream": self.stream,
             "event_types": self.event_types,
             "start_seq": self.start_seq,
         }
 
     def keeps(self, event: StreamEvent) -> bool:
-        """The filters `subscribe` does not apply: the activity id and the metadata."""
-        wanted = self.ids["activity_id"]
-        activity = event.activity_context
-        if wanted is not None and (activity is None or activity.activity_id != wanted):
-            return False
+        """The filter `subscribe` does not apply: the metadata."""
         return all(_same(event.metadata.get(k, _MISSING), v) for k, v in self.metadata.items())
 
     def narrowed(self, namespace: str | None, root: str | None) -> StreamQuery:

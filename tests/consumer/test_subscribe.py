@@ -205,6 +205,17 @@ async def test_scope_and_activity_filters(temporal_address, nats_url, task_queue
     assert types(in_workflow) == ["WORKFLOW_EXECUTION_STARTED", "WORKFLOW_EXECUTION_COMPLETED"]
     assert len(in_activity) == 16 and other == []
     assert {e.activity_context.activity_name for e in in_activity} == {"two_streams"}
+    (activity_id,) = {e.activity_context.activity_id for e in in_activity}
+    by_id = await collect(nats_url, workflow_exec_id=wid, activity_id=activity_id)
+    assert [e.broker_sequence for e in by_id] == [e.broker_sequence for e in in_activity]
+    assert await collect(nats_url, workflow_exec_id=wid, activity_id=activity_id + "0") == []
+    ending = [
+        e
+        async for e in subscribe(
+            nats_url, workflow_exec_id=wid, activity_id=activity_id, until_complete=True
+        )
+    ]
+    assert [e.broker_sequence for e in ending] == [e.broker_sequence for e in in_activity]
 
 
 async def test_until_complete_with_an_activity_filter_still_ends(
