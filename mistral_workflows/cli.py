@@ -17,7 +17,8 @@ from mistral_workflows.core.errors import ConfigurationError, MistralWorkflowsEr
 
 __all__ = ["main"]
 
-# Without --follow, `events` stops once the stream has been quiet for this long.
+# Without --follow, `events` stops once it has read what is stored (or, should the server
+# not say so, once the stream has been quiet for this long).
 _CATCH_UP_IDLE = 1.0
 
 
@@ -237,6 +238,7 @@ async def _print_events(args: argparse.Namespace) -> None:
         activity_id=args.activity_id,
         event_types=args.event_types,
         from_now=tailing,
+        until_caught_up=not follow,
         idle_timeout=None if follow else _CATCH_UP_IDLE,
         on_gap=_gap_notice,
         stream_name=args.stream_name,

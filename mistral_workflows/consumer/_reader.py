@@ -157,6 +157,9 @@ class Reader:
         self.first_seq: int | None = None
         """The first stream sequence the reader can deliver, once its consumer exists: higher
         than `start_seq` when the stream no longer holds what was asked for."""
+        self.caught_up = False
+        """Whether the last message handed out was the last one stored that matches (or
+        nothing matched when the consumer was made): JetStream's pending count was 0."""
 
     async def open(self) -> None:
         """Create the consumer and issue the first pull request.
@@ -241,6 +244,7 @@ class Reader:
         if self._next_seq is not None and meta.sequence.stream < self._next_seq:
             return False  # Handed out already (or before the requested start).
         self._next_seq = meta.sequence.stream + 1
+        self.caught_up = meta.num_pending == 0
         return True
 
     async def _end_of_request(self, msg: Msg, status: str) -> None:
@@ -296,6 +300,7 @@ class Reader:
         info = await create_consumer(self._nc, self._stream, config)
         if self.first_seq is None:
             self.first_seq = start_of(info)
+        self.caught_up = not info.num_pending
         self._consumer = str(config.name)
         self._consumer_seq = 0
         self._outstanding = 0

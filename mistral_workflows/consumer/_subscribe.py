@@ -80,6 +80,7 @@ async def subscribe(
     late_join: bool = False,
     until_complete: bool = False,
     idle_timeout: float | None = None,
+    until_caught_up: bool = False,
     on_gap: Callable[[Gap], None] = _log_gap,
     stream_name: str = "WORKFLOW_EVENTS",
     subject_prefix: str = subjects.DEFAULT_PREFIX,
@@ -112,6 +113,8 @@ async def subscribe(
             for consumers that join after tasks began, or after old events expired.
         until_complete: Stop after the workflow (`workflow_exec_id`, else the root) ends.
         idle_timeout: Stop after this many seconds without a matching event.
+        until_caught_up: Stop once every matching event stored so far has been read (the
+            server's count of pending messages reached 0), without waiting for silence.
         on_gap: Called when `start_seq` is older than the oldest event the stream still
             holds (default: log a warning); reading then starts at the oldest one.
         stream_name: The JetStream stream, named explicitly: it is never looked up.
@@ -186,7 +189,10 @@ async def subscribe(
             first = reader.first_seq
             if start_seq is not None and first is not None and first > start_seq:
                 on_gap(Gap(start_seq, first))
-            while (msg := await reader.next(idle_timeout)) is not None:
+            while (
+                not (until_caught_up and reader.caught_up)
+                and (msg := await reader.next(idle_timeout)) is not None
+            ):
                 event = _decode(msg)
                 if event is None or snapshots.covers(event):
                     continue

@@ -30,8 +30,8 @@ __all__ = ["GatewaySettings", "create_app"]
 
 log = logging.getLogger("mistral_workflows.gateway")
 
-# How long `events/list` and the tree lookup wait for one more stored event: JetStream
-# hands stored events over back to back, so a short silence means "nothing more stored".
+# `events/list` and the tree lookup stop once JetStream says nothing more is stored; a short
+# silence also ends them, should that answer never come (stored events come back to back).
 _STORED_IDLE = 0.3
 _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 _PAGES = {"live.html": "text/html; charset=utf-8", "live.js": "text/javascript; charset=utf-8"}
@@ -84,6 +84,7 @@ class _Gateway:
             self.nc,
             workflow_exec_id=exec_id,
             namespace=namespace,
+            until_caught_up=True,
             idle_timeout=_STORED_IDLE,
             stream_name=self.settings.stream_name,
             subject_prefix=self.settings.subject_prefix,
@@ -140,6 +141,7 @@ async def list_events(request: Request) -> Response:
         workflow_exec_id=asked.workflow_exec_id,
         namespace=grant.namespace or asked.namespace,
         start_seq=asked.cursor,
+        until_caught_up=True,
         idle_timeout=_STORED_IDLE,
         stream_name=gateway.settings.stream_name,
         subject_prefix=gateway.settings.subject_prefix,

@@ -230,3 +230,26 @@ async def test_until_complete_with_an_activity_filter_still_ends(
         )
     ]
     assert len(events) == 16 and all(e.activity_context for e in events)
+
+
+async def test_until_caught_up_ends_after_what_is_stored(temporal_address, nats_url, task_queue):
+    """until_caught_up stops after the last stored match, without waiting for silence, and
+    at once when nothing matches; negative control: without it (and without an idle
+    timeout) the same read is still waiting seconds later."""
+    wid = await run(temporal_address, nats_url, task_queue)
+    stored = await collect(nats_url, workflow_exec_id=wid)
+
+    async def read(**options: object) -> list[int]:
+        events = subscribe(nats_url, workflow_exec_id=wid, **options)
+        return [e.broker_sequence async for e in events]
+
+    caught_up = await asyncio.wait_for(read(until_caught_up=True), 5)
+    assert caught_up == [e.broker_sequence for e in stored] and len(caught_up) > 10
+    nothing = subscribe(nats_url, workflow_exec_id=unique("none"), until_caught_up=True)
+    assert await asyncio.wait_for(_all(nothing), 5) == []
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(read(), 2)
+
+
+async def _all(events) -> list[object]:  # type: ignore[no-untyped-def]
+    return [e async for e in events]
