@@ -5,11 +5,10 @@ from __future__ import annotations
 import shutil
 import time
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self
 
 from mistral_workflows.core.errors import ConfigurationError
-from mistral_workflows.dev._process import free_port
+from mistral_workflows.dev._process import Started, free_port
 from mistral_workflows.dev._servers import _HOST, NatsServer, _private_temp_path
 
 __all__ = ["NatsCluster"]
@@ -18,7 +17,7 @@ _POLL_INTERVAL_SECONDS = 0.05
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 
 
-class NatsCluster:
+class NatsCluster(Started):
     """A JetStream cluster of ``size`` nats-server processes on 127.0.0.1.
 
     Each node has its own client, route and monitoring ports and its own store directory;
@@ -163,17 +162,6 @@ class NatsCluster:
             node.stop()
         if self._owns_store:
             shutil.rmtree(self._store_dir, ignore_errors=True)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def _node_config(server: str, cluster: str, port: int, routes: str, extra: str | None) -> str:

@@ -98,7 +98,31 @@ def _die_with_parent() -> Callable[[], None] | None:
     return preexec
 
 
-class ServerProcess(ABC):
+class Started(ABC):
+    """Something started and stopped as a block: `with X(...) as x:` starts it and always
+    stops it."""
+
+    @abstractmethod
+    def start(self) -> Self:
+        """Start, and return self once ready."""
+
+    @abstractmethod
+    def stop(self) -> None:
+        """Stop; safe to call more than once."""
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class ServerProcess(Started):
     """A server binary run as a child process, stopped by its pid only.
 
     Subclasses build the command line and say how to tell that the server is ready.
@@ -179,17 +203,6 @@ class ServerProcess(ABC):
         except OSError:
             return ""
         return "\n".join(text.splitlines()[-lines:])
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     @abstractmethod
     def _command(self) -> list[str]:

@@ -13,10 +13,9 @@ import urllib.request
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self
 
-from mistral_workflows.dev._process import ServerProcess, find_binary, free_port
+from mistral_workflows.dev._process import ServerProcess, Started, find_binary, free_port
 
 __all__ = ["EmbeddedServers", "NatsServer", "TemporalServer"]
 
@@ -237,7 +236,7 @@ class TemporalServer(ServerProcess):
         shutil.rmtree(self._run_dir, ignore_errors=True)
 
 
-class EmbeddedServers:
+class EmbeddedServers(Started):
     """A NATS server and a Temporal server, started side by side and stopped together.
 
     Example::
@@ -306,14 +305,3 @@ class EmbeddedServers:
         """Stop both servers; safe to call more than once."""
         self.temporal.stop()
         self.nats.stop()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
