@@ -14,7 +14,24 @@ from mistral_workflows import MistralWorkflowsPlugin, StreamEvent, subscribe
 from mistral_workflows.core.publisher import Emitter
 from mistral_workflows.dev import free_port
 from tests import scenarios as s
-from tests.support import collect, official_models, plugged_client, rebuilt, running_worker, unique
+from tests.support import (
+    A_COMPLETED,
+    A_FAILED,
+    A_RETRYING,
+    A_STARTED,
+    CONTINUED,
+    T_COMPLETED,
+    T_PROGRESS,
+    T_STARTED,
+    WF_COMPLETED,
+    WF_STARTED,
+    collect,
+    official_models,
+    plugged_client,
+    rebuilt,
+    running_worker,
+    unique,
+)
 
 WORKFLOWS = [
     s.ParentOfFlaky,
@@ -25,16 +42,6 @@ WORKFLOWS = [
     s.PlanInWorkflow,
 ]
 ACTIVITIES = [s.flaky_stream, s.long_stream, s.too_slow, s.step]
-
-WF_STARTED, WF_COMPLETED = "WORKFLOW_EXECUTION_STARTED", "WORKFLOW_EXECUTION_COMPLETED"
-CONTINUED = "WORKFLOW_EXECUTION_CONTINUED_AS_NEW"
-A_STARTED, A_COMPLETED = "ACTIVITY_TASK_STARTED", "ACTIVITY_TASK_COMPLETED"
-A_RETRYING, A_FAILED = "ACTIVITY_TASK_RETRYING", "ACTIVITY_TASK_FAILED"
-T_STARTED, T_PROGRESS, T_COMPLETED = (
-    "CUSTOM_TASK_STARTED",
-    "CUSTOM_TASK_IN_PROGRESS",
-    "CUSTOM_TASK_COMPLETED",
-)
 
 
 async def scenario(

@@ -29,12 +29,6 @@ from mistral_workflows.core import publisher
 from mistral_workflows.core.task import Task
 from mistral_workflows.dev import NatsServer
 from tests.faults.worker_process import (
-    A_COMPLETED,
-    A_STARTED,
-    T_COMPLETED,
-    T_PROGRESS,
-    T_STARTED,
-    WF_COMPLETED,
     Plan,
     RunPlan,
     check_attempt,
@@ -42,7 +36,19 @@ from tests.faults.worker_process import (
     kinds,
     tokens,
 )
-from tests.support import collect, plugged_client, rebuilt, running_worker, unique
+from tests.support import (
+    A_COMPLETED,
+    A_STARTED,
+    T_COMPLETED,
+    T_PROGRESS,
+    T_STARTED,
+    WF_COMPLETED,
+    collect,
+    plugged_client,
+    rebuilt,
+    running_worker,
+    unique,
+)
 
 STREAM = "WORKFLOW_EVENTS"
 UPDATES = 5

@@ -18,17 +18,8 @@ from temporalio.worker import Worker
 
 from mistral_workflows import StreamEvent, TaskStates
 from tests.faults.worker_process import (
-    A_COMPLETED,
-    A_FAILED,
-    A_RETRYING,
     ACTIVITIES,
     LAST_STATES,
-    T_CANCELED,
-    T_COMPLETED,
-    T_FAILED,
-    T_TIMED_OUT,
-    WF_COMPLETED,
-    WF_STARTED,
     Plan,
     RunPlan,
     attempt_of,
@@ -40,7 +31,22 @@ from tests.faults.worker_process import (
     wait_for_event,
     worker_process,
 )
-from tests.support import collect, plugged_client, rebuilt, running_worker, unique
+from tests.support import (
+    A_COMPLETED,
+    A_FAILED,
+    A_RETRYING,
+    T_CANCELED,
+    T_COMPLETED,
+    T_FAILED,
+    T_TIMED_OUT,
+    WF_COMPLETED,
+    WF_STARTED,
+    collect,
+    plugged_client,
+    rebuilt,
+    running_worker,
+    unique,
+)
 
 COMPLETED = [T_COMPLETED, A_COMPLETED]
 

@@ -31,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
     import mistral_workflows as workflows
     from mistral_workflows import StreamEvent, TaskStates, subscribe
     from mistral_workflows.core.task import Task
+    from tests.support import A_STARTED, T_PROGRESS, T_STARTED
 
 # The state each attempt had when it left its task: (workflow id, attempt) -> state.
 # Filled only by in-process workers; the tests compare it with what consumers rebuild.
@@ -164,21 +165,6 @@ async def wait_for_event(
 
     await asyncio.wait_for(follow(), timeout)
     return seen
-
-
-WF_STARTED, WF_COMPLETED = "WORKFLOW_EXECUTION_STARTED", "WORKFLOW_EXECUTION_COMPLETED"
-A_STARTED, A_COMPLETED = "ACTIVITY_TASK_STARTED", "ACTIVITY_TASK_COMPLETED"
-A_RETRYING, A_FAILED = "ACTIVITY_TASK_RETRYING", "ACTIVITY_TASK_FAILED"
-T_STARTED, T_PROGRESS, T_COMPLETED = (
-    "CUSTOM_TASK_STARTED",
-    "CUSTOM_TASK_IN_PROGRESS",
-    "CUSTOM_TASK_COMPLETED",
-)
-T_FAILED, T_CANCELED, T_TIMED_OUT = (
-    "CUSTOM_TASK_FAILED",
-    "CUSTOM_TASK_CANCELED",
-    "CUSTOM_TASK_TIMED_OUT",
-)
 
 
 def attempt_of(event: StreamEvent) -> int | None:
