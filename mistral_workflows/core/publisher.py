@@ -494,7 +494,7 @@ class Emitter:
             # Not into nats-py's reconnection buffer, which would send it ahead of older
             # events lost with the connection: it is sent again once reconnected.
             return
-        inbox = publisher._inbox or await publisher.ack_inbox()
+        inbox = await publisher.ack_inbox()
         token = publisher.track(entry, self)
         try:
             await publisher.nc.publish(
