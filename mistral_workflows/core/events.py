@@ -12,6 +12,7 @@ import functools
 import time
 import uuid
 from datetime import datetime
+from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -34,6 +35,7 @@ __all__ = [
     "CustomTaskInProgressEvent",
     "CustomTaskStartedEvent",
     "CustomTaskTimedOutEvent",
+    "EventType",
     "Failure",
     "JSONPatchPayload",
     "JSONPayload",
@@ -52,22 +54,42 @@ __all__ = [
     "stable_id",
 ]
 
-CUSTOM_TASK_EVENT_TYPES = frozenset(
-    f"CUSTOM_TASK_{s}"
-    for s in ("STARTED", "IN_PROGRESS", "COMPLETED", "FAILED", "TIMED_OUT", "CANCELED")
-)
-ACTIVITY_EVENT_TYPES = frozenset(
-    f"ACTIVITY_TASK_{s}" for s in ("STARTED", "COMPLETED", "RETRYING", "FAILED")
-)
-TERMINAL_WORKFLOW_EVENT_TYPES = frozenset(
-    f"WORKFLOW_EXECUTION_{s}" for s in ("COMPLETED", "FAILED", "CANCELED", "CONTINUED_AS_NEW")
-)
-WORKFLOW_EVENT_TYPES = TERMINAL_WORKFLOW_EVENT_TYPES | {
-    "WORKFLOW_EXECUTION_STARTED",
-    "WORKFLOW_TASK_TIMED_OUT",
-    "WORKFLOW_TASK_FAILED",
+
+class EventType(StrEnum):
+    """Every event type on the wire, spelled as Mistral Workflows spells it."""
+
+    CUSTOM_TASK_STARTED = "CUSTOM_TASK_STARTED"
+    CUSTOM_TASK_IN_PROGRESS = "CUSTOM_TASK_IN_PROGRESS"
+    CUSTOM_TASK_COMPLETED = "CUSTOM_TASK_COMPLETED"
+    CUSTOM_TASK_FAILED = "CUSTOM_TASK_FAILED"
+    CUSTOM_TASK_CANCELED = "CUSTOM_TASK_CANCELED"
+    CUSTOM_TASK_TIMED_OUT = "CUSTOM_TASK_TIMED_OUT"
+    ACTIVITY_TASK_STARTED = "ACTIVITY_TASK_STARTED"
+    ACTIVITY_TASK_COMPLETED = "ACTIVITY_TASK_COMPLETED"
+    ACTIVITY_TASK_RETRYING = "ACTIVITY_TASK_RETRYING"
+    ACTIVITY_TASK_FAILED = "ACTIVITY_TASK_FAILED"
+    WORKFLOW_EXECUTION_STARTED = "WORKFLOW_EXECUTION_STARTED"
+    WORKFLOW_EXECUTION_COMPLETED = "WORKFLOW_EXECUTION_COMPLETED"
+    WORKFLOW_EXECUTION_FAILED = "WORKFLOW_EXECUTION_FAILED"
+    WORKFLOW_EXECUTION_CANCELED = "WORKFLOW_EXECUTION_CANCELED"
+    WORKFLOW_EXECUTION_CONTINUED_AS_NEW = "WORKFLOW_EXECUTION_CONTINUED_AS_NEW"
+    WORKFLOW_TASK_TIMED_OUT = "WORKFLOW_TASK_TIMED_OUT"
+    WORKFLOW_TASK_FAILED = "WORKFLOW_TASK_FAILED"
+
+
+def _of(family: str) -> frozenset[EventType]:
+    return frozenset(t for t in EventType if t.startswith(family))
+
+
+CUSTOM_TASK_EVENT_TYPES = _of("CUSTOM_TASK_")
+ACTIVITY_EVENT_TYPES = _of("ACTIVITY_TASK_")
+WORKFLOW_EVENT_TYPES = _of("WORKFLOW_")
+TERMINAL_WORKFLOW_EVENT_TYPES = WORKFLOW_EVENT_TYPES - {
+    EventType.WORKFLOW_EXECUTION_STARTED,
+    EventType.WORKFLOW_TASK_TIMED_OUT,
+    EventType.WORKFLOW_TASK_FAILED,
 }
-EVENT_TYPES = CUSTOM_TASK_EVENT_TYPES | ACTIVITY_EVENT_TYPES | WORKFLOW_EVENT_TYPES
+EVENT_TYPES = frozenset(EventType)
 
 
 class _Model(BaseModel):
@@ -203,119 +225,119 @@ class _Event(_Model):
 class CustomTaskStartedEvent(_Event):
     """A task began; `attributes.payload.value` is its initial state."""
 
-    event_type: Literal["CUSTOM_TASK_STARTED"]
+    event_type: Literal[EventType.CUSTOM_TASK_STARTED]
     attributes: CustomTaskStartedAttributes
 
 
 class CustomTaskInProgressEvent(_Event):
     """A task's state changed; the payload is a JSON patch against the previous state."""
 
-    event_type: Literal["CUSTOM_TASK_IN_PROGRESS"]
+    event_type: Literal[EventType.CUSTOM_TASK_IN_PROGRESS]
     attributes: CustomTaskInProgressAttributes
 
 
 class CustomTaskCompletedEvent(_Event):
     """A task ended normally; the payload is its final state."""
 
-    event_type: Literal["CUSTOM_TASK_COMPLETED"]
+    event_type: Literal[EventType.CUSTOM_TASK_COMPLETED]
     attributes: CustomTaskCompletedAttributes
 
 
 class CustomTaskFailedEvent(_Event):
     """A task ended with an exception."""
 
-    event_type: Literal["CUSTOM_TASK_FAILED"]
+    event_type: Literal[EventType.CUSTOM_TASK_FAILED]
     attributes: CustomTaskFailedAttributes
 
 
 class CustomTaskCanceledEvent(_Event):
     """A task ended because its activity was cancelled."""
 
-    event_type: Literal["CUSTOM_TASK_CANCELED"]
+    event_type: Literal[EventType.CUSTOM_TASK_CANCELED]
     attributes: CustomTaskCanceledAttributes
 
 
 class CustomTaskTimedOutEvent(_Event):
     """A task ended because its activity timed out."""
 
-    event_type: Literal["CUSTOM_TASK_TIMED_OUT"]
+    event_type: Literal[EventType.CUSTOM_TASK_TIMED_OUT]
     attributes: CustomTaskTimedOutAttributes
 
 
 class ActivityTaskStartedEvent(_Event):
     """An activity attempt started."""
 
-    event_type: Literal["ACTIVITY_TASK_STARTED"]
+    event_type: Literal[EventType.ACTIVITY_TASK_STARTED]
     attributes: ActivityTaskStartedAttributes
 
 
 class ActivityTaskCompletedEvent(_Event):
     """An activity returned its result."""
 
-    event_type: Literal["ACTIVITY_TASK_COMPLETED"]
+    event_type: Literal[EventType.ACTIVITY_TASK_COMPLETED]
     attributes: ActivityTaskCompletedAttributes
 
 
 class ActivityTaskRetryingEvent(_Event):
     """An activity attempt failed and Temporal will retry it."""
 
-    event_type: Literal["ACTIVITY_TASK_RETRYING"]
+    event_type: Literal[EventType.ACTIVITY_TASK_RETRYING]
     attributes: ActivityTaskFailureAttributes
 
 
 class ActivityTaskFailedEvent(_Event):
     """An activity failed for good."""
 
-    event_type: Literal["ACTIVITY_TASK_FAILED"]
+    event_type: Literal[EventType.ACTIVITY_TASK_FAILED]
     attributes: ActivityTaskFailureAttributes
 
 
 class WorkflowExecutionStartedEvent(_Event):
     """A workflow run started."""
 
-    event_type: Literal["WORKFLOW_EXECUTION_STARTED"]
+    event_type: Literal[EventType.WORKFLOW_EXECUTION_STARTED]
     attributes: WorkflowExecutionStartedAttributes
 
 
 class WorkflowExecutionCompletedEvent(_Event):
     """A workflow run completed."""
 
-    event_type: Literal["WORKFLOW_EXECUTION_COMPLETED"]
+    event_type: Literal[EventType.WORKFLOW_EXECUTION_COMPLETED]
     attributes: WorkflowExecutionCompletedAttributes
 
 
 class WorkflowExecutionFailedEvent(_Event):
     """A workflow run failed."""
 
-    event_type: Literal["WORKFLOW_EXECUTION_FAILED"]
+    event_type: Literal[EventType.WORKFLOW_EXECUTION_FAILED]
     attributes: WorkflowExecutionFailedAttributes
 
 
 class WorkflowExecutionCanceledEvent(_Event):
     """A workflow run was cancelled."""
 
-    event_type: Literal["WORKFLOW_EXECUTION_CANCELED"]
+    event_type: Literal[EventType.WORKFLOW_EXECUTION_CANCELED]
     attributes: WorkflowExecutionCanceledAttributes
 
 
 class WorkflowExecutionContinuedAsNewEvent(_Event):
     """A workflow run continued as a new run."""
 
-    event_type: Literal["WORKFLOW_EXECUTION_CONTINUED_AS_NEW"]
+    event_type: Literal[EventType.WORKFLOW_EXECUTION_CONTINUED_AS_NEW]
     attributes: WorkflowExecutionContinuedAsNewAttributes
 
 
 class WorkflowTaskTimedOutEvent(_Event):
     """A workflow task timed out (Temporal retries it)."""
 
-    event_type: Literal["WORKFLOW_TASK_TIMED_OUT"]
+    event_type: Literal[EventType.WORKFLOW_TASK_TIMED_OUT]
     attributes: WorkflowTaskTimedOutAttributes
 
 
 class WorkflowTaskFailedEvent(_Event):
     """A workflow task failed (Temporal retries it)."""
 
-    event_type: Literal["WORKFLOW_TASK_FAILED"]
+    event_type: Literal[EventType.WORKFLOW_TASK_FAILED]
     attributes: WorkflowTaskFailedAttributes
 
 

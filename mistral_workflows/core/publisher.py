@@ -28,67 +28,19 @@ from nats.aio.msg import Msg
 
 from mistral_workflows.core import subjects
 from mistral_workflows.core.context import ActivityRef, ExecutionContext, FollowUp, scope_subject
+from mistral_workflows.core.encoding import STATUS, encode_event
 from mistral_workflows.core.encryption import Encryption
 from mistral_workflows.core.errors import PayloadTooLargeError, PublishError
 
-__all__ = ["ConnectionHooks", "Emitter", "Publisher", "encode_event", "event_size"]
+__all__ = ["ConnectionHooks", "Emitter", "Publisher"]
 
 log = logging.getLogger("mistral_workflows")
 
-# nats-py frames headers as "NATS/1.0\r\n" + "Key: value\r\n"... + "\r\n"; the server
-# counts them against max_payload, nats-py does not (an oversized message then makes the
-# server close the connection for good), so we count them ourselves.
-_HEADER_OVERHEAD = len("NATS/1.0\r\n") + len("\r\n")
-_MSG_ID = "Nats-Msg-Id"
-_EXPECTED_STREAM = "Nats-Expected-Stream"
 # JetStream answers 503 while it has no leader (start-up, failover): worth retrying.
 _RETRYABLE_API_CODES = frozenset({503})
 _RESEND_PAUSE = 0.25
 # The most an encrypted value adds beyond its base64 growth: wrapper, key id, nonce, tag.
 _SEALED_OVERHEAD = 192
-
-
-def _header_bytes(headers: dict[str, str]) -> int:
-    size = _HEADER_OVERHEAD
-    for key, value in headers.items():
-        size += len(key) + (len(value) if value.isascii() else len(value.encode())) + 4
-    return size
-
-
-def event_size(payload: bytes, headers: dict[str, str]) -> int:
-    """The size the server counts against max_payload: the payload and its headers."""
-    return len(payload) + _header_bytes(headers)
-
-
-def encode_event(
-    body: dict[str, Any],
-    msg_id: str,
-    stream_name: str,
-    limit: int,
-    what: str,
-    encryption: Encryption | None = None,
-) -> tuple[bytes, dict[str, str]]:
-    """Serialise an event with its headers and check its size, headers included.
-
-    With `encryption`, the task state is encrypted first (the size counts the ciphertext).
-
-    Raises:
-        PayloadTooLargeError: the event is over `limit`; nothing was sent.
-    """
-    if encryption is not None:
-        body = encryption.encrypt_body(body)
-    # orjson's bytes keep the capacity of its write buffer (about 8x the JSON); events wait
-    # in memory until acknowledged, so keep an exact-size copy.
-    payload = memoryview(orjson.dumps(body)).tobytes()
-    headers = {_MSG_ID: msg_id, _EXPECTED_STREAM: stream_name}
-    size = len(payload) + _header_bytes(headers)
-    if size > limit:
-        raise PayloadTooLargeError(
-            f"{what} is {size} bytes, over the {limit}-byte event limit; nothing was "
-            "sent. Store large data elsewhere (object storage, a database) and stream "
-            "a reference to it, e.g. {'url': ..., 'size': ...}."
-        )
-    return payload, headers
 
 
 class Publisher:
@@ -294,7 +246,7 @@ def _stored(entry: _Pending) -> bool:
 
 def _parse_ack(msg: Msg) -> int | Exception:
     """The stream sequence in a JetStream publish acknowledgement, or the error it carries."""
-    if msg.headers and msg.headers.get("Status") == "503":
+    if msg.headers and msg.headers.get(STATUS) == "503":
         return nats.js.errors.NoStreamResponseError()
     try:
         answer = orjson.loads(msg.data)

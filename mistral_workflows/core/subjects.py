@@ -23,6 +23,7 @@ from mistral_workflows.core.errors import ConfigurationError
 
 __all__ = [
     "DEFAULT_PREFIX",
+    "DEFAULT_STREAM_NAME",
     "LIFECYCLE_STREAM",
     "NO_PARENT",
     "event_subject",
@@ -39,6 +40,9 @@ __all__ = [
 
 DEFAULT_PREFIX = "workflows"
 """The subject prefix used when none is configured: the stream captures ``workflows.>``."""
+
+DEFAULT_STREAM_NAME = "WORKFLOW_EVENTS"
+"""The JetStream stream that stores the events, unless another name is configured."""
 
 LIFECYCLE_STREAM = "_lifecycle"
 """The stream name of the library's own WORKFLOW_* / ACTIVITY_TASK_* events.

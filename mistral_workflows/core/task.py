@@ -30,6 +30,7 @@ from temporalio import activity
 
 from mistral_workflows.core import events
 from mistral_workflows.core.context import FollowUp, Scope, current_scope
+from mistral_workflows.core.encoding import event_size
 from mistral_workflows.core.errors import (
     ConfigurationError,
     InvalidStateError,
@@ -46,7 +47,6 @@ from mistral_workflows.core.patch import (
     merge,
     to_json,
 )
-from mistral_workflows.core.publisher import event_size
 from mistral_workflows.core.redact import redact
 from mistral_workflows.core.subjects import validate_stream_type
 

@@ -39,9 +39,10 @@ from mistral_workflows.core.context import (
     scope_subject,
     use_scope,
 )
+from mistral_workflows.core.encoding import encode_event
 from mistral_workflows.core.errors import PublishError
 from mistral_workflows.core.events import stable_id
-from mistral_workflows.core.publisher import Publisher, encode_event
+from mistral_workflows.core.publisher import Publisher
 from mistral_workflows.interceptors._context import Headers, with_context, workflow_context
 from mistral_workflows.interceptors._lifecycle import (
     failure_message,

@@ -19,9 +19,10 @@ from temporalio.worker import Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from mistral_workflows.core.connection import connect, denied, display_url, permitted
+from mistral_workflows.core.encoding import encode_event
 from mistral_workflows.core.encryption import Encryption
 from mistral_workflows.core.errors import BrokerConnectionError, ConfigurationError
-from mistral_workflows.core.publisher import ConnectionHooks, Publisher, encode_event
+from mistral_workflows.core.publisher import ConnectionHooks, Publisher
 from mistral_workflows.core.subjects import snapshot_stream, validate_prefix
 from mistral_workflows.interceptors import (
     PUBLISH_ACTIVITY,

@@ -7,7 +7,7 @@ import asyncio
 
 from mistral_workflows import Encryption, PayloadTooLargeError
 from mistral_workflows import activity as activity_defn
-from mistral_workflows.core import publisher
+from mistral_workflows.core import encoding
 from mistral_workflows.core.task import Task
 from mistral_workflows.dev import NatsServer
 from tests.support import plugged_client, rebuilt, running_worker, task_events, unique
@@ -94,6 +94,6 @@ async def test_negative_control_not_counting_headers_breaks_the_connection(
 ):
     """Counting the payload alone (as nats-py does) lets an event past max_payload: the
     server drops the connection and the attempt fails. The test above would catch it."""
-    monkeypatch.setattr(publisher, "_header_bytes", lambda headers: 0)
+    monkeypatch.setattr(encoding, "_header_bytes", lambda headers: 0)
     outcome, _ = await search_the_limit(temporal_address, task_queue, tmp_path)
     assert isinstance(outcome, dict) and "failed" in outcome
