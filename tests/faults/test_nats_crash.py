@@ -25,7 +25,7 @@ from temporalio import activity
 
 import mistral_workflows as workflows
 from mistral_workflows import StreamEvent
-from mistral_workflows.core import publisher
+from mistral_workflows.core import encoding
 from mistral_workflows.core.task import Task
 from mistral_workflows.dev import NatsServer
 from tests.faults.worker_process import (
@@ -287,7 +287,7 @@ async def test_negative_control_without_message_ids_the_resent_event_is_stored_t
 ):
     """With the message id header renamed, the re-sent STARTED is stored again, and the
     checks above see it."""
-    monkeypatch.setattr(publisher, "_MSG_ID", "X-Not-A-Msg-Id")
+    monkeypatch.setattr(encoding, "MSG_ID", "X-Not-A-Msg-Id")
     outcome = await run_crash(temporal_address, tmp_path, T_STARTED)
     assert outcome.result == "attempt 1"
     assert kinds(outcome.events, 1).count(T_STARTED) == 2
