@@ -45,34 +45,6 @@ def test_snippet_check_catches_drift():
     assert lines('async with Task(type="token_stream", state=initial_state) as task:') not in source
 
 
-def test_public_names():
-    """The package exports exactly the public API, and the reference doc's import works."""
-    from mistral_workflows.core.task import Task
-
-    assert workflows.Task is Task
-    assert sorted(workflows.__all__) == [
-        "BrokerConnectionError",
-        "ConfigurationError",
-        "DecryptionError",
-        "Encryption",
-        "Gap",
-        "InvalidStateError",
-        "MistralWorkflowsError",
-        "MistralWorkflowsPlugin",
-        "NotInPluggedActivityError",
-        "PayloadTooLargeError",
-        "PublishError",
-        "StreamEvent",
-        "StreamMismatchError",
-        "Task",
-        "TaskState",
-        "TaskStates",
-        "activity",
-        "subscribe",
-        "subscribe_sync",
-    ]
-
-
 def test_activity_decorator_forms():
     """@activity, @activity() and @activity(name=...) register Temporal activities."""
     from temporalio.activity import _Definition

@@ -7,7 +7,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from mistral_workflows.core.encryption import DecryptionError, Encryption, sealed_with
+from mistral_workflows.core.encryption import Encryption, sealed_with
+from mistral_workflows.core.errors import DecryptionError
 from mistral_workflows.core.events import (
     CustomTaskCanceledEvent,
     CustomTaskCompletedEvent,

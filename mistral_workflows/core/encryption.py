@@ -37,14 +37,14 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from mistral_workflows.core.errors import ConfigurationError, MistralWorkflowsError
+from mistral_workflows.core.errors import ConfigurationError, DecryptionError
 from mistral_workflows.core.events import JSONPatchPayload, JSONPayload, StreamEvent
 from mistral_workflows.core.patch import escape, unescape
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-__all__ = ["ENCRYPTED", "DecryptionError", "Encryption", "sealed_with"]
+__all__ = ["ENCRYPTED", "Encryption", "sealed_with"]
 
 ENCRYPTED = "__encrypted__"
 """The `type` of the wrapper that replaces an encrypted value (the official
@@ -56,11 +56,6 @@ _TAG = 16
 _KEY_BYTES = 32
 _KEY_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _NONCE_LABEL = b"mistral-workflows/synthetic-nonce"
-
-
-class DecryptionError(MistralWorkflowsError):
-    """Encrypted task state that cannot be decrypted: no key, an unknown key id, a wrong
-    key, or a value altered or moved from another event."""
 
 
 def _aesgcm() -> type[AESGCM]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = [
     "BrokerConnectionError",
     "ConfigurationError",
+    "DecryptionError",
     "InvalidStateError",
     "MistralWorkflowsError",
     "NotInPluggedActivityError",
@@ -12,6 +13,7 @@ __all__ = [
     "PayloadTooLargeError",
     "PublishError",
     "StreamMismatchError",
+    "TokenError",
     "redact_url",
 ]
 
@@ -50,6 +52,15 @@ class PublishError(MistralWorkflowsError):
 
 class StreamMismatchError(MistralWorkflowsError):
     """The JetStream stream exists with settings that conflict with the requested ones."""
+
+
+class DecryptionError(MistralWorkflowsError):
+    """Encrypted task state that cannot be decrypted: no key, an unknown key id, a wrong
+    key, or a value altered or moved from another event."""
+
+
+class TokenError(MistralWorkflowsError):
+    """A bearer token is missing, malformed, badly signed or expired (HTTP 401)."""
 
 
 def redact_url(url: str) -> str:

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from mistral_workflows.core.errors import TokenError
 from mistral_workflows.gateway._tokens import (
     SECRET_ENV,
     Grant,
-    TokenError,
     check_secret,
     mint_token,
     secret_from_env,

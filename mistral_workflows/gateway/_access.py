@@ -7,9 +7,10 @@ from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
 
+from mistral_workflows.core.errors import TokenError
 from mistral_workflows.gateway._problems import Problem
 from mistral_workflows.gateway._query import StreamQuery
-from mistral_workflows.gateway._tokens import Grant, TokenError, verify_token
+from mistral_workflows.gateway._tokens import Grant, verify_token
 
 __all__ = ["Access", "RootLookup"]
 

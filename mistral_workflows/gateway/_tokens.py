@@ -18,13 +18,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from mistral_workflows.core.errors import ConfigurationError, MistralWorkflowsError
+from mistral_workflows.core.errors import ConfigurationError, TokenError
 
 __all__ = [
     "MIN_SECRET_BYTES",
     "SECRET_ENV",
     "Grant",
-    "TokenError",
     "check_secret",
     "mint_token",
     "secret_from_env",
@@ -39,10 +38,6 @@ MIN_SECRET_BYTES = 32
 
 MAX_TTL = 30 * 24 * 3600
 _HEADER = {"alg": "HS256", "typ": "JWT"}
-
-
-class TokenError(MistralWorkflowsError):
-    """A bearer token is missing, malformed, badly signed or expired (HTTP 401)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,8 +9,6 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
 
-import nats.errors
-import nats.js.errors
 import orjson
 from nats.aio.client import Client as NATS
 from temporalio import activity
@@ -18,19 +16,19 @@ from temporalio.plugin import SimplePlugin
 from temporalio.worker import Worker, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
-from mistral_workflows.core.connection import connect, denied, display_url, permitted
-from mistral_workflows.core.encoding import encode_event
+from mistral_workflows.core.connection import connect, display_url
+from mistral_workflows.core.encoding import EXPECTED_STREAM, MSG_ID, encode_event
 from mistral_workflows.core.encryption import Encryption
-from mistral_workflows.core.errors import BrokerConnectionError, ConfigurationError
+from mistral_workflows.core.errors import ConfigurationError
 from mistral_workflows.core.publisher import ConnectionHooks, Publisher
-from mistral_workflows.core.subjects import snapshot_stream, validate_prefix
+from mistral_workflows.core.subjects import DEFAULT_PREFIX, DEFAULT_STREAM_NAME, validate_prefix
 from mistral_workflows.interceptors import (
     PUBLISH_ACTIVITY,
     StreamingInterceptor,
     WorkflowSettings,
     publish_activity,
 )
-from mistral_workflows.worker._stream import StreamSettings, provision
+from mistral_workflows.worker._stream import StreamSettings, streams_ready
 
 __all__ = ["MistralWorkflowsPlugin"]
 
@@ -77,8 +75,8 @@ class MistralWorkflowsPlugin(SimplePlugin):
         self,
         nats_url: str | Sequence[str] = "nats://127.0.0.1:4222",
         *,
-        stream_name: str = "WORKFLOW_EVENTS",
-        subject_prefix: str = "workflows",
+        stream_name: str = DEFAULT_STREAM_NAME,
+        subject_prefix: str = DEFAULT_PREFIX,
         max_event_bytes: int = 1024 * 1024,
         max_age: timedelta = timedelta(days=7),
         duplicate_window: timedelta = timedelta(minutes=2),
@@ -187,7 +185,7 @@ class MistralWorkflowsPlugin(SimplePlugin):
         hooks = ConnectionHooks(self._connect)
         nc = await connect(self.nats_url, **{**self._connect, **hooks.options()})
         try:
-            await _streams_ready(nc, self.stream, create=self._provision)
+            await streams_ready(nc, self.stream, create=self._provision)
         except BaseException:
             await _close(nc)
             raise
@@ -217,7 +215,7 @@ class MistralWorkflowsPlugin(SimplePlugin):
         @activity.defn(name=PUBLISH_ACTIVITY)
         async def publish_encrypted(subject: str, payload: str, headers: dict[str, str]) -> None:
             limit = self._publisher.limit if self._publisher else self.stream.max_event_bytes
-            msg_id, stream = headers["Nats-Msg-Id"], headers["Nats-Expected-Stream"]
+            msg_id, stream = headers[MSG_ID], headers[EXPECTED_STREAM]
             what = "an event of workflow code"
             encoded, _ = encode_event(
                 orjson.loads(payload), msg_id, stream, limit, what, encryption
@@ -261,48 +259,6 @@ def _with_passthrough(runner: WorkflowRunner | None) -> WorkflowRunner:
         restrictions = runner.restrictions.with_passthrough_modules("mistral_workflows", "orjson")
         return dataclasses.replace(runner, restrictions=restrictions)
     return runner or SandboxedWorkflowRunner()
-
-
-async def _streams_ready(nc: NATS, settings: StreamSettings, *, create: bool) -> None:
-    """Provision the streams, or with `create=False` only check that they exist.
-
-    Raises:
-        ConfigurationError: with `create=False`, a stream does not exist.
-        BrokerConnectionError: the NATS user may not read (or create) a stream.
-    """
-    before = nc.last_error
-    names = [settings.name, snapshot_stream(settings.name)]
-    if not create:
-        for name in names:
-            await _check_exists(nc, name)
-        return
-    try:
-        await provision(nc.jetstream(), settings)
-    except nats.errors.TimeoutError as e:
-        # A denied JetStream request is dropped by the server: it only times out.
-        api = [f"$JS.API.STREAM.{op}.{n}" for op in ("INFO", "CREATE") for n in names]
-        violation = denied(nc, before, *api)
-        if violation is None:
-            raise
-        raise BrokerConnectionError(
-            f"NATS refused to let the worker check or create stream {settings.name!r} "
-            f"({violation}); give its NATS user permission to publish on "
-            f"$JS.API.STREAM.INFO.{settings.name} and $JS.API.STREAM.CREATE.{settings.name} "
-            "(and the same for the _STATE stream), or let an administrator create the "
-            "streams and pass provision_stream=False; see docs/security.md"
-        ) from e
-
-
-async def _check_exists(nc: NATS, name: str) -> None:
-    subject = f"$JS.API.STREAM.INFO.{name}"
-    try:
-        await permitted(nc, nc.jetstream().stream_info(name), subject, f"reading stream {name}")
-    except nats.js.errors.NotFoundError:
-        raise ConfigurationError(
-            f"JetStream stream {name!r} does not exist, and the plugin was told not to "
-            "create it (provision_stream=False): ask the administrator to create it (see "
-            "docs/security.md), or start a worker that may create it first"
-        ) from None
 
 
 async def _close(nc: NATS) -> None:

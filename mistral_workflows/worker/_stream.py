@@ -1,18 +1,32 @@
-"""Provisioning the JetStream stream: create it if missing, never change an existing one."""
+"""Provisioning the JetStream streams: create them if missing, never change an existing
+one, or only check that they exist."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
 
+import nats.errors
 import nats.js.errors
+from nats.aio.client import Client as NATS
 from nats.js.api import StorageType, StreamConfig
 from nats.js.client import JetStreamContext
 
-from mistral_workflows.core.errors import ConfigurationError, StreamMismatchError
-from mistral_workflows.core.subjects import snapshot_prefix, snapshot_stream, stream_subjects
+from mistral_workflows.core.connection import denied, permitted
+from mistral_workflows.core.errors import (
+    BrokerConnectionError,
+    ConfigurationError,
+    StreamMismatchError,
+)
+from mistral_workflows.core.subjects import (
+    DEFAULT_PREFIX,
+    DEFAULT_STREAM_NAME,
+    snapshot_prefix,
+    snapshot_stream,
+    stream_subjects,
+)
 
-__all__ = ["StreamSettings", "provision"]
+__all__ = ["StreamSettings", "provision", "streams_ready"]
 
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 
@@ -30,8 +44,8 @@ class StreamSettings:
         replicas: Copies of each event (3 on a cluster for fault tolerance).
     """
 
-    name: str = "WORKFLOW_EVENTS"
-    prefix: str = "workflows"
+    name: str = DEFAULT_STREAM_NAME
+    prefix: str = DEFAULT_PREFIX
     max_age: timedelta = timedelta(days=7)
     max_event_bytes: int = 1024 * 1024
     duplicate_window: timedelta = timedelta(minutes=2)
@@ -87,6 +101,48 @@ async def provision(js: JetStreamContext, settings: StreamSettings) -> None:
     """
     await _provision_one(js, settings.config())
     await _provision_one(js, settings.snapshot_config())
+
+
+async def streams_ready(nc: NATS, settings: StreamSettings, *, create: bool) -> None:
+    """Provision the streams, or with `create=False` only check that they exist.
+
+    Raises:
+        ConfigurationError: with `create=False`, a stream does not exist.
+        BrokerConnectionError: the NATS user may not read (or create) a stream.
+    """
+    before = nc.last_error
+    names = [settings.name, snapshot_stream(settings.name)]
+    if not create:
+        for name in names:
+            await _check_exists(nc, name)
+        return
+    try:
+        await provision(nc.jetstream(), settings)
+    except nats.errors.TimeoutError as e:
+        # A denied JetStream request is dropped by the server: it only times out.
+        api = [f"$JS.API.STREAM.{op}.{n}" for op in ("INFO", "CREATE") for n in names]
+        violation = denied(nc, before, *api)
+        if violation is None:
+            raise
+        raise BrokerConnectionError(
+            f"NATS refused to let the worker check or create stream {settings.name!r} "
+            f"({violation}); give its NATS user permission to publish on "
+            f"$JS.API.STREAM.INFO.{settings.name} and $JS.API.STREAM.CREATE.{settings.name} "
+            "(and the same for the _STATE stream), or let an administrator create the "
+            "streams and pass provision_stream=False; see docs/security.md"
+        ) from e
+
+
+async def _check_exists(nc: NATS, name: str) -> None:
+    subject = f"$JS.API.STREAM.INFO.{name}"
+    try:
+        await permitted(nc, nc.jetstream().stream_info(name), subject, f"reading stream {name}")
+    except nats.js.errors.NotFoundError:
+        raise ConfigurationError(
+            f"JetStream stream {name!r} does not exist, and the plugin was told not to "
+            "create it (provision_stream=False): ask the administrator to create it (see "
+            "docs/security.md), or start a worker that may create it first"
+        ) from None
 
 
 async def _provision_one(js: JetStreamContext, wanted: StreamConfig) -> None:

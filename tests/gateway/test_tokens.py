@@ -9,7 +9,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-import mistral_workflows.gateway as gateway
 from mistral_workflows.core.errors import ConfigurationError
 from mistral_workflows.gateway import TokenError, mint_token, verify_token
 
@@ -76,22 +75,3 @@ def test_minting_refuses_bad_settings():
     ):
         with pytest.raises(ConfigurationError):
             mint_token(*args, **kwargs)
-
-
-def test_public_names():
-    """The gateway package exports what we mean to, the server's names on first use."""
-    assert sorted(gateway.__all__) == [
-        "GatewaySettings",
-        "Grant",
-        "SECRET_ENV",
-        "TokenError",
-        "check_secret",
-        "create_app",
-        "mint_token",
-        "secret_from_env",
-        "serve",
-        "verify_token",
-    ]
-    assert callable(gateway.create_app) and callable(gateway.serve)
-    with pytest.raises(AttributeError):
-        _ = gateway.nothing_here
