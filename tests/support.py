@@ -79,8 +79,6 @@ async def consumer_made(
     from then on it misses nothing published. The stream must exist for a consumer to be made.
     """
     nc = await nats.connect(nats_url)
-    created = await nc.subscribe(f"$JS.EVENT.ADVISORY.CONSUMER.CREATED.{stream_name}.*")
-    await nc.flush()  # The server knows the subscription before any reader starts.
 
     async def made() -> None:
         try:
@@ -91,6 +89,8 @@ async def consumer_made(
             ) from None
 
     try:
+        created = await nc.subscribe(f"$JS.EVENT.ADVISORY.CONSUMER.CREATED.{stream_name}.*")
+        await nc.flush()  # The server knows the subscription before any reader starts.
         yield made
     finally:
         await nc.close()
