@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -68,6 +68,32 @@ async def collect(nats_url: str, idle: float = IDLE, **filters: Any) -> list[Str
 async def task_events(nats_url: str, **filters: Any) -> list[StreamEvent]:
     """Like `collect`, without the lifecycle events: only CUSTOM_TASK_* events."""
     return await collect(nats_url, event_types=CUSTOM_TASK_EVENT_TYPES, **filters)
+
+
+@asynccontextmanager
+async def consumer_made(
+    nats_url: str, stream_name: str = subjects.DEFAULT_STREAM_NAME, timeout: float = 15
+) -> AsyncIterator[Callable[[], Awaitable[None]]]:
+    """Listen for JetStream's word that a consumer was made on the stream. The function
+    yielded returns once a reader started in the block (a task, a process) has its consumer:
+    from then on it misses nothing published. The stream must exist for a consumer to be made.
+    """
+    nc = await nats.connect(nats_url)
+
+    async def made() -> None:
+        try:
+            await created.next_msg(timeout=timeout)
+        except TimeoutError:
+            raise AssertionError(
+                f"no reader made a consumer on stream {stream_name!r} within {timeout} s"
+            ) from None
+
+    try:
+        created = await nc.subscribe(f"$JS.EVENT.ADVISORY.CONSUMER.CREATED.{stream_name}.*")
+        await nc.flush()  # The server knows the subscription before any reader starts.
+        yield made
+    finally:
+        await nc.close()
 
 
 async def raw_messages(nats_url: str, **ids: str) -> list[tuple[int, dict[str, Any]]]:

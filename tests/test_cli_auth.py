@@ -13,10 +13,10 @@ import pytest
 
 from mistral_workflows import StreamEvent
 from mistral_workflows.dev import NatsServer, free_port
+from tests.core.test_task import many_tokens
 from tests.security.test_tls import make_pki
 from tests.support import plugged_client, rebuilt, running_worker, unique
 from tests.test_cli import cli
-from tests.test_task import many_tokens
 from tests.workflows import Call, RunActivity
 
 THREE_TOKENS = {"tokens": [" t0", " t1", " t2"], "text": " t0 t1 t2"}

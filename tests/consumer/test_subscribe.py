@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import Iterator
 
 import nats
 import orjson
@@ -14,7 +16,8 @@ from mistral_workflows import ConfigurationError, subscribe
 from mistral_workflows.core import subjects
 from mistral_workflows.core.events import envelope
 from mistral_workflows.core.task import Task
-from tests.support import collect, plugged_client, running_worker, types, unique
+from mistral_workflows.worker import StreamSettings, provision
+from tests.support import collect, consumer_made, plugged_client, running_worker, types, unique
 from tests.workflows import Call, RunActivity
 
 
@@ -29,6 +32,30 @@ async def two_streams(n: int) -> int:
             await b.update_state({"i": i})
             await asyncio.sleep(0.01)
     return n
+
+
+class _Said(logging.Handler):
+    """Sets `seen` once the package logs a message that contains `text`."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text, self.seen = text, asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.text in record.getMessage():
+            self.seen.set()
+
+
+@contextlib.contextmanager
+def logged(text: str) -> Iterator[asyncio.Event]:
+    """An event set once the package logs `text`: a reader's own word that it is waiting."""
+    handler = _Said(text)
+    logger = logging.getLogger("mistral_workflows")
+    logger.addHandler(handler)
+    try:
+        yield handler.seen
+    finally:
+        logger.removeHandler(handler)
 
 
 async def run(temporal_address, nats_url, task_queue, n=5, wid=None) -> str:
@@ -82,8 +109,12 @@ async def test_live_events_arrive_while_the_activity_runs(temporal_address, nats
             if event.data.event_type == "CUSTOM_TASK_COMPLETED":
                 return
 
-    follower = asyncio.create_task(follow())
-    await asyncio.sleep(0.2)
+    nc = await nats.connect(nats_url)
+    await provision(nc.jetstream(), StreamSettings())  # a consumer needs its stream
+    await nc.close()
+    async with consumer_made(nats_url) as made:
+        follower = asyncio.create_task(follow())
+        await made()
     await run(temporal_address, nats_url, task_queue, n=20, wid=wid)
     await asyncio.wait_for(follower, 10)
     assert seen == ["CUSTOM_TASK_STARTED"] + ["CUSTOM_TASK_IN_PROGRESS"] * 20 + [
@@ -182,10 +213,11 @@ async def test_subscriber_waits_for_the_stream_to_be_created(
     wid = unique("late")
     options = {"stream_name": name, "subject_prefix": prefix}
     with caplog.at_level(logging.WARNING, logger="mistral_workflows"):
-        follower = asyncio.create_task(
-            collect(nats_url, idle=3, workflow_exec_id=wid, stream="alpha", **options)
-        )
-        await asyncio.sleep(0.5)
+        with logged("does not exist yet") as waiting:
+            follower = asyncio.create_task(
+                collect(nats_url, idle=3, workflow_exec_id=wid, stream="alpha", **options)
+            )
+            await asyncio.wait_for(waiting.wait(), 10)
         client = await plugged_client(temporal_address, nats_url, **options)
         async with running_worker(client, task_queue, [RunActivity], [two_streams]):
             await client.execute_workflow(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
 import signal
 import subprocess
@@ -14,7 +13,7 @@ from mistral_workflows import StreamEvent
 from mistral_workflows.consumer import HumanView
 from mistral_workflows.core.events import envelope
 from tests.consumer.test_resume import publish
-from tests.support import unique
+from tests.support import consumer_made, unique
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "human_view.txt"
 T0 = 1_777_890_600_000_000_000
@@ -153,19 +152,25 @@ async def test_tail_follows_new_events_and_exits_on_ctrl_c(nats_url):
     """`tail` prints events published after it starts, and Ctrl-C exits quietly with 130."""
     wid = unique("tail")
     await publish(nats_url, wid, 0, 1)  # older: must not be shown
-    with subprocess.Popen(  # noqa: ASYNC220 - the test drives a real terminal command
-        [sys.executable, "-m", "mistral_workflows", "tail", "--nats", nats_url, "--format", "json"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    ) as proc:
-        assert proc.stdout is not None and proc.stderr is not None
-        await asyncio.sleep(1.5)
-        await publish(nats_url, wid, 1, 2)
-        lines = [proc.stdout.readline() for _ in range(2)]
-        proc.send_signal(signal.SIGINT)
-        code = proc.wait(timeout=10)
-        err = proc.stderr.read()
+    command = [sys.executable, "-m", "mistral_workflows", "tail", "--nats", nats_url]
+    async with consumer_made(nats_url) as made:
+        with subprocess.Popen(  # noqa: ASYNC220 - the test drives a real terminal command
+            [*command, "--format", "json"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        ) as proc:
+            assert proc.stdout is not None and proc.stderr is not None
+            try:
+                await made()  # its consumer exists: whatever is published now is shown
+            except AssertionError:
+                proc.kill()
+                raise
+            await publish(nats_url, wid, 1, 2)
+            lines = [proc.stdout.readline() for _ in range(2)]
+            proc.send_signal(signal.SIGINT)
+            code = proc.wait(timeout=10)
+            err = proc.stderr.read()
     ids = [StreamEvent.model_validate_json(line).data.event_id for line in lines]
     assert ids == ["event-1", "event-2"]
     assert code == 130 and "Traceback" not in err

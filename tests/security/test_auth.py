@@ -10,8 +10,8 @@ import pytest
 from mistral_workflows import BrokerConnectionError, subscribe
 from mistral_workflows.core.connection import connect
 from mistral_workflows.dev import NatsServer
+from tests.core.test_task import many_tokens
 from tests.support import plugged_client, rebuilt, running_worker, task_events, unique
-from tests.test_task import many_tokens
 from tests.workflows import Call, RunActivity
 
 SECRET = "s3cret-pass"

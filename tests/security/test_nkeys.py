@@ -20,8 +20,8 @@ import pytest
 from mistral_workflows import BrokerConnectionError, ConfigurationError, subscribe
 from mistral_workflows.core.connection import connect
 from mistral_workflows.dev import NatsServer, free_port
+from tests.core.test_task import many_tokens
 from tests.support import plugged_client, rebuilt, running_worker, task_events, unique
-from tests.test_task import many_tokens
 from tests.workflows import Call, RunActivity
 
 nkeys = pytest.importorskip("nkeys", reason="NKey tests need nats-py's nkeys extra")

@@ -20,8 +20,8 @@ from temporalio.client import Client
 from mistral_workflows import BrokerConnectionError, MistralWorkflowsPlugin
 from mistral_workflows.dev import NatsServer, TemporalServer
 from mistral_workflows.worker._stream import StreamSettings, provision
+from tests.core.test_task import many_tokens
 from tests.support import rebuilt, running_worker, task_events, unique
-from tests.test_task import many_tokens
 from tests.workflows import Call, RunActivity
 
 STREAM = "WORKFLOW_EVENTS"

@@ -13,7 +13,7 @@ from temporalio.worker import Replayer
 from mistral_workflows import MistralWorkflowsPlugin, StreamEvent, subscribe
 from mistral_workflows.core.publisher import Emitter
 from mistral_workflows.dev import free_port
-from tests import scenarios as s
+from tests.interceptors import scenarios as s
 from tests.support import (
     A_COMPLETED,
     A_FAILED,
