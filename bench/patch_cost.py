@@ -12,7 +12,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from mistral_workflows.core.patch import apply, diff, to_json
+from mistral_workflows.core.diff import diff
+from mistral_workflows.core.json_value import to_json
+from mistral_workflows.core.patch import apply
 
 _UPDATES = 2_000
 

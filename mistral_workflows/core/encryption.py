@@ -39,7 +39,7 @@ import orjson
 
 from mistral_workflows.core.errors import ConfigurationError, DecryptionError
 from mistral_workflows.core.events import JSONPatchPayload, JSONPayload, StreamEvent
-from mistral_workflows.core.patch import escape, unescape
+from mistral_workflows.core.pointer import escape, unescape
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM

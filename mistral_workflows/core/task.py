@@ -30,6 +30,7 @@ from temporalio import activity
 
 from mistral_workflows.core import events
 from mistral_workflows.core.context import FollowUp, Scope, current_scope
+from mistral_workflows.core.diff import StrLists, diff
 from mistral_workflows.core.encoding import event_size
 from mistral_workflows.core.errors import (
     ConfigurationError,
@@ -37,16 +38,9 @@ from mistral_workflows.core.errors import (
     MistralWorkflowsError,
     PayloadTooLargeError,
 )
-from mistral_workflows.core.patch import (
-    JSON,
-    Op,
-    StrLists,
-    apply_own,
-    diff,
-    escape,
-    merge,
-    to_json,
-)
+from mistral_workflows.core.json_value import JSON, to_json
+from mistral_workflows.core.patch import Op, apply_own, merge
+from mistral_workflows.core.pointer import escape
 from mistral_workflows.core.redact import redact
 from mistral_workflows.core.subjects import validate_stream_type
 

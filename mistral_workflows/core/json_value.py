@@ -1,0 +1,233 @@
+"""Pure JSON values: the `JSON` type, `to_json` to validate and copy, and exact equality.
+
+JSON semantics are exact: 1, 1.0 and True are three different values, and so are 0.0 and -0.0.
+"""
+
+from __future__ import annotations
+
+import math
+import reprlib
+from datetime import date, time
+from decimal import Decimal
+from types import NoneType
+from typing import Any, TypeAlias, cast
+
+from mistral_workflows.core.errors import InvalidStateError
+from mistral_workflows.core.pointer import escape
+
+__all__ = ["JSON", "to_json"]
+
+JSON: TypeAlias = bool | int | float | str | list["JSON"] | dict[str, "JSON"] | None
+
+# Where a value sits: the pointer a walk started from, extended by (parent, key) pairs. The
+# pointer string is only built when an error needs it.
+_Loc: TypeAlias = str | tuple["_Loc", str | int]
+# A container being copied by `to_json`: source, its copy, where it sits, its nesting level.
+_Frame: TypeAlias = tuple[Any, list[JSON] | dict[str, JSON], _Loc, int]
+
+# Exact types a copy can share as they are (immutable, always valid); floats need a check.
+_VERBATIM = frozenset({str, int, bool, NoneType})
+# The JSON type each accepted Python type converts to; subclasses are found via _BASES.
+_KINDS: dict[type, type] = {
+    NoneType: NoneType,
+    bool: bool,
+    int: int,
+    float: float,
+    str: str,
+    list: list,
+    tuple: list,
+    dict: dict,
+}
+_BASES = (str, int, float, list, tuple, dict)  # bool cannot be subclassed
+_HINTS: tuple[tuple[tuple[type, ...], str], ...] = (
+    ((set, frozenset), "convert it to a list, e.g. sorted(value)"),
+    ((bytes, bytearray, memoryview), "decode it to str (or base64-encode binary data)"),
+    (
+        (date, time),
+        "convert it to an ISO string with value.isoformat(), or use a pydantic model as state",
+    ),
+    ((Decimal,), "convert it to str (exact) or to float"),
+)
+_OTHER_HINT = (
+    "use only dict, list, tuple, str, int, float, bool and None: convert it first "
+    "(e.g. a pydantic model with model_dump(mode='json'))"
+)
+_repr = reprlib.Repr()  # short reprs for error messages: values can be huge
+_repr.maxstring = _repr.maxother = 60
+_short = _repr.repr
+
+
+# --- validation and copy ------------------------------------------------------------------
+
+
+def to_json(value: object, *, path: str = "", max_depth: int = 64) -> JSON:
+    """Return an independent pure-JSON copy of `value`.
+
+    Tuples become lists and subclasses of str/int/float (StrEnum, IntEnum...) their base type.
+    Containers are copied; immutable leaves are shared. The walk is iterative, so deep or
+    cyclic input fails with a clear error, never with RecursionError.
+
+    Args:
+        value: The value to copy.
+        path: The RFC 6901 pointer of `value`, used in error messages.
+        max_depth: The most containers allowed inside one another.
+
+    Returns:
+        A copy made only of dict (str keys), list, str, int, float, bool and None.
+
+    Raises:
+        InvalidStateError: Something in `value` is not JSON; the message names its path.
+    """
+    return _to_json(value, path, 0, max_depth)
+
+
+def _to_json(value: Any, loc: _Loc, depth: int, max_depth: int) -> JSON:
+    """`to_json` for a value with `depth` containers above it."""
+    if type(value) in _VERBATIM:
+        return cast("JSON", value)
+    if isinstance(value, list | tuple | dict):
+        stack: list[_Frame] = []
+        root = _open(value, loc, depth + 1, max_depth, stack)
+        while stack:
+            _fill(*stack.pop(), max_depth, stack)
+        return root
+    return _scalar(value, loc)
+
+
+def _open(value: Any, loc: _Loc, level: int, max_depth: int, stack: list[_Frame]) -> JSON:
+    """Return an empty copy of container `value`, queued on `stack` to be filled."""
+    if level > max_depth:
+        raise _invalid(
+            loc,
+            f"is nested deeper than {max_depth} levels, or contains a reference cycle",
+            "flatten the state or break the cycle",
+        )
+    copy: list[JSON] | dict[str, JSON] = {} if isinstance(value, dict) else []
+    stack.append((value, copy, loc, level))
+    return copy
+
+
+def _fill(
+    src: Any,
+    dst: list[JSON] | dict[str, JSON],
+    loc: _Loc,
+    level: int,
+    max_depth: int,
+    stack: list[_Frame],
+) -> None:
+    """Copy the items of `src` into `dst`; nested containers are queued, not recursed into."""
+    if isinstance(dst, list):
+        for index, item in enumerate(src):
+            dst.append(_item(item, (loc, index), level, max_depth, stack))
+        return
+    for key, item in src.items():
+        name = key if type(key) is str else _key(key, loc)
+        dst[name] = _item(item, (loc, name), level, max_depth, stack)
+
+
+def _item(item: Any, loc: _Loc, level: int, max_depth: int, stack: list[_Frame]) -> JSON:
+    """The copy of one item of a container at `level`."""
+    if type(item) in _VERBATIM:
+        return cast("JSON", item)
+    if isinstance(item, list | tuple | dict):
+        return _open(item, loc, level + 1, max_depth, stack)
+    return _scalar(item, loc)
+
+
+def _scalar(value: object, loc: _Loc) -> JSON:
+    """Validate a leaf and convert str/int/float subclasses to the exact base type."""
+    if value is None or type(value) is bool:
+        return value
+    if isinstance(value, str):
+        return str.__str__(value)
+    if isinstance(value, int):
+        return int.__int__(value)
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return float.__float__(value)
+        raise _invalid(loc, f"is {value!r}, which is not valid JSON", "use None or a string")
+    hint = next((hint for types, hint in _HINTS if isinstance(value, types)), _OTHER_HINT)
+    raise _invalid(loc, f"has type {_type_name(value)}, which is not JSON", hint)
+
+
+def _key(key: object, loc: _Loc) -> str:
+    """A dict key as an exact str; JSON object keys cannot be anything else."""
+    if isinstance(key, str):
+        return str.__str__(key)
+    raise _invalid(
+        loc,
+        f"has the non-str key {_short(key)} ({_type_name(key)})",
+        "JSON object keys must be strings: convert the key with str()",
+    )
+
+
+def _invalid(loc: _Loc, problem: str, hint: str) -> InvalidStateError:
+    pointer = _pointer(loc)
+    where = repr(pointer) if pointer else "'' (the root)"
+    return InvalidStateError(f"task state at {where} {problem}: {hint}")
+
+
+def _pointer(loc: _Loc) -> str:
+    tokens: list[str] = []
+    while isinstance(loc, tuple):
+        loc, key = loc
+        tokens.append(escape(str(key)))
+    return loc + "".join(f"/{token}" for token in reversed(tokens))
+
+
+def _type_name(value: object) -> str:
+    kind = type(value)
+    if kind.__module__ == "builtins":
+        return kind.__qualname__
+    return f"{kind.__module__}.{kind.__qualname__}"
+
+
+def _kind(value: object) -> type | None:
+    """The JSON type `value` stands for (tuple -> list, StrEnum -> str...); None if not JSON."""
+    kind = _KINDS.get(type(value))
+    if kind is None:
+        kind = next((_KINDS[base] for base in _BASES if isinstance(value, base)), None)
+    return kind
+
+
+# --- exact equality -----------------------------------------------------------------------
+
+
+def _same_scalar(old: Any, new: Any, *, numeric: bool = False) -> bool:
+    """Equality of two scalars of the same JSON type; -0.0 differs from 0.0 unless `numeric`."""
+    if old != new:
+        return False
+    return numeric or type(old) is not float or math.copysign(1.0, old) == math.copysign(1.0, new)
+
+
+def _same(a: Any, b: Any, *, numeric: bool = False) -> bool:
+    """Whether `a` and `b` are the same JSON value (iterative, so any depth is fine).
+
+    Strict by default (1, 1.0 and True differ); with `numeric`, numbers compare by value as
+    RFC 6902's `test` requires.
+    """
+    pairs: list[tuple[Any, Any]] = [(a, b)]
+    while pairs:
+        x, y = pairs.pop()
+        if x is y:
+            continue
+        kind = _kind(x)
+        if kind is None or kind is not _kind(y):
+            if numeric and _is_number(x) and _is_number(y) and x == y:
+                continue
+            return False
+        if kind is list:
+            if len(x) != len(y):
+                return False
+            pairs.extend(zip(x, y, strict=True))
+        elif kind is dict:
+            if x.keys() != y.keys():
+                return False
+            pairs.extend((value, y[key]) for key, value in x.items())
+        elif not _same_scalar(x, y, numeric=numeric):
+            return False
+    return True
+
+
+def _is_number(value: object) -> bool:
+    return type(value) is not bool and isinstance(value, int | float)
