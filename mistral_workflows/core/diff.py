@@ -18,7 +18,14 @@ from typing import Any, cast
 
 import orjson
 
-from mistral_workflows.core.json_value import JSON, _key, _kind, _same, _same_scalar, _to_json
+from mistral_workflows.core.json_value import (
+    JSON,
+    json_key,
+    json_kind,
+    same_json,
+    same_scalar,
+    to_json_at,
+)
 from mistral_workflows.core.patch import Op
 from mistral_workflows.core.pointer import escape
 
@@ -122,28 +129,28 @@ class _Differ:
         """Diff one value with `depth` containers above it."""
         if old is new:  # a leaf the shadow shares with the user's data
             return
-        if _kind(new) is not type(old):  # includes anything that is not JSON
+        if json_kind(new) is not type(old):  # includes anything that is not JSON
             self.replace(new, path, depth)
         elif isinstance(old, str):
             self.diff_str(old, new, path)
         elif isinstance(old, dict | list):
             if depth >= self.max_depth:  # also bounds this recursion on cyclic `new`
-                _to_json(new, path, depth, self.max_depth)  # raises the usual error
+                to_json_at(new, path, depth, self.max_depth)  # raises the usual error
             if isinstance(old, dict):
                 self.diff_dict(old, new, path, depth + 1)
             else:
                 self.diff_list(old, new if isinstance(new, list) else list(new), path, depth + 1)
-        elif not _same_scalar(old, new):
+        elif not same_scalar(old, new):
             self.replace(new, path, depth)
 
     def replace(self, new: Any, path: str, depth: int) -> None:
         self.ops.append(
-            {"op": "replace", "path": path, "value": _to_json(new, path, depth, self.max_depth)}
+            {"op": "replace", "path": path, "value": to_json_at(new, path, depth, self.max_depth)}
         )
 
     def add(self, new: Any, path: str, depth: int) -> None:
         self.ops.append(
-            {"op": "add", "path": path, "value": _to_json(new, path, depth, self.max_depth)}
+            {"op": "add", "path": path, "value": to_json_at(new, path, depth, self.max_depth)}
         )
 
     def diff_str(self, old: str, new: str, path: str) -> None:
@@ -166,7 +173,7 @@ class _Differ:
         # skipped in C, so only changed keys and nested containers cost Python work.
         changed = compress(new, map(is_not, new.values(), map(old.get, new, repeat(_MISSING))))
         for key in changed:
-            name = key if type(key) is str else _key(key, path)
+            name = key if type(key) is str else json_key(key, path)
             child = f"{path}/{escape(name)}"
             if name in old:
                 self.value(old[name], new[key], child, depth)
@@ -231,7 +238,7 @@ def _common_prefix(old: list[JSON], new: list[Any]) -> int:
         old_head, new_head = old_head[:end], new_head[:end]
     if _exactly_equal(old_head, new_head):
         return end
-    return next((i for i in range(end) if not _same(old[i], new[i])), end)
+    return next((i for i in range(end) if not same_json(old[i], new[i])), end)
 
 
 def _loose_prefix(old: list[JSON], new: list[Any]) -> int:
@@ -240,7 +247,9 @@ def _loose_prefix(old: list[JSON], new: list[Any]) -> int:
         if old == new:
             return len(old)
         return next(compress(count(), map(ne, old, new)), 0)
-    except Exception:  # a user __eq__ or __bool__ raised (numpy...): let _same and to_json judge
+    except (
+        Exception
+    ):  # a user __eq__ or __bool__ raised (numpy...): let same_json and to_json judge
         return 0
 
 

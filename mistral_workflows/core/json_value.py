@@ -15,7 +15,17 @@ from typing import Any, TypeAlias, cast
 from mistral_workflows.core.errors import InvalidStateError
 from mistral_workflows.core.pointer import escape
 
-__all__ = ["JSON", "to_json"]
+__all__ = [
+    "JSON",
+    "json_key",
+    "json_kind",
+    "same_json",
+    "same_scalar",
+    "short_repr",
+    "to_json",
+    "to_json_at",
+    "type_name",
+]
 
 JSON: TypeAlias = bool | int | float | str | list["JSON"] | dict[str, "JSON"] | None
 
@@ -54,7 +64,7 @@ _OTHER_HINT = (
 )
 _repr = reprlib.Repr()  # short reprs for error messages: values can be huge
 _repr.maxstring = _repr.maxother = 60
-_short = _repr.repr
+short_repr = _repr.repr
 
 
 # --- validation and copy ------------------------------------------------------------------
@@ -78,10 +88,10 @@ def to_json(value: object, *, path: str = "", max_depth: int = 64) -> JSON:
     Raises:
         InvalidStateError: Something in `value` is not JSON; the message names its path.
     """
-    return _to_json(value, path, 0, max_depth)
+    return to_json_at(value, path, 0, max_depth)
 
 
-def _to_json(value: Any, loc: _Loc, depth: int, max_depth: int) -> JSON:
+def to_json_at(value: Any, loc: _Loc, depth: int, max_depth: int) -> JSON:
     """`to_json` for a value with `depth` containers above it."""
     if type(value) in _VERBATIM:
         return cast("JSON", value)
@@ -121,7 +131,7 @@ def _fill(
             dst.append(_item(item, (loc, index), level, max_depth, stack))
         return
     for key, item in src.items():
-        name = key if type(key) is str else _key(key, loc)
+        name = key if type(key) is str else json_key(key, loc)
         dst[name] = _item(item, (loc, name), level, max_depth, stack)
 
 
@@ -147,16 +157,16 @@ def _scalar(value: object, loc: _Loc) -> JSON:
             return float.__float__(value)
         raise _invalid(loc, f"is {value!r}, which is not valid JSON", "use None or a string")
     hint = next((hint for types, hint in _HINTS if isinstance(value, types)), _OTHER_HINT)
-    raise _invalid(loc, f"has type {_type_name(value)}, which is not JSON", hint)
+    raise _invalid(loc, f"has type {type_name(value)}, which is not JSON", hint)
 
 
-def _key(key: object, loc: _Loc) -> str:
+def json_key(key: object, loc: _Loc) -> str:
     """A dict key as an exact str; JSON object keys cannot be anything else."""
     if isinstance(key, str):
         return str.__str__(key)
     raise _invalid(
         loc,
-        f"has the non-str key {_short(key)} ({_type_name(key)})",
+        f"has the non-str key {short_repr(key)} ({type_name(key)})",
         "JSON object keys must be strings: convert the key with str()",
     )
 
@@ -175,14 +185,14 @@ def _pointer(loc: _Loc) -> str:
     return loc + "".join(f"/{token}" for token in reversed(tokens))
 
 
-def _type_name(value: object) -> str:
+def type_name(value: object) -> str:
     kind = type(value)
     if kind.__module__ == "builtins":
         return kind.__qualname__
     return f"{kind.__module__}.{kind.__qualname__}"
 
 
-def _kind(value: object) -> type | None:
+def json_kind(value: object) -> type | None:
     """The JSON type `value` stands for (tuple -> list, StrEnum -> str...); None if not JSON."""
     kind = _KINDS.get(type(value))
     if kind is None:
@@ -193,14 +203,14 @@ def _kind(value: object) -> type | None:
 # --- exact equality -----------------------------------------------------------------------
 
 
-def _same_scalar(old: Any, new: Any, *, numeric: bool = False) -> bool:
+def same_scalar(old: Any, new: Any, *, numeric: bool = False) -> bool:
     """Equality of two scalars of the same JSON type; -0.0 differs from 0.0 unless `numeric`."""
     if old != new:
         return False
     return numeric or type(old) is not float or math.copysign(1.0, old) == math.copysign(1.0, new)
 
 
-def _same(a: Any, b: Any, *, numeric: bool = False) -> bool:
+def same_json(a: Any, b: Any, *, numeric: bool = False) -> bool:
     """Whether `a` and `b` are the same JSON value (iterative, so any depth is fine).
 
     Strict by default (1, 1.0 and True differ); with `numeric`, numbers compare by value as
@@ -211,8 +221,8 @@ def _same(a: Any, b: Any, *, numeric: bool = False) -> bool:
         x, y = pairs.pop()
         if x is y:
             continue
-        kind = _kind(x)
-        if kind is None or kind is not _kind(y):
+        kind = json_kind(x)
+        if kind is None or kind is not json_kind(y):
             if numeric and _is_number(x) and _is_number(y) and x == y:
                 continue
             return False
@@ -224,7 +234,7 @@ def _same(a: Any, b: Any, *, numeric: bool = False) -> bool:
             if x.keys() != y.keys():
                 return False
             pairs.extend((value, y[key]) for key, value in x.items())
-        elif not _same_scalar(x, y, numeric=numeric):
+        elif not same_scalar(x, y, numeric=numeric):
             return False
     return True
 

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeAlias, cast
 
 from mistral_workflows.core.errors import InvalidStateError, PatchError
-from mistral_workflows.core.json_value import JSON, _same, _short, _to_json, _type_name
+from mistral_workflows.core.json_value import JSON, same_json, short_repr, to_json_at, type_name
 from mistral_workflows.core.pointer import unescape
 
 __all__ = ["Op", "apply", "apply_own", "merge"]
@@ -167,7 +167,7 @@ _Handler: TypeAlias = Callable[[JSON, Mapping[str, Any], bool], JSON]
 
 def _apply_op(doc: JSON, op: Mapping[str, Any], copy_values: bool) -> JSON:
     if not isinstance(op, Mapping):
-        raise PatchError(f"an op must be a mapping, found {_type_name(op)}")
+        raise PatchError(f"an op must be a mapping, found {type_name(op)}")
     name = op.get("op")
     handler = _HANDLERS.get(name) if isinstance(name, str) else None
     if handler is None:
@@ -177,7 +177,7 @@ def _apply_op(doc: JSON, op: Mapping[str, Any], copy_values: bool) -> JSON:
 
 def _describe(op: object) -> str:
     if not isinstance(op, Mapping):
-        return _short(op)
+        return short_repr(op)
     text = f"{op.get('op')!r} at {op.get('path')!r}"
     return f"{text} from {op['from']!r}" if "from" in op else text
 
@@ -224,8 +224,10 @@ def _op_copy(doc: JSON, op: Mapping[str, Any], copy_values: bool) -> JSON:
 
 def _op_test(doc: JSON, op: Mapping[str, Any], copy_values: bool) -> JSON:
     actual, expected = _get(doc, _split(op, "path")), _member(op, "value", object)
-    if not _same(actual, expected, numeric=True):
-        raise PatchError(f"test failed: the value is {_short(actual)}, not {_short(expected)}")
+    if not same_json(actual, expected, numeric=True):
+        raise PatchError(
+            f"test failed: the value is {short_repr(actual)}, not {short_repr(expected)}"
+        )
     return doc
 
 
@@ -256,7 +258,7 @@ def _append_in(container: Any, key: str | int, suffix: str) -> None:
 
 def _check_str(text: JSON) -> None:
     if not isinstance(text, str):
-        raise PatchError(f"'append' needs a string target, found {_type_name(text)}")
+        raise PatchError(f"'append' needs a string target, found {type_name(text)}")
 
 
 _HANDLERS: dict[str, _Handler] = {
@@ -275,7 +277,7 @@ def _member(op: Mapping[str, Any], name: str, kind: type) -> Any:
         raise PatchError(f"missing {name!r}")
     value = op[name]
     if not isinstance(value, kind):
-        raise PatchError(f"{name!r} must be {kind.__name__}, found {_type_name(value)}")
+        raise PatchError(f"{name!r} must be {kind.__name__}, found {type_name(value)}")
     return value
 
 
@@ -286,7 +288,7 @@ def _value(op: Mapping[str, Any], copy_values: bool) -> JSON:
 
 def _copy(value: Any) -> JSON:
     try:
-        return _to_json(value, "", 0, _APPLY_MAX_DEPTH)
+        return to_json_at(value, "", 0, _APPLY_MAX_DEPTH)
     except InvalidStateError as exc:
         raise PatchError(f"the value is not JSON: {exc}") from None
 
@@ -316,7 +318,7 @@ def _parent(doc: JSON, tokens: list[str]) -> tuple[list[JSON] | dict[str, JSON],
     for token in tokens[:-1]:
         node = _child(node, token)
     if not isinstance(node, list | dict):
-        raise PatchError(f"cannot look up {tokens[-1]!r} in {_type_name(node)}")
+        raise PatchError(f"cannot look up {tokens[-1]!r} in {type_name(node)}")
     return node, tokens[-1]
 
 
@@ -327,7 +329,7 @@ def _child(node: JSON, token: str) -> JSON:
         return node[token]
     if isinstance(node, list):
         return node[_index(token, len(node))]
-    raise PatchError(f"cannot look up {token!r} in {_type_name(node)}")
+    raise PatchError(f"cannot look up {token!r} in {type_name(node)}")
 
 
 def _add(doc: JSON, tokens: list[str], value: JSON) -> JSON:
