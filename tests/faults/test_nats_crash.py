@@ -25,7 +25,7 @@ from temporalio import activity
 
 import mistral_workflows as workflows
 from mistral_workflows import StreamEvent
-from mistral_workflows.core import publisher, subjects
+from mistral_workflows.core import encoding, subjects
 from mistral_workflows.core.events import EventType
 from mistral_workflows.core.task import Task
 from mistral_workflows.dev import NatsServer
@@ -286,7 +286,7 @@ async def test_negative_control_without_message_ids_the_resent_event_is_stored_t
 ):
     """With the message id header renamed, the re-sent STARTED is stored again, and the
     checks above see it."""
-    monkeypatch.setattr(publisher, "_MSG_ID", "X-Not-A-Msg-Id")
+    monkeypatch.setattr(encoding, "MSG_ID", "X-Not-A-Msg-Id")
     outcome = await run_crash(temporal_address, tmp_path, EventType.CUSTOM_TASK_STARTED)
     assert outcome.result == "attempt 1"
     assert kinds(outcome.events, 1).count(EventType.CUSTOM_TASK_STARTED) == 2
