@@ -20,6 +20,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from mistral_workflows import MistralWorkflowsPlugin
+from mistral_workflows.core import subjects
 from mistral_workflows.core.context import (
     ActivityRef,
     ExecutionContext,
@@ -88,7 +89,10 @@ async def direct_emitter(url: str, exec_id: str) -> AsyncIterator[Emitter]:
     nc = await nats.connect(url)
     await provision(nc.jetstream(), StreamSettings())
     publisher = Publisher(
-        nc, stream_name="WORKFLOW_EVENTS", prefix="workflows", max_event_bytes=1 << 20
+        nc,
+        stream_name=subjects.DEFAULT_STREAM_NAME,
+        prefix=subjects.DEFAULT_PREFIX,
+        max_event_bytes=1 << 20,
     )
     context = ExecutionContext("default", "Bench", exec_id, "run", exec_id, None)
     ref = ActivityRef("1", "bench", 1)

@@ -21,6 +21,7 @@ import orjson
 from bench._common import Row, Servers, direct_emitter, percentile
 from bench.latency import RATE, paced
 from mistral_workflows import subscribe
+from mistral_workflows.core.events import EventType
 from mistral_workflows.core.task import Task
 from mistral_workflows.dev import free_port
 from mistral_workflows.worker import StreamSettings, provision
@@ -69,7 +70,7 @@ async def _through_gateway(url: str, exec_id: str, ready: asyncio.Event) -> list
                 continue
             data = orjson.loads(line[6:])["data"]
             delays.append(time.time_ns() - data["event_timestamp"])
-            if data["event_type"] == "CUSTOM_TASK_COMPLETED":
+            if data["event_type"] == EventType.CUSTOM_TASK_COMPLETED:
                 return delays
     raise RuntimeError("the gateway stream ended early")
 
@@ -78,7 +79,7 @@ async def _direct(nats_url: str, exec_id: str) -> list[float]:
     delays: list[float] = []
     async for event in subscribe(nats_url, workflow_exec_id=exec_id, stream=_TYPE):
         delays.append(time.time_ns() - event.data.event_timestamp)
-        if event.data.event_type == "CUSTOM_TASK_COMPLETED":
+        if event.data.event_type == EventType.CUSTOM_TASK_COMPLETED:
             return delays
     raise RuntimeError("subscribe ended early")
 

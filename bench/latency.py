@@ -10,6 +10,7 @@ from nats.js.client import JetStreamContext
 
 from bench._common import Row, Servers, direct_emitter, percentile, scratch_stream
 from mistral_workflows import subscribe
+from mistral_workflows.core.events import EventType
 from mistral_workflows.core.task import Task
 
 RATE = 500
@@ -31,7 +32,7 @@ async def ours(url: str, n: int) -> list[float]:
     async def consume() -> None:
         async for event in subscribe(url, workflow_exec_id=exec_id, stream="latency"):
             delays.append(time.time_ns() - event.data.event_timestamp)
-            if event.data.event_type == "CUSTOM_TASK_COMPLETED":
+            if event.data.event_type == EventType.CUSTOM_TASK_COMPLETED:
                 return
 
     consumer = asyncio.create_task(consume())

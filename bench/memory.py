@@ -122,10 +122,10 @@ async def stored(url: str, exec_id: str) -> Stored:
     nc = await nats.connect(url)
     try:
         js = nc.jetstream()
-        subject = subjects.filter_subject("workflows", exec_id=exec_id, stream=STREAM)
-        info = await js.stream_info("WORKFLOW_EVENTS", subjects_filter=subject)
-        last = await js.get_last_msg("WORKFLOW_EVENTS", subject)
-        update = await js.get_msg("WORKFLOW_EVENTS", last.seq - 1)
+        subject = subjects.filter_subject(subjects.DEFAULT_PREFIX, exec_id=exec_id, stream=STREAM)
+        info = await js.stream_info(subjects.DEFAULT_STREAM_NAME, subjects_filter=subject)
+        last = await js.get_last_msg(subjects.DEFAULT_STREAM_NAME, subject)
+        update = await js.get_msg(subjects.DEFAULT_STREAM_NAME, last.seq - 1)
         numbered = orjson.loads(last.data or b"")["data"]["attributes"]["task_sequence"] + 1
         count = sum((info.state.subjects or {}).values())
         return Stored(count, numbered, len(update.data or b"") + len(update.header or b""))

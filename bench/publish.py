@@ -54,8 +54,8 @@ class PublishBench:
 async def event_size(url: str, exec_id: str) -> int:
     """The size of the last event of an execution, as stored."""
     nc = await nats.connect(url)
-    subject = subjects.filter_subject("workflows", exec_id=exec_id, stream="bench")
-    msg = await nc.jetstream().get_last_msg("WORKFLOW_EVENTS", subject)
+    subject = subjects.filter_subject(subjects.DEFAULT_PREFIX, exec_id=exec_id, stream="bench")
+    msg = await nc.jetstream().get_last_msg(subjects.DEFAULT_STREAM_NAME, subject)
     await nc.close()
     return len(msg.data or b"")
 

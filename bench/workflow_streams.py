@@ -45,6 +45,7 @@ from temporalio.contrib.workflow_streams import WorkflowStream, WorkflowStreamCl
 with workflow.unsafe.imports_passed_through():
     from bench._common import Row, Servers, percentile, plugged_worker
     from bench.latency import RATE, ours, paced
+    from mistral_workflows.core.events import EventType
     from mistral_workflows.worker import StreamSettings, provision
 
 TOPIC = "tokens"
@@ -54,7 +55,7 @@ SETTLE = 0.5  # as in latency.ours(): let the subscriber's first poll land befor
 def token_update(i: int, info: activity.Info) -> dict[str, Any]:
     """A token-stream update carrying the same fields as our IN_PROGRESS event's data."""
     return {
-        "event_type": "CUSTOM_TASK_IN_PROGRESS",
+        "event_type": EventType.CUSTOM_TASK_IN_PROGRESS,
         "event_id": uuid.uuid4().hex,
         "event_timestamp": time.time_ns(),
         "workflow_name": info.workflow_type,

@@ -14,25 +14,9 @@ from temporalio.worker import Worker
 
 from mistral_workflows import MistralWorkflowsPlugin, StreamEvent, TaskStates, subscribe
 from mistral_workflows.core import subjects
-from mistral_workflows.core.events import CUSTOM_TASK_EVENT_TYPES
+from mistral_workflows.core.events import CUSTOM_TASK_EVENT_TYPES, EventType
 
 IDLE = 0.5
-
-# Event types, short, for asserting sequences.
-WF_STARTED, WF_COMPLETED = "WORKFLOW_EXECUTION_STARTED", "WORKFLOW_EXECUTION_COMPLETED"
-CONTINUED = "WORKFLOW_EXECUTION_CONTINUED_AS_NEW"
-A_STARTED, A_COMPLETED = "ACTIVITY_TASK_STARTED", "ACTIVITY_TASK_COMPLETED"
-A_RETRYING, A_FAILED = "ACTIVITY_TASK_RETRYING", "ACTIVITY_TASK_FAILED"
-T_STARTED, T_PROGRESS, T_COMPLETED = (
-    "CUSTOM_TASK_STARTED",
-    "CUSTOM_TASK_IN_PROGRESS",
-    "CUSTOM_TASK_COMPLETED",
-)
-T_FAILED, T_CANCELED, T_TIMED_OUT = (
-    "CUSTOM_TASK_FAILED",
-    "CUSTOM_TASK_CANCELED",
-    "CUSTOM_TASK_TIMED_OUT",
-)
 
 
 def unique(prefix: str) -> str:
@@ -100,7 +84,7 @@ async def raw_messages(nats_url: str, **ids: str) -> list[tuple[int, dict[str, A
     """The stored messages matching `ids` (filter_subject fields), read without our consumer."""
     nc = await nats.connect(nats_url)
     sub = await nc.jetstream().subscribe(
-        subjects.filter_subject("workflows", **ids), ordered_consumer=True
+        subjects.filter_subject(subjects.DEFAULT_PREFIX, **ids), ordered_consumer=True
     )
     out = []
     try:
@@ -115,7 +99,12 @@ async def raw_messages(nats_url: str, **ids: str) -> list[tuple[int, dict[str, A
 
 
 # The official client's union is not discriminated: check the class it picked, too.
-_OFFICIAL_NAMES = {"CUSTOM_TASK_IN_PROGRESS": "CustomTaskInProgressResponse"}
+_OFFICIAL_NAMES = {EventType.CUSTOM_TASK_IN_PROGRESS: "CustomTaskInProgressResponse"}
+
+
+def official_name(event_type: str) -> str:
+    """The class the official Mistral client parses an event of this type into."""
+    return _OFFICIAL_NAMES.get(event_type, event_type.title().replace("_", "") + "Response")
 
 
 async def official_models(nats_url: str, **ids: str) -> list[Any]:
@@ -126,8 +115,7 @@ async def official_models(nats_url: str, **ids: str) -> list[Any]:
     for seq, body in await raw_messages(nats_url, **ids):
         event = StreamEventSsePayload.model_validate({**body, "broker_sequence": seq})
         kind = body["data"]["event_type"]
-        expected = _OFFICIAL_NAMES.get(kind, kind.title().replace("_", "") + "Response")
-        assert type(event.data).__name__ == expected, (kind, type(event.data).__name__)
+        assert type(event.data).__name__ == official_name(kind), (kind, type(event.data).__name__)
         parsed.append(event)
     return parsed
 

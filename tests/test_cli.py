@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 from mistral_workflows import StreamEvent
+from mistral_workflows.core.events import EventType
 from mistral_workflows.dev import free_port
 from tests.consumer.test_subscribe import run
 
@@ -38,7 +39,9 @@ async def test_from_seq_and_type_filters(temporal_address, nats_url, task_queue)
     start = StreamEvent.model_validate_json(first[3]).broker_sequence
     later = cli("events", "--nats", nats_url, "--exec", wid, "--from-seq", str(start))
     assert later.stdout.splitlines() == first[3:]
-    done = cli("events", "--nats", nats_url, "--exec", wid, "--type", "CUSTOM_TASK_COMPLETED")
+    done = cli(
+        "events", "--nats", nats_url, "--exec", wid, "--type", EventType.CUSTOM_TASK_COMPLETED
+    )
     assert len(done.stdout.splitlines()) == 2
 
 
@@ -91,5 +94,5 @@ async def test_late_join_flag_starts_from_snapshots(temporal_address, nats_url, 
     done = cli("events", "--nats", nats_url, "--exec", wid, "--late-join")
     assert done.returncode == 0, done.stderr
     events = [StreamEvent.model_validate_json(line) for line in done.stdout.splitlines()]
-    assert [e.data.event_type for e in events] == ["CUSTOM_TASK_COMPLETED"] * 2
+    assert [e.data.event_type for e in events] == [EventType.CUSTOM_TASK_COMPLETED] * 2
     assert all(e.metadata["snapshot"] for e in events)

@@ -9,6 +9,7 @@ from pathlib import Path
 import examples.demo
 import examples.follow_progress
 import mistral_workflows as workflows
+from mistral_workflows.core.events import EventType
 
 ROOT = Path(__file__).resolve().parent.parent
 CODE_BLOCK = re.compile(r"```python\n(.*?)```", re.DOTALL)
@@ -81,7 +82,7 @@ async def test_research_tree_followed_by_its_root(temporal_address, nats_url, ta
         )
     events = await asyncio.wait_for(follower, 20)
     assert result == {"topic": "tides", "done": research.STEPS}
-    assert events[-1].data.event_type == "WORKFLOW_EXECUTION_COMPLETED"
+    assert events[-1].data.event_type == EventType.WORKFLOW_EXECUTION_COMPLETED
     assert {e.data.workflow_exec_id for e in events} == {root} | {
         f"{root}-{step}" for step in research.STEPS
     }

@@ -37,6 +37,7 @@ from nats.aio.subscription import Subscription
 from nats.js.api import AckPolicy, ConsumerConfig, ConsumerInfo, DeliverPolicy
 
 from mistral_workflows.core.connection import denied, permitted
+from mistral_workflows.core.encoding import PENDING_MESSAGES, STATUS
 from mistral_workflows.core.errors import BrokerConnectionError
 
 __all__ = [
@@ -212,7 +213,7 @@ class Reader:
                     await self._ensure_consumer()  # The consumer or the server went away.
                 continue
             self._last_seen = time.monotonic()
-            status = msg.headers.get("Status") if msg.headers else None
+            status = msg.headers.get(STATUS) if msg.headers else None
             if status is None and await self._accept(msg):
                 return msg
             if status in _END_OF_REQUEST:
@@ -252,7 +253,7 @@ class Reader:
         if status == "409" and "Consumer Deleted" in msg.headers.get("Description", ""):
             await self._ensure_consumer()
             return
-        self._outstanding -= int(msg.headers.get("Nats-Pending-Messages", "0") or 0)
+        self._outstanding -= int(msg.headers.get(PENDING_MESSAGES, "0") or 0)
         if status == "404" or self._outstanding <= self._batch // 2:
             self._outstanding = max(self._outstanding, 0)
             await self._pull(self._batch)

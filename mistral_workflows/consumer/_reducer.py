@@ -10,6 +10,7 @@ from typing import Any, Literal
 from mistral_workflows.core.encryption import Encryption, sealed_with
 from mistral_workflows.core.errors import DecryptionError
 from mistral_workflows.core.events import (
+    CUSTOM_TASK_EVENT_TYPES,
     CustomTaskCanceledEvent,
     CustomTaskCompletedEvent,
     CustomTaskEvent,
@@ -17,6 +18,7 @@ from mistral_workflows.core.events import (
     CustomTaskInProgressEvent,
     CustomTaskStartedEvent,
     CustomTaskTimedOutEvent,
+    EventType,
     JSONPatchPayload,
     StreamEvent,
 )
@@ -65,7 +67,7 @@ class TaskStates:
 
     def apply(self, event: StreamEvent) -> TaskState | None:
         """Feed one event; returns the task whose state changed, or None."""
-        if not event.data.event_type.startswith("CUSTOM_TASK_"):
+        if event.data.event_type not in CUSTOM_TASK_EVENT_TYPES:
             return None
         if self._encryption is not None:
             event = self._encryption.decrypt_event(event)
@@ -121,7 +123,7 @@ def _seed(task: TaskState, data: CustomTaskEvent) -> bool:
         return False
     if isinstance(data, CustomTaskInProgressEvent):
         data = CustomTaskStartedEvent.model_validate(
-            {**data.model_dump(), "event_type": "CUSTOM_TASK_STARTED"}
+            {**data.model_dump(), "event_type": EventType.CUSTOM_TASK_STARTED}
         )
     _change(task, data)
     task.sequence = seq

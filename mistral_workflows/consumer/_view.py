@@ -8,7 +8,11 @@ from typing import Any, TextIO
 import orjson
 
 from mistral_workflows.consumer._reducer import TaskState, TaskStates
-from mistral_workflows.core.events import StreamEvent
+from mistral_workflows.core.events import (
+    ACTIVITY_EVENT_TYPES,
+    CUSTOM_TASK_EVENT_TYPES,
+    StreamEvent,
+)
 
 __all__ = ["HumanView"]
 
@@ -33,7 +37,7 @@ class HumanView:
         """Render one event."""
         task = self._states.apply(event)
         if task is None:
-            if not event.data.event_type.startswith("CUSTOM_TASK_"):
+            if event.data.event_type not in CUSTOM_TASK_EVENT_TYPES:
                 self._line(event, _lifecycle(event))
             return
         text = _text(task.state)
@@ -105,7 +109,7 @@ def _lifecycle(event: StreamEvent) -> str:
     data = event.data
     attrs = data.attributes
     kind = data.event_type
-    if kind.startswith("ACTIVITY_TASK_"):
+    if kind in ACTIVITY_EVENT_TYPES:
         name = getattr(attrs, "activity_name", "")
         attempt = event.activity_context.attempt if event.activity_context else 1
         detail = (

@@ -46,7 +46,9 @@ async def stored_snapshot(nats_url: str, wid: str) -> StreamEvent | None:
     """The latest snapshot of the workflow's task, once one past its start is stored."""
     nc = await nats.connect(nats_url)
     try:
-        found = await read_snapshots(nc, "WORKFLOW_EVENTS", "workflows", {"exec_id": wid})
+        found = await read_snapshots(
+            nc, subjects.DEFAULT_STREAM_NAME, subjects.DEFAULT_PREFIX, {"exec_id": wid}
+        )
     finally:
         await nc.close()
     for snapshot in found.events:
@@ -125,7 +127,8 @@ async def test_late_joiner_after_events_expired(temporal_address, nats_url, task
         )
     nc = await nats.connect(nats_url)
     await nc.jetstream().purge_stream(
-        "WORKFLOW_EVENTS", subject=subjects.filter_subject("workflows", exec_id=wid)
+        subjects.DEFAULT_STREAM_NAME,
+        subject=subjects.filter_subject(subjects.DEFAULT_PREFIX, exec_id=wid),
     )
     await nc.close()
     assert await task_events(nats_url, workflow_exec_id=wid) == []  # negative control
@@ -148,13 +151,17 @@ async def test_backfill_without_a_snapshot_reads_the_task_from_its_start(
     nc = await nats.connect(nats_url)
     try:
         await nc.jetstream().purge_stream(
-            subjects.snapshot_stream("WORKFLOW_EVENTS"),
-            subject=subjects.filter_subject(subjects.snapshot_prefix("workflows"), exec_id=wid),
+            subjects.snapshot_stream(subjects.DEFAULT_STREAM_NAME),
+            subject=subjects.filter_subject(
+                subjects.snapshot_prefix(subjects.DEFAULT_PREFIX), exec_id=wid
+            ),
         )
         events = await task_events(nats_url, workflow_exec_id=wid)
         met = events[-2]  # the last update: the first event the joiner meets
-        stored = await nc.jetstream().get_msg("WORKFLOW_EVENTS", met.broker_sequence)
-        missed = await backfill(nc, "WORKFLOW_EVENTS", "workflows", stored.subject, met)
+        stored = await nc.jetstream().get_msg(subjects.DEFAULT_STREAM_NAME, met.broker_sequence)
+        missed = await backfill(
+            nc, subjects.DEFAULT_STREAM_NAME, subjects.DEFAULT_PREFIX, stored.subject, met
+        )
     finally:
         await nc.close()
     assert [e.data.event_id for e in missed] == [e.data.event_id for e in events[:-2]]

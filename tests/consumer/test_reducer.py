@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from mistral_workflows import StreamEvent, TaskStates
-from mistral_workflows.core.events import envelope
+from mistral_workflows.core.events import EventType, envelope
 
 ORIGIN = {
     "workflow_name": "w",
@@ -16,13 +16,13 @@ ORIGIN = {
 }
 
 
-def event(kind: str, seq: int | None, attempt: int = 1, **attributes: Any) -> StreamEvent:
+def event(kind: EventType, seq: int | None, attempt: int = 1, **attributes: Any) -> StreamEvent:
     attrs = {"custom_task_id": "t", "custom_task_type": "s", **attributes}
     if seq is not None:
         attrs["task_sequence"] = seq
     body = envelope(
         stream="s",
-        event_type=f"CUSTOM_TASK_{kind}",
+        event_type=kind,
         event_id=f"t:{attempt}:{seq}",
         attributes=attrs,
         origin=ORIGIN,
@@ -33,11 +33,18 @@ def event(kind: str, seq: int | None, attempt: int = 1, **attributes: Any) -> St
 
 
 def started(state: Any, attempt: int = 1) -> StreamEvent:
-    return event("STARTED", 0, attempt, payload={"type": "json", "value": state})
+    return event(
+        EventType.CUSTOM_TASK_STARTED, 0, attempt, payload={"type": "json", "value": state}
+    )
 
 
 def patch(seq: int, *ops: dict[str, Any], attempt: int = 1) -> StreamEvent:
-    return event("IN_PROGRESS", seq, attempt, payload={"type": "json_patch", "value": list(ops)})
+    return event(
+        EventType.CUSTOM_TASK_IN_PROGRESS,
+        seq,
+        attempt,
+        payload={"type": "json_patch", "value": list(ops)},
+    )
 
 
 def add(path: str, value: Any) -> dict[str, Any]:
@@ -65,7 +72,11 @@ def test_repeated_event_is_ignored():
 
 def test_negative_control_repeats_change_state_without_sequences():
     """Without task sequences, the same repeat is applied twice: the check above matters."""
-    bare = event("IN_PROGRESS", None, payload={"type": "json_patch", "value": [add("/xs/-", "a")]})
+    bare = event(
+        EventType.CUSTOM_TASK_IN_PROGRESS,
+        None,
+        payload={"type": "json_patch", "value": [add("/xs/-", "a")]},
+    )
     states = feed(started({"xs": []}), bare, bare)
     assert states["t"].state == {"xs": ["a", "a"]}
 
@@ -95,9 +106,12 @@ def test_newer_attempt_replaces_older_state():
 
 def test_terminal_events_set_status():
     """COMPLETED carries the final state; FAILED carries the message."""
-    done = feed(started({}), event("COMPLETED", 1, payload={"type": "json", "value": {"a": 1}}))
+    done = feed(
+        started({}),
+        event(EventType.CUSTOM_TASK_COMPLETED, 1, payload={"type": "json", "value": {"a": 1}}),
+    )
     assert (done["t"].status, done["t"].state) == ("completed", {"a": 1})
-    failed = feed(started({}), event("FAILED", 1, failure={"message": "boom"}))
+    failed = feed(started({}), event(EventType.CUSTOM_TASK_FAILED, 1, failure={"message": "boom"}))
     assert (failed["t"].status, failed["t"].failure) == ("failed", "boom")
 
 

@@ -8,6 +8,9 @@ import nats
 import orjson
 
 from mistral_workflows import Gap, StreamEvent, subscribe, subscribe_sync
+from mistral_workflows.core import subjects
+from mistral_workflows.core.encoding import MSG_ID
+from mistral_workflows.core.events import EventType
 from mistral_workflows.dev import NatsServer
 from mistral_workflows.worker import StreamSettings, provision
 from tests.consumer.test_subscribe import lifecycle_event, lifecycle_subject
@@ -20,11 +23,9 @@ async def publish(url: str, wid: str, first: int, n: int) -> None:
     js = nc.jetstream()
     await provision(js, StreamSettings())
     for i in range(first, first + n):
-        body = lifecycle_event(wid, "WORKFLOW_EXECUTION_STARTED")
+        body = lifecycle_event(wid, EventType.WORKFLOW_EXECUTION_STARTED)
         body["data"]["event_id"] = f"event-{i}"
-        await js.publish(
-            lifecycle_subject(wid), orjson.dumps(body), headers={"Nats-Msg-Id": f"{wid}-{i}"}
-        )
+        await js.publish(lifecycle_subject(wid), orjson.dumps(body), headers={MSG_ID: f"{wid}-{i}"})
     await nc.close()
 
 
@@ -87,7 +88,7 @@ async def test_gap_notice_after_purge(tmp_path):
     with NatsServer(store_dir=tmp_path) as server:
         await publish(server.url, wid, 0, 10)
         nc = await nats.connect(server.url)
-        await nc.jetstream().purge_stream("WORKFLOW_EVENTS", keep=4)
+        await nc.jetstream().purge_stream(subjects.DEFAULT_STREAM_NAME, keep=4)
         await nc.close()
         gaps: list[Gap] = []
         events = [

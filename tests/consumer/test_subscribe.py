@@ -14,7 +14,7 @@ import pytest
 import mistral_workflows as workflows
 from mistral_workflows import ConfigurationError, subscribe
 from mistral_workflows.core import subjects
-from mistral_workflows.core.events import envelope
+from mistral_workflows.core.events import EventType, envelope
 from mistral_workflows.core.task import Task
 from mistral_workflows.worker import StreamSettings, provision
 from tests.support import collect, consumer_made, plugged_client, running_worker, types, unique
@@ -78,8 +78,10 @@ async def test_stream_filter(temporal_address, nats_url, task_queue):
 async def test_event_types_filter(temporal_address, nats_url, task_queue):
     """event_types= keeps the given types only."""
     wid = await run(temporal_address, nats_url, task_queue)
-    events = await collect(nats_url, workflow_exec_id=wid, event_types={"CUSTOM_TASK_COMPLETED"})
-    assert types(events) == ["CUSTOM_TASK_COMPLETED"] * 2
+    events = await collect(
+        nats_url, workflow_exec_id=wid, event_types={EventType.CUSTOM_TASK_COMPLETED}
+    )
+    assert types(events) == [EventType.CUSTOM_TASK_COMPLETED] * 2
 
 
 async def test_workflow_name_filter(temporal_address, nats_url, task_queue):
@@ -106,7 +108,7 @@ async def test_live_events_arrive_while_the_activity_runs(temporal_address, nats
     async def follow() -> None:
         async for event in subscribe(nats_url, workflow_exec_id=wid, stream="alpha"):
             seen.append(event.data.event_type)
-            if event.data.event_type == "CUSTOM_TASK_COMPLETED":
+            if event.data.event_type == EventType.CUSTOM_TASK_COMPLETED:
                 return
 
     nc = await nats.connect(nats_url)
@@ -117,8 +119,8 @@ async def test_live_events_arrive_while_the_activity_runs(temporal_address, nats
         await made()
     await run(temporal_address, nats_url, task_queue, n=20, wid=wid)
     await asyncio.wait_for(follower, 10)
-    assert seen == ["CUSTOM_TASK_STARTED"] + ["CUSTOM_TASK_IN_PROGRESS"] * 20 + [
-        "CUSTOM_TASK_COMPLETED"
+    assert seen == [EventType.CUSTOM_TASK_STARTED] + [EventType.CUSTOM_TASK_IN_PROGRESS] * 20 + [
+        EventType.CUSTOM_TASK_COMPLETED
     ]
 
 
@@ -127,10 +129,10 @@ async def test_until_complete_stops_after_the_workflow_ends(nats_url):
     wid = unique("ends")
     nc = await nats.connect(nats_url)
     js = nc.jetstream()
-    for kind in ("STARTED", "COMPLETED"):
+    for kind in (EventType.WORKFLOW_EXECUTION_STARTED, EventType.WORKFLOW_EXECUTION_COMPLETED):
         await js.publish(
             lifecycle_subject(wid),
-            orjson.dumps(lifecycle_event(wid, f"WORKFLOW_EXECUTION_{kind}")),
+            orjson.dumps(lifecycle_event(wid, kind)),
         )
     seen = [
         e.data.event_type
@@ -147,12 +149,13 @@ async def test_foreign_message_is_reported_and_skipped(nats_url, caplog):
     nc = await nats.connect(nats_url)
     await nc.jetstream().publish(lifecycle_subject(wid), b"not json")
     await nc.jetstream().publish(
-        lifecycle_subject(wid), orjson.dumps(lifecycle_event(wid, "WORKFLOW_EXECUTION_STARTED"))
+        lifecycle_subject(wid),
+        orjson.dumps(lifecycle_event(wid, EventType.WORKFLOW_EXECUTION_STARTED)),
     )
     await nc.close()
     with caplog.at_level(logging.WARNING, logger="mistral_workflows"):
         events = await collect(nats_url, workflow_exec_id=wid)
-    assert types(events) == ["WORKFLOW_EXECUTION_STARTED"]
+    assert types(events) == [EventType.WORKFLOW_EXECUTION_STARTED]
     assert "skipping message #" in caplog.text
 
 
@@ -173,7 +176,7 @@ async def test_bad_filters_are_clear_errors(nats_url, options, words):
 
 def lifecycle_subject(wid: str) -> str:
     return subjects.event_subject(
-        "workflows",
+        subjects.DEFAULT_PREFIX,
         namespace="default",
         stream=subjects.LIFECYCLE_STREAM,
         workflow_name="W",
@@ -183,9 +186,9 @@ def lifecycle_subject(wid: str) -> str:
     )
 
 
-def lifecycle_event(wid: str, event_type: str) -> dict:
+def lifecycle_event(wid: str, event_type: EventType) -> dict:
     attributes = {"task_id": wid, "workflow_name": "W", "input": {"type": "json", "value": None}}
-    if event_type.endswith("COMPLETED"):
+    if event_type == EventType.WORKFLOW_EXECUTION_COMPLETED:
         attributes = {"task_id": wid, "result": {"type": "json", "value": 1}}
     return envelope(
         stream=subjects.LIFECYCLE_STREAM,
@@ -225,7 +228,7 @@ async def test_subscriber_waits_for_the_stream_to_be_created(
             )
         events = await follower
     assert "does not exist yet" in caplog.text
-    assert types(events)[0] == "CUSTOM_TASK_STARTED" and len(events) == 5
+    assert types(events)[0] == EventType.CUSTOM_TASK_STARTED and len(events) == 5
 
 
 async def test_scope_and_activity_filters(temporal_address, nats_url, task_queue):
@@ -234,7 +237,10 @@ async def test_scope_and_activity_filters(temporal_address, nats_url, task_queue
     in_workflow = await collect(nats_url, workflow_exec_id=wid, scope="workflow")
     in_activity = await collect(nats_url, workflow_exec_id=wid, activity_name="two_streams")
     other = await collect(nats_url, workflow_exec_id=wid, activity_name="something_else")
-    assert types(in_workflow) == ["WORKFLOW_EXECUTION_STARTED", "WORKFLOW_EXECUTION_COMPLETED"]
+    assert types(in_workflow) == [
+        EventType.WORKFLOW_EXECUTION_STARTED,
+        EventType.WORKFLOW_EXECUTION_COMPLETED,
+    ]
     assert len(in_activity) == 16 and other == []
     assert {e.activity_context.activity_name for e in in_activity} == {"two_streams"}
     (activity_id,) = {e.activity_context.activity_id for e in in_activity}

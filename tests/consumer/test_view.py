@@ -11,7 +11,7 @@ from typing import Any
 
 from mistral_workflows import StreamEvent
 from mistral_workflows.consumer import HumanView
-from mistral_workflows.core.events import envelope
+from mistral_workflows.core.events import CUSTOM_TASK_EVENT_TYPES, EventType, envelope
 from tests.consumer.test_resume import publish
 from tests.support import consumer_made, unique
 
@@ -26,9 +26,9 @@ class Script:
         self.events: list[StreamEvent] = []
         self.seqs: dict[str, int] = {}
 
-    def add(self, event_type: str, stream: str, attributes: dict[str, Any]) -> None:
+    def add(self, event_type: EventType, stream: str, attributes: dict[str, Any]) -> None:
         n = len(self.events)
-        if event_type.startswith("CUSTOM_TASK_"):
+        if event_type in CUSTOM_TASK_EVENT_TYPES:
             seq = self.seqs.get(stream, -1) + 1
             self.seqs[stream] = seq
             attributes = {
@@ -73,41 +73,49 @@ def patch(*ops: dict[str, Any]) -> dict[str, Any]:
 def scripted_events() -> list[StreamEvent]:
     s = Script()
     s.add(
-        "WORKFLOW_EXECUTION_STARTED",
+        EventType.WORKFLOW_EXECUTION_STARTED,
         "_lifecycle",
         {"task_id": "chat-1", "workflow_name": "ChatWorkflow", "input": {"value": None}},
     )
     s.add(
-        "ACTIVITY_TASK_STARTED",
+        EventType.ACTIVITY_TASK_STARTED,
         "_lifecycle",
         {"task_id": "1", "activity_name": "chat", "input": {"value": None}},
     )
-    s.add("CUSTOM_TASK_STARTED", "token-stream", json_value({"tokens": []}))
+    s.add(EventType.CUSTOM_TASK_STARTED, "token-stream", json_value({"tokens": []}))
     for i, token in enumerate(["Hello", ",", " world"]):
         s.add(
-            "CUSTOM_TASK_IN_PROGRESS",
+            EventType.CUSTOM_TASK_IN_PROGRESS,
             "token-stream",
             patch({"op": "add", "path": f"/tokens/{i}", "value": token}),
         )
-    s.add("CUSTOM_TASK_STARTED", "progress", json_value({"progress_idx": 0, "progress_total": 4}))
     s.add(
-        "CUSTOM_TASK_IN_PROGRESS",
+        EventType.CUSTOM_TASK_STARTED,
+        "progress",
+        json_value({"progress_idx": 0, "progress_total": 4}),
+    )
+    s.add(
+        EventType.CUSTOM_TASK_IN_PROGRESS,
         "progress",
         patch({"op": "replace", "path": "/progress_idx", "value": 2}),
     )
     s.add(
-        "CUSTOM_TASK_IN_PROGRESS",
+        EventType.CUSTOM_TASK_IN_PROGRESS,
         "token-stream",
         patch({"op": "add", "path": "/tokens/3", "value": "!"}),
     )
     s.add(
-        "CUSTOM_TASK_COMPLETED",
+        EventType.CUSTOM_TASK_COMPLETED,
         "token-stream",
         json_value({"tokens": ["Hello", ",", " world", "!"]}),
     )
-    s.add("CUSTOM_TASK_FAILED", "progress", {"failure": {"message": "RuntimeError: disk full"}})
     s.add(
-        "ACTIVITY_TASK_RETRYING",
+        EventType.CUSTOM_TASK_FAILED,
+        "progress",
+        {"failure": {"message": "RuntimeError: disk full"}},
+    )
+    s.add(
+        EventType.ACTIVITY_TASK_RETRYING,
         "_lifecycle",
         {
             "task_id": "1",
@@ -117,7 +125,7 @@ def scripted_events() -> list[StreamEvent]:
         },
     )
     s.add(
-        "WORKFLOW_EXECUTION_COMPLETED",
+        EventType.WORKFLOW_EXECUTION_COMPLETED,
         "_lifecycle",
         {"task_id": "chat-1", "result": {"value": None}},
     )

@@ -10,6 +10,7 @@ import pytest
 from examples.progress import ProgressWorkflow, streaming_tokens_with_progress_activity
 from examples.token_stream import ChatWorkflow, chat_activity
 from mistral_workflows import StreamEvent
+from mistral_workflows.core.events import EventType
 from tests.support import (
     collect,
     official_models,
@@ -118,7 +119,7 @@ async def test_hostile_workflow_ids_stream_and_stay_apart(
     assert own and other
     assert {e.data.workflow_exec_id for e in own} == {hostile}
     assert {e.data.workflow_exec_id for e in other} == {neighbour}
-    assert types(own)[-1] == "WORKFLOW_EXECUTION_COMPLETED"
+    assert types(own)[-1] == EventType.WORKFLOW_EXECUTION_COMPLETED
 
 
 def test_stream_event_round_trips():
@@ -127,7 +128,7 @@ def test_stream_event_round_trips():
         "stream": "s",
         "timestamp": "2026-05-04T10:30:00.123456Z",
         "data": {
-            "event_type": "CUSTOM_TASK_IN_PROGRESS",
+            "event_type": EventType.CUSTOM_TASK_IN_PROGRESS,
             "event_id": "e",
             "event_timestamp": 1,
             "workflow_name": "w",

@@ -18,6 +18,7 @@ from mistral_workflows import (
     NotInPluggedActivityError,
     PayloadTooLargeError,
 )
+from mistral_workflows.core.events import EventType
 from mistral_workflows.core.task import Task
 from tests.support import (
     collect,
@@ -153,7 +154,7 @@ async def run(temporal_address: str, nats_url: str, task_queue: str, call: Call)
 
 def patch_ops(events: list) -> list[dict[str, object]]:
     """The ops of every IN_PROGRESS event, in order."""
-    progress = [e for e in events if e.data.event_type == "CUSTOM_TASK_IN_PROGRESS"]
+    progress = [e for e in events if e.data.event_type == EventType.CUSTOM_TASK_IN_PROGRESS]
     return [op for e in progress for op in e.data.attributes.payload.value]
 
 
@@ -178,8 +179,12 @@ async def test_paced_token_stream_sends_an_event_per_token(temporal_address, nat
     result, events = await run(
         temporal_address, nats_url, task_queue, Call("many_tokens", [TOKENS, True])
     )
-    progress = ["CUSTOM_TASK_IN_PROGRESS"] * (TOKENS - 1)
-    assert types(events) == ["CUSTOM_TASK_STARTED", *progress, "CUSTOM_TASK_COMPLETED"]
+    progress = [EventType.CUSTOM_TASK_IN_PROGRESS] * (TOKENS - 1)
+    assert types(events) == [
+        EventType.CUSTOM_TASK_STARTED,
+        *progress,
+        EventType.CUSTOM_TASK_COMPLETED,
+    ]
     (task,) = rebuilt(events)
     assert task.state == result and task.status == "completed"
     seqs = [e.broker_sequence for e in events]
@@ -192,7 +197,7 @@ async def test_updates_within_one_loop_turn_share_an_event(temporal_address, nat
     result, events = await run(
         temporal_address, nats_url, task_queue, Call("many_tokens", [TOKENS])
     )
-    progress = [e for e in events if e.data.event_type == "CUSTOM_TASK_IN_PROGRESS"]
+    progress = [e for e in events if e.data.event_type == EventType.CUSTOM_TASK_IN_PROGRESS]
     assert 1 <= len(progress) <= TOKENS // 100  # at least 100 tokens per event
     assert max(len(orjson.dumps(e.data.attributes.payload.value)) for e in progress) <= 32 * 1024
     (task,) = rebuilt(events)
@@ -231,7 +236,7 @@ async def test_pydantic_state_is_merged_and_validated(temporal_address, nats_url
 async def test_noop_update_publishes_nothing(temporal_address, nats_url, task_queue):
     """Updates that change nothing produce no IN_PROGRESS event."""
     _, events = await run(temporal_address, nats_url, task_queue, Call("noop_updates"))
-    assert types(events) == ["CUSTOM_TASK_STARTED", "CUSTOM_TASK_COMPLETED"]
+    assert types(events) == [EventType.CUSTOM_TASK_STARTED, EventType.CUSTOM_TASK_COMPLETED]
 
 
 async def test_in_place_mutations_are_published(temporal_address, nats_url, task_queue):
@@ -257,7 +262,7 @@ async def test_reorder_rename_and_type_changes(temporal_address, nats_url, task_
 async def test_task_without_state(temporal_address, nats_url, task_queue):
     """A task without state publishes STARTED and COMPLETED only."""
     _, events = await run(temporal_address, nats_url, task_queue, Call("stateless"))
-    assert types(events) == ["CUSTOM_TASK_STARTED", "CUSTOM_TASK_COMPLETED"]
+    assert types(events) == [EventType.CUSTOM_TASK_STARTED, EventType.CUSTOM_TASK_COMPLETED]
     assert events[0].data.attributes.payload is None
 
 
@@ -265,7 +270,7 @@ async def test_exception_publishes_failed_and_propagates(temporal_address, nats_
     """An exception in the block gives CUSTOM_TASK_FAILED and still fails the activity."""
     result, events = await run(temporal_address, nats_url, task_queue, Call("raises_inside"))
     assert "model quota exceeded" in result["failed"]
-    assert types(events)[-1] == "CUSTOM_TASK_FAILED"
+    assert types(events)[-1] == EventType.CUSTOM_TASK_FAILED
     assert events[-1].data.attributes.failure.message == "ValueError: model quota exceeded"
 
 
@@ -274,7 +279,7 @@ async def test_cancellation_publishes_canceled(temporal_address, nats_url, task_
     call = Call("waits_for_cancel", cancel_after=1.0)
     result, events = await run(temporal_address, nats_url, task_queue, call)
     assert "failed" in result
-    assert types(events)[-1] == "CUSTOM_TASK_CANCELED"
+    assert types(events)[-1] == EventType.CUSTOM_TASK_CANCELED
     assert events[-1].data.attributes.reason == "cancel requested"
 
 
@@ -285,9 +290,9 @@ async def test_bad_input_is_refused_and_changes_nothing(temporal_address, nats_u
     assert "set" in messages[0] and "bytes" in messages[1] and "nan" in messages[2].lower()
     assert "store" in messages[3].lower() and "reference" in messages[3]
     assert types(events) == [
-        "CUSTOM_TASK_STARTED",
-        "CUSTOM_TASK_IN_PROGRESS",
-        "CUSTOM_TASK_COMPLETED",
+        EventType.CUSTOM_TASK_STARTED,
+        EventType.CUSTOM_TASK_IN_PROGRESS,
+        EventType.CUSTOM_TASK_COMPLETED,
     ]
     assert rebuilt(events).get(events[0].data.attributes.custom_task_id).state == {"ok": 2}
 

@@ -25,7 +25,8 @@ from temporalio import activity
 
 import mistral_workflows as workflows
 from mistral_workflows import StreamEvent
-from mistral_workflows.core import encoding
+from mistral_workflows.core import encoding, subjects
+from mistral_workflows.core.events import EventType
 from mistral_workflows.core.task import Task
 from mistral_workflows.dev import NatsServer
 from tests.faults.worker_process import (
@@ -36,21 +37,8 @@ from tests.faults.worker_process import (
     kinds,
     tokens,
 )
-from tests.support import (
-    A_COMPLETED,
-    A_STARTED,
-    T_COMPLETED,
-    T_PROGRESS,
-    T_STARTED,
-    WF_COMPLETED,
-    collect,
-    plugged_client,
-    rebuilt,
-    running_worker,
-    unique,
-)
+from tests.support import collect, plugged_client, rebuilt, running_worker, unique
 
-STREAM = "WORKFLOW_EVENTS"
 UPDATES = 5
 Hook = Callable[[str, str], Awaitable[None]]
 HOOK: list[Hook] = []
@@ -61,20 +49,20 @@ async def stream_around_hooks(updates: int) -> str:
     """Streams `updates` tokens, calling the test's hook around the task's STARTED event,
     its middle update and its COMPLETED event."""
     hook = HOOK[0]
-    await hook("before", T_STARTED)
+    await hook("before", EventType.CUSTOM_TASK_STARTED)
     async with Task(type="tokens", state={"tokens": []}) as task:
-        await hook("after", T_STARTED)
+        await hook("after", EventType.CUSTOM_TASK_STARTED)
         for i in range(updates):
             middle = i == updates // 2
             if middle:
-                await hook("before", T_PROGRESS)
+                await hook("before", EventType.CUSTOM_TASK_IN_PROGRESS)
             await task.update_state({"tokens": [*task.state["tokens"], f"1-{i}"]})
             if middle:
-                await hook("after", T_PROGRESS)
+                await hook("after", EventType.CUSTOM_TASK_IN_PROGRESS)
             else:  # after each hook, the next event goes out at once, as tokens do
                 await asyncio.sleep(0.01)
-        await hook("before", T_COMPLETED)
-    await hook("after", T_COMPLETED)
+        await hook("before", EventType.CUSTOM_TASK_COMPLETED)
+    await hook("after", EventType.CUSTOM_TASK_COMPLETED)
     return f"attempt {activity.info().attempt}"
 
 
@@ -151,11 +139,11 @@ async def stored(url: str) -> dict[int, bytes]:
     nc = await nats.connect(url)
     try:
         js = nc.jetstream()
-        state = (await js.stream_info(STREAM)).state
+        state = (await js.stream_info(subjects.DEFAULT_STREAM_NAME)).state
         messages = {}
         for seq in range(state.first_seq, state.last_seq + 1):
             with contextlib.suppress(nats.js.errors.NotFoundError):
-                messages[seq] = (await js.get_msg(STREAM, seq)).data
+                messages[seq] = (await js.get_msg(subjects.DEFAULT_STREAM_NAME, seq)).data
         return messages
     finally:
         await nc.close()
@@ -166,10 +154,12 @@ async def last_event(url: str) -> tuple[int, str | None]:
     nc = await nats.connect(url)
     try:
         js = nc.jetstream()
-        last = (await js.stream_info(STREAM)).state.last_seq
+        last = (await js.stream_info(subjects.DEFAULT_STREAM_NAME)).state.last_seq
         if not last:
             return 0, None
-        return last, orjson.loads((await js.get_msg(STREAM, last)).data)["data"]["event_type"]
+        return last, orjson.loads((await js.get_msg(subjects.DEFAULT_STREAM_NAME, last)).data)[
+            "data"
+        ]["event_type"]
     finally:
         await nc.close()
 
@@ -236,7 +226,14 @@ async def run_crash(temporal_address: str, store: Path, event: str) -> Outcome:
     return Outcome(result, events, lost)
 
 
-@pytest.fixture(scope="module", params=[T_STARTED, T_PROGRESS, T_COMPLETED])
+@pytest.fixture(
+    scope="module",
+    params=[
+        EventType.CUSTOM_TASK_STARTED,
+        EventType.CUSTOM_TASK_IN_PROGRESS,
+        EventType.CUSTOM_TASK_COMPLETED,
+    ],
+)
 async def crashed(request, temporal_address, tmp_path_factory) -> Outcome:
     """The server crashed while the task's STARTED, middle update or COMPLETED event was
     stored but not acknowledged."""
@@ -254,11 +251,11 @@ def attempt_events(events: list[StreamEvent]) -> Counter[tuple[str, int | None]]
 
 EXPECTED = Counter(
     [
-        (A_STARTED, None),
-        (T_STARTED, 0),
-        *[(T_PROGRESS, i) for i in range(1, UPDATES + 1)],
-        (T_COMPLETED, UPDATES + 1),
-        (A_COMPLETED, None),
+        (EventType.ACTIVITY_TASK_STARTED, None),
+        (EventType.CUSTOM_TASK_STARTED, 0),
+        *[(EventType.CUSTOM_TASK_IN_PROGRESS, i) for i in range(1, UPDATES + 1)],
+        (EventType.CUSTOM_TASK_COMPLETED, UPDATES + 1),
+        (EventType.ACTIVITY_TASK_COMPLETED, None),
     ]
 )
 
@@ -271,7 +268,7 @@ async def test_server_crash_loses_and_repeats_nothing(crashed):
     assert crashed.result == "attempt 1"
     assert duplicate_ids(crashed.events) == []
     assert attempt_events(crashed.events) == EXPECTED
-    assert kinds(crashed.events)[-1] == WF_COMPLETED
+    assert kinds(crashed.events)[-1] == EventType.WORKFLOW_EXECUTION_COMPLETED
     (task,) = rebuilt(crashed.events)
     assert (task.attempt, task.status, task.state) == (1, "completed", tokens(1, UPDATES))
 
@@ -279,7 +276,9 @@ async def test_server_crash_loses_and_repeats_nothing(crashed):
 async def test_server_crash_keeps_call_order(crashed):
     """The attempt's events are stored in the order they were sent: those lost with the
     dead connection are sent again, in order, before any newer one."""
-    assert check_attempt(crashed.events, 1, [T_COMPLETED, A_COMPLETED]) == tokens(1, UPDATES)
+    assert check_attempt(
+        crashed.events, 1, [EventType.CUSTOM_TASK_COMPLETED, EventType.ACTIVITY_TASK_COMPLETED]
+    ) == tokens(1, UPDATES)
 
 
 async def test_negative_control_without_message_ids_the_resent_event_is_stored_twice(
@@ -288,8 +287,8 @@ async def test_negative_control_without_message_ids_the_resent_event_is_stored_t
     """With the message id header renamed, the re-sent STARTED is stored again, and the
     checks above see it."""
     monkeypatch.setattr(encoding, "MSG_ID", "X-Not-A-Msg-Id")
-    outcome = await run_crash(temporal_address, tmp_path, T_STARTED)
+    outcome = await run_crash(temporal_address, tmp_path, EventType.CUSTOM_TASK_STARTED)
     assert outcome.result == "attempt 1"
-    assert kinds(outcome.events, 1).count(T_STARTED) == 2
+    assert kinds(outcome.events, 1).count(EventType.CUSTOM_TASK_STARTED) == 2
     assert duplicate_ids(outcome.events) != []
     assert attempt_events(outcome.events) != EXPECTED

@@ -17,6 +17,9 @@ import pytest
 from temporalio.worker import Worker
 
 from mistral_workflows import StreamEvent, TaskStates
+from mistral_workflows.core import subjects
+from mistral_workflows.core.encoding import MSG_ID
+from mistral_workflows.core.events import EventType
 from tests.faults.worker_process import (
     ACTIVITIES,
     LAST_STATES,
@@ -31,24 +34,9 @@ from tests.faults.worker_process import (
     wait_for_event,
     worker_process,
 )
-from tests.support import (
-    A_COMPLETED,
-    A_FAILED,
-    A_RETRYING,
-    T_CANCELED,
-    T_COMPLETED,
-    T_FAILED,
-    T_TIMED_OUT,
-    WF_COMPLETED,
-    WF_STARTED,
-    collect,
-    plugged_client,
-    rebuilt,
-    running_worker,
-    unique,
-)
+from tests.support import collect, plugged_client, rebuilt, running_worker, unique
 
-COMPLETED = [T_COMPLETED, A_COMPLETED]
+COMPLETED = [EventType.CUSTOM_TASK_COMPLETED, EventType.ACTIVITY_TASK_COMPLETED]
 
 
 def reached(attempt: int, sequence: int):
@@ -63,7 +51,11 @@ def reached(attempt: int, sequence: int):
 
 def attempt_ended(attempt: int):
     """Whether an event is the given attempt's ACTIVITY_TASK_* terminal event."""
-    ends = (A_COMPLETED, A_RETRYING, A_FAILED)
+    ends = (
+        EventType.ACTIVITY_TASK_COMPLETED,
+        EventType.ACTIVITY_TASK_RETRYING,
+        EventType.ACTIVITY_TASK_FAILED,
+    )
     return lambda e: attempt_of(e) == attempt and e.data.event_type in ends
 
 
@@ -75,8 +67,15 @@ def final(events: list[StreamEvent]) -> tuple[int, str, object]:
 
 def workflow_ends(events: list[StreamEvent]) -> None:
     order = kinds(events)
-    assert order[0] == WF_STARTED and order[-1] == WF_COMPLETED
-    assert order.count(WF_STARTED) == order.count(WF_COMPLETED) == 1
+    assert (
+        order[0] == EventType.WORKFLOW_EXECUTION_STARTED
+        and order[-1] == EventType.WORKFLOW_EXECUTION_COMPLETED
+    )
+    assert (
+        order.count(EventType.WORKFLOW_EXECUTION_STARTED)
+        == order.count(EventType.WORKFLOW_EXECUTION_COMPLETED)
+        == 1
+    )
 
 
 # --- a worker killed with SIGKILL ----------------------------------------------------------
@@ -151,7 +150,9 @@ async def test_overlapping_attempts_consumers_follow_the_retry(overlap):
 
 async def test_overlapping_attempts_the_late_one_ends_timed_out(overlap):
     """The attempt that outlived its deadline ends with TIMED_OUT and RETRYING."""
-    assert check_attempt(overlap, 1, [T_TIMED_OUT, A_RETRYING]) == tokens(1, 40)
+    assert check_attempt(
+        overlap, 1, [EventType.CUSTOM_TASK_TIMED_OUT, EventType.ACTIVITY_TASK_RETRYING]
+    ) == tokens(1, 40)
 
 
 # --- cancellation --------------------------------------------------------------------------
@@ -179,17 +180,28 @@ async def test_cancellation_types(temporal_address, nats_url, task_queue, cancel
         # With TRY_CANCEL and ABANDON the task's end may come after the workflow's.
         await wait_for_event(nats_url, wid, attempt_ended(1))
     events = await collect(nats_url, workflow_exec_id=wid)
-    state = check_attempt(events, 1, [T_CANCELED, A_FAILED])
+    state = check_attempt(
+        events, 1, [EventType.CUSTOM_TASK_CANCELED, EventType.ACTIVITY_TASK_FAILED]
+    )
     assert state == LAST_STATES[(wid, 1)] and len(state["tokens"]) >= 5
     order = kinds(events)
-    assert order[0] == WF_STARTED and order.count(WF_COMPLETED) == 1
+    assert (
+        order[0] == EventType.WORKFLOW_EXECUTION_STARTED
+        and order.count(EventType.WORKFLOW_EXECUTION_COMPLETED) == 1
+    )
     if cancellation == "WAIT_CANCELLATION_COMPLETED":
-        assert order[-1] == WF_COMPLETED
+        assert order[-1] == EventType.WORKFLOW_EXECUTION_COMPLETED
     else:  # The activity learns of it later, and streams on meanwhile.
-        assert order.index(WF_COMPLETED) < order.index(T_CANCELED)
-    canceled = next(e for e in events if e.data.event_type == T_CANCELED).data.attributes
+        assert order.index(EventType.WORKFLOW_EXECUTION_COMPLETED) < order.index(
+            EventType.CUSTOM_TASK_CANCELED
+        )
+    canceled = next(
+        e for e in events if e.data.event_type == EventType.CUSTOM_TASK_CANCELED
+    ).data.attributes
     assert canceled.reason == "cancel requested"
-    failed = next(e for e in events if e.data.event_type == A_FAILED).data.attributes
+    failed = next(
+        e for e in events if e.data.event_type == EventType.ACTIVITY_TASK_FAILED
+    ).data.attributes
     assert failed.failure.message == "activity cancelled"
     assert final(events) == (1, "canceled", state)
     assert duplicate_ids(events) == []
@@ -219,12 +231,19 @@ async def test_graceful_shutdown_mid_stream(temporal_address, nats_url, task_que
         async with running_worker(client, queue, activities=ACTIVITIES):
             assert await handle.result() == "attempt 2"
     events = await collect(nats_url, workflow_exec_id=wid)
-    assert check_attempt(events, 1, [T_FAILED, A_RETRYING]) == LAST_STATES[(wid, 1)]
-    failed = next(e for e in events if e.data.event_type == T_FAILED).data.attributes
+    assert (
+        check_attempt(events, 1, [EventType.CUSTOM_TASK_FAILED, EventType.ACTIVITY_TASK_RETRYING])
+        == LAST_STATES[(wid, 1)]
+    )
+    failed = next(
+        e for e in events if e.data.event_type == EventType.CUSTOM_TASK_FAILED
+    ).data.attributes
     assert failed.failure.message == (
         "the worker shut down during the task; Temporal will retry the activity"
     )
-    retrying = next(e for e in events if e.data.event_type == A_RETRYING).data.attributes
+    retrying = next(
+        e for e in events if e.data.event_type == EventType.ACTIVITY_TASK_RETRYING
+    ).data.attributes
     assert retrying.failure.message == "the worker shut down during the attempt"
     assert check_attempt(events, 2, COMPLETED) == tokens(2, 10)
     workflow_ends(events)
@@ -267,7 +286,9 @@ async def test_heartbeat_timeout_consumers_end_with_the_retry(heartbeat_timeout)
 async def test_heartbeat_timeout_ends_the_attempt_with_timed_out(heartbeat_timeout):
     """The attempt that missed its heartbeat timeout ends with TIMED_OUT and RETRYING."""
     wid = heartbeat_timeout[0].data.workflow_exec_id
-    state = check_attempt(heartbeat_timeout, 1, [T_TIMED_OUT, A_RETRYING])
+    state = check_attempt(
+        heartbeat_timeout, 1, [EventType.CUSTOM_TASK_TIMED_OUT, EventType.ACTIVITY_TASK_RETRYING]
+    )
     assert state == LAST_STATES[(wid, 1)]
 
 
@@ -285,15 +306,17 @@ async def test_negative_control_checks_see_a_lost_and_a_repeated_event(
         await client.execute_workflow(RunPlan.run, plan, id=wid, task_queue=task_queue)
     events = await collect(nats_url, workflow_exec_id=wid)
     assert check_attempt(events, 1, COMPLETED) == tokens(1, 6) and duplicate_ids(events) == []
-    updates = [e.broker_sequence for e in events if e.data.event_type == "CUSTOM_TASK_IN_PROGRESS"]
+    updates = [
+        e.broker_sequence for e in events if e.data.event_type == EventType.CUSTOM_TASK_IN_PROGRESS
+    ]
     nc = await nats.connect(nats_url)
     try:
         js = nc.jetstream()
-        stored = await js.get_msg("WORKFLOW_EVENTS", updates[1])
-        copy = await js.publish(stored.subject, stored.data, headers={"Nats-Msg-Id": wid})
+        stored = await js.get_msg(subjects.DEFAULT_STREAM_NAME, updates[1])
+        copy = await js.publish(stored.subject, stored.data, headers={MSG_ID: wid})
         repeated = await collect(nats_url, workflow_exec_id=wid)
-        await js.delete_msg("WORKFLOW_EVENTS", copy.seq)
-        await js.delete_msg("WORKFLOW_EVENTS", updates[0])
+        await js.delete_msg(subjects.DEFAULT_STREAM_NAME, copy.seq)
+        await js.delete_msg(subjects.DEFAULT_STREAM_NAME, updates[0])
         lost = await collect(nats_url, workflow_exec_id=wid)
     finally:
         await nc.close()

@@ -30,8 +30,8 @@ from temporalio.exceptions import ActivityError
 with workflow.unsafe.imports_passed_through():
     import mistral_workflows as workflows
     from mistral_workflows import StreamEvent, TaskStates, subscribe
+    from mistral_workflows.core.events import CUSTOM_TASK_EVENT_TYPES, EventType
     from mistral_workflows.core.task import Task
-    from tests.support import A_STARTED, T_PROGRESS, T_STARTED
 
 # The state each attempt had when it left its task: (workflow id, attempt) -> state.
 # Filled only by in-process workers; the tests compare it with what consumers rebuild.
@@ -182,7 +182,7 @@ def task_sequences(events: Sequence[StreamEvent], attempt: int) -> list[int]:
     return [
         e.data.attributes.task_sequence
         for e in events
-        if attempt_of(e) == attempt and e.data.event_type.startswith("CUSTOM_TASK_")
+        if attempt_of(e) == attempt and e.data.event_type in CUSTOM_TASK_EVENT_TYPES
     ]
 
 
@@ -198,8 +198,13 @@ def check_attempt(events: Sequence[StreamEvent], attempt: int, ending: Sequence[
     are numbered 0, 1, 2... in stream order, none missing or repeated.
     """
     got = kinds(events, attempt)
-    updates = got.count(T_PROGRESS)
-    assert got == [A_STARTED, T_STARTED, *[T_PROGRESS] * updates, *ending]
+    updates = got.count(EventType.CUSTOM_TASK_IN_PROGRESS)
+    assert got == [
+        EventType.ACTIVITY_TASK_STARTED,
+        EventType.CUSTOM_TASK_STARTED,
+        *[EventType.CUSTOM_TASK_IN_PROGRESS] * updates,
+        *ending,
+    ]
     numbers = task_sequences(events, attempt)
     assert numbers == list(range(len(numbers)))
     states = TaskStates()

@@ -18,6 +18,7 @@ import httpx2 as httpx
 from mistralai.client import Mistral
 
 from examples import token_stream
+from mistral_workflows.core.events import EventType
 from mistral_workflows.dev import free_port
 from tests.support import plugged_client, running_worker
 
@@ -125,7 +126,7 @@ def completed(workflow_id: str) -> Any:
         data = message.data
         return (
             getattr(data, "data", None) is not None
-            and data.data.event_type == "WORKFLOW_EXECUTION_COMPLETED"
+            and data.data.event_type == EventType.WORKFLOW_EXECUTION_COMPLETED
             and data.data.workflow_exec_id == workflow_id
         )
 

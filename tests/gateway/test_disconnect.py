@@ -18,7 +18,7 @@ STREAM = "/v1/workflows/events/stream"
 async def _consumers_for(nats_url: str, exec_id: str) -> int:
     nc = await nats.connect(nats_url)
     try:
-        infos = await nc.jetstream().consumers_info("WORKFLOW_EVENTS")
+        infos = await nc.jetstream().consumers_info(subjects.DEFAULT_STREAM_NAME)
     finally:
         await nc.close()
     token = f".{subjects.token(exec_id)}."

@@ -8,6 +8,7 @@ import gc
 from mistralai.client.models import StreamEventSsePayload
 
 from examples import fake_llm, gateway_client
+from mistral_workflows.core.events import EventType
 from tests.gateway.gateway_support import (
     chat_worker,
     completed,
@@ -15,14 +16,7 @@ from tests.gateway.gateway_support import (
     sequences,
     start_chat,
 )
-from tests.support import collect, unique
-
-# The official union is not discriminated: check the class it picked for each event type.
-_OFFICIAL = {"CUSTOM_TASK_IN_PROGRESS": "CustomTaskInProgressResponse"}
-
-
-def _official_name(event_type: str) -> str:
-    return _OFFICIAL.get(event_type, event_type.title().replace("_", "") + "Response")
+from tests.support import collect, official_name, unique
 
 
 async def test_official_client_streams_a_running_workflow(
@@ -44,12 +38,14 @@ async def test_official_client_streams_a_running_workflow(
     assert {m.event for m in messages} == {"workflow.event"}
     for message in messages:
         assert isinstance(message.data, StreamEventSsePayload)
-        assert type(message.data.data).__name__ == _official_name(message.data.data.event_type)
+        assert type(message.data.data).__name__ == official_name(message.data.data.event_type)
         assert message.id == str(message.data.broker_sequence)
     assert messages[0].retry is not None  # The reconnection hint comes with the first one.
     direct = await collect(nats_url, workflow_exec_id=workflow_id)
     assert sequences(messages) == [e.broker_sequence for e in direct]
-    final = next(m.data.data for m in messages if m.data.data.event_type == "CUSTOM_TASK_COMPLETED")
+    final = next(
+        m.data.data for m in messages if m.data.data.event_type == EventType.CUSTOM_TASK_COMPLETED
+    )
     assert "".join(final.attributes.payload.value["tokens"]) == fake_llm.REPLY
 
 
@@ -92,7 +88,7 @@ async def test_official_client_lists_stored_events(gateway, nats_url, temporal_a
                 break
     assert pages == -(-len(direct) // 7)
     assert [e.event_id for e in listed] == [e.data.event_id for e in direct]
-    assert [type(e).__name__ for e in listed] == [_official_name(e.data.event_type) for e in direct]
+    assert [type(e).__name__ for e in listed] == [official_name(e.data.event_type) for e in direct]
 
 
 async def test_gateway_client_example_prints_the_reply(

@@ -11,27 +11,12 @@ from temporalio.client import WorkflowHandle
 from temporalio.worker import Replayer
 
 from mistral_workflows import MistralWorkflowsPlugin, StreamEvent, subscribe
+from mistral_workflows.core.encoding import MSG_ID
+from mistral_workflows.core.events import EventType
 from mistral_workflows.core.publisher import Emitter
 from mistral_workflows.dev import free_port
 from tests.interceptors import scenarios as s
-from tests.support import (
-    A_COMPLETED,
-    A_FAILED,
-    A_RETRYING,
-    A_STARTED,
-    CONTINUED,
-    T_COMPLETED,
-    T_PROGRESS,
-    T_STARTED,
-    WF_COMPLETED,
-    WF_STARTED,
-    collect,
-    official_models,
-    plugged_client,
-    rebuilt,
-    running_worker,
-    unique,
-)
+from tests.support import collect, official_models, plugged_client, rebuilt, running_worker, unique
 
 WORKFLOWS = [
     s.ParentOfFlaky,
@@ -88,26 +73,39 @@ async def test_child_activity_fails_twice_then_succeeds(temporal_address, nats_u
     assert result == "ok"
     parent = handle.id
     child = f"{parent}-child"
-    attempt = [A_STARTED, T_STARTED, T_PROGRESS, "CUSTOM_TASK_FAILED", A_RETRYING]
+    attempt = [
+        EventType.ACTIVITY_TASK_STARTED,
+        EventType.CUSTOM_TASK_STARTED,
+        EventType.CUSTOM_TASK_IN_PROGRESS,
+        EventType.CUSTOM_TASK_FAILED,
+        EventType.ACTIVITY_TASK_RETRYING,
+    ]
     by_run = runs(events)
     assert len(by_run) == 2
-    assert by_run[next(k for k in by_run if k[0] == parent)] == [WF_STARTED, WF_COMPLETED]
+    assert by_run[next(k for k in by_run if k[0] == parent)] == [
+        EventType.WORKFLOW_EXECUTION_STARTED,
+        EventType.WORKFLOW_EXECUTION_COMPLETED,
+    ]
     assert by_run[next(k for k in by_run if k[0] == child)] == [
-        WF_STARTED,
+        EventType.WORKFLOW_EXECUTION_STARTED,
         *attempt,
         *attempt,
-        A_STARTED,
-        T_STARTED,
-        T_PROGRESS,
-        T_COMPLETED,
-        A_COMPLETED,
-        WF_COMPLETED,
+        EventType.ACTIVITY_TASK_STARTED,
+        EventType.CUSTOM_TASK_STARTED,
+        EventType.CUSTOM_TASK_IN_PROGRESS,
+        EventType.CUSTOM_TASK_COMPLETED,
+        EventType.ACTIVITY_TASK_COMPLETED,
+        EventType.WORKFLOW_EXECUTION_COMPLETED,
     ]
     for e in events:
         assert e.data.root_workflow_exec_id == parent
         expected_parent = parent if e.data.workflow_exec_id == child else None
         assert e.data.parent_workflow_exec_id == expected_parent
-    attempts = [e.data.attributes.attempt for e in events if e.data.event_type == A_STARTED]
+    attempts = [
+        e.data.attributes.attempt
+        for e in events
+        if e.data.event_type == EventType.ACTIVITY_TASK_STARTED
+    ]
     assert attempts == [1, 2, 3]
     (task,) = rebuilt(events)
     assert (task.attempt, task.state) == (3, {"tokens": ["attempt-3"]})
@@ -122,10 +120,20 @@ async def test_activity_cancelled_mid_stream(temporal_address, nats_url, task_qu
     )
     assert result == "cancelled"
     (seq,) = runs(events).values()
-    progress = seq.count(T_PROGRESS)
+    progress = seq.count(EventType.CUSTOM_TASK_IN_PROGRESS)
     assert progress > 3
-    ending = ["CUSTOM_TASK_CANCELED", A_FAILED, WF_COMPLETED]
-    assert seq == [WF_STARTED, A_STARTED, T_STARTED, *([T_PROGRESS] * progress), *ending]
+    ending = [
+        EventType.CUSTOM_TASK_CANCELED,
+        EventType.ACTIVITY_TASK_FAILED,
+        EventType.WORKFLOW_EXECUTION_COMPLETED,
+    ]
+    assert seq == [
+        EventType.WORKFLOW_EXECUTION_STARTED,
+        EventType.ACTIVITY_TASK_STARTED,
+        EventType.CUSTOM_TASK_STARTED,
+        *([EventType.CUSTOM_TASK_IN_PROGRESS] * progress),
+        *ending,
+    ]
     no_duplicates(events)
     await replays_without_nats(handle)
 
@@ -137,15 +145,29 @@ async def test_activity_hits_start_to_close_timeout(temporal_address, nats_url, 
     await asyncio.sleep(0.5)  # the last attempt reports at its deadline, as the server does
     events = await collect(nats_url, root_workflow_exec_id=handle.id)
     (seq,) = runs(events).values()
-    attempt = [A_STARTED, T_STARTED, T_PROGRESS, "CUSTOM_TASK_TIMED_OUT"]
-    assert [t for t in seq if t not in (WF_STARTED, WF_COMPLETED)] == [
-        *attempt,
-        A_RETRYING,
-        *attempt,
-        A_FAILED,
+    attempt = [
+        EventType.ACTIVITY_TASK_STARTED,
+        EventType.CUSTOM_TASK_STARTED,
+        EventType.CUSTOM_TASK_IN_PROGRESS,
+        EventType.CUSTOM_TASK_TIMED_OUT,
     ]
-    assert seq[0] == WF_STARTED and seq.count(WF_COMPLETED) == 1
-    failure = next(e for e in events if e.data.event_type == A_FAILED).data.attributes.failure
+    assert [
+        t
+        for t in seq
+        if t not in (EventType.WORKFLOW_EXECUTION_STARTED, EventType.WORKFLOW_EXECUTION_COMPLETED)
+    ] == [
+        *attempt,
+        EventType.ACTIVITY_TASK_RETRYING,
+        *attempt,
+        EventType.ACTIVITY_TASK_FAILED,
+    ]
+    assert (
+        seq[0] == EventType.WORKFLOW_EXECUTION_STARTED
+        and seq.count(EventType.WORKFLOW_EXECUTION_COMPLETED) == 1
+    )
+    failure = next(
+        e for e in events if e.data.event_type == EventType.ACTIVITY_TASK_FAILED
+    ).data.attributes.failure
     assert failure.message == "activity START_TO_CLOSE timeout"
     no_duplicates(events)
     await replays_without_nats(handle)
@@ -158,15 +180,27 @@ async def test_continue_as_new_twice(temporal_address, nats_url, task_queue):
     )
     assert result == 0
     by_run = runs(events)
-    middle = [WF_STARTED, A_STARTED, A_COMPLETED, CONTINUED]
+    middle = [
+        EventType.WORKFLOW_EXECUTION_STARTED,
+        EventType.ACTIVITY_TASK_STARTED,
+        EventType.ACTIVITY_TASK_COMPLETED,
+        EventType.WORKFLOW_EXECUTION_CONTINUED_AS_NEW,
+    ]
     assert list(by_run.values()) == [
         middle,
         middle,
-        [WF_STARTED, A_STARTED, A_COMPLETED, WF_COMPLETED],
+        [
+            EventType.WORKFLOW_EXECUTION_STARTED,
+            EventType.ACTIVITY_TASK_STARTED,
+            EventType.ACTIVITY_TASK_COMPLETED,
+            EventType.WORKFLOW_EXECUTION_COMPLETED,
+        ],
     ]
     run_ids = [run for _, run in by_run]
     continued = [
-        e.data.attributes.new_execution_run_id for e in events if e.data.event_type == CONTINUED
+        e.data.attributes.new_execution_run_id
+        for e in events
+        if e.data.event_type == EventType.WORKFLOW_EXECUTION_CONTINUED_AS_NEW
     ]
     assert continued == run_ids[1:]
     assert {e.data.root_workflow_exec_id for e in events} == {handle.id}
@@ -184,7 +218,12 @@ async def test_workflow_task_failure_then_fix(temporal_address, nats_url, task_q
     async with running_worker(client, task_queue, [s.FixedFlaky], ACTIVITIES):
         assert await handle.result() == "fixed"
     events = await collect(nats_url, workflow_exec_id=wid)
-    assert [e.data.event_type for e in events] == [WF_STARTED, A_STARTED, A_COMPLETED, WF_COMPLETED]
+    assert [e.data.event_type for e in events] == [
+        EventType.WORKFLOW_EXECUTION_STARTED,
+        EventType.ACTIVITY_TASK_STARTED,
+        EventType.ACTIVITY_TASK_COMPLETED,
+        EventType.WORKFLOW_EXECUTION_COMPLETED,
+    ]
     no_duplicates(events)
     await replays_without_nats(handle)
 
@@ -195,7 +234,7 @@ def send_twice(monkeypatch, msg_id_suffix: str) -> None:
 
     async def twice(self, subject, payload, headers):
         await original(self, subject, payload, headers)
-        again = {**headers, "Nats-Msg-Id": headers["Nats-Msg-Id"] + msg_id_suffix}
+        again = {**headers, MSG_ID: headers[MSG_ID] + msg_id_suffix}
         await original(self, subject, payload, again)
 
     monkeypatch.setattr(Emitter, "send", twice)
@@ -240,16 +279,16 @@ async def test_workflow_level_task_spans_two_activities(temporal_address, nats_u
     assert result == {"done": ["search", "summarise"]}
     (seq,) = runs(events).values()
     assert seq == [
-        WF_STARTED,
-        T_STARTED,
-        A_STARTED,
-        A_COMPLETED,
-        T_PROGRESS,
-        A_STARTED,
-        A_COMPLETED,
-        T_PROGRESS,
-        T_COMPLETED,
-        WF_COMPLETED,
+        EventType.WORKFLOW_EXECUTION_STARTED,
+        EventType.CUSTOM_TASK_STARTED,
+        EventType.ACTIVITY_TASK_STARTED,
+        EventType.ACTIVITY_TASK_COMPLETED,
+        EventType.CUSTOM_TASK_IN_PROGRESS,
+        EventType.ACTIVITY_TASK_STARTED,
+        EventType.ACTIVITY_TASK_COMPLETED,
+        EventType.CUSTOM_TASK_IN_PROGRESS,
+        EventType.CUSTOM_TASK_COMPLETED,
+        EventType.WORKFLOW_EXECUTION_COMPLETED,
     ]
     (plan,) = rebuilt(events)
     assert plan.state == result and plan.status == "completed"
@@ -274,5 +313,8 @@ async def test_until_complete_on_the_root_ends_after_the_root(
     async with running_worker(client, task_queue, WORKFLOWS, ACTIVITIES):
         await client.execute_workflow("ParentOfFlaky", id=root, task_queue=task_queue)
         await asyncio.wait_for(follower, 20)
-    assert seen[-1].data.event_type == WF_COMPLETED and seen[-1].data.workflow_exec_id == root
+    assert (
+        seen[-1].data.event_type == EventType.WORKFLOW_EXECUTION_COMPLETED
+        and seen[-1].data.workflow_exec_id == root
+    )
     assert seen == await collect(nats_url, root_workflow_exec_id=root)

@@ -31,12 +31,12 @@ from temporalio.worker import PollerBehaviorSimpleMaximum, Worker
 import mistral_workflows as workflows
 from mistral_workflows import MistralWorkflowsPlugin, StreamEvent, TaskStates, subscribe
 from mistral_workflows.consumer._reader import Reader
+from mistral_workflows.core import subjects
+from mistral_workflows.core.events import CUSTOM_TASK_EVENT_TYPES, EventType
 from mistral_workflows.core.task import Task
 from mistral_workflows.dev import NatsServer
 from tests.support import unique
 
-STREAM = "WORKFLOW_EVENTS"
-T_COMPLETED = "CUSTOM_TASK_COMPLETED"
 GATE_TIMEOUT = 60.0
 
 # --- the producers --------------------------------------------------------------------------
@@ -235,7 +235,7 @@ async def stored(url: str) -> list[StreamEvent]:
     """Every event the stream holds now, in stream order."""
     nc = await nats.connect(url)
     try:
-        last = (await nc.jetstream().stream_info(STREAM)).state.last_seq
+        last = (await nc.jetstream().stream_info(subjects.DEFAULT_STREAM_NAME)).state.last_seq
         events: list[StreamEvent] = []
         reading = subscribe(nc, idle_timeout=5)
         async with contextlib.aclosing(reading):
@@ -252,8 +252,13 @@ async def tail_ids(url: str, count: int) -> dict[int, str]:
     """The event ids of the stream's last `count` messages (by sequence), read raw
     to be quick under load (a crash can only lose a tail: anything else leaves a hole)."""
     nc = await nats.connect(url)
-    last = (await nc.jetstream().stream_info(STREAM)).state.last_seq
-    reader = Reader(nc, STREAM, ["workflows.>"], start_seq=max(last - count + 1, 1))
+    last = (await nc.jetstream().stream_info(subjects.DEFAULT_STREAM_NAME)).state.last_seq
+    reader = Reader(
+        nc,
+        subjects.DEFAULT_STREAM_NAME,
+        [f"{subjects.DEFAULT_PREFIX}.>"],
+        start_seq=max(last - count + 1, 1),
+    )
     try:
         await reader.open()
         ids: dict[int, str] = {}
@@ -292,7 +297,7 @@ def ids_by_sequence(events: Sequence[StreamEvent]) -> dict[int, str]:
 
 def task_events(events: Sequence[StreamEvent]) -> list[StreamEvent]:
     """Only the CUSTOM_TASK_* events."""
-    return [e for e in events if e.data.event_type.startswith("CUSTOM_TASK_")]
+    return [e for e in events if e.data.event_type in CUSTOM_TASK_EVENT_TYPES]
 
 
 def last_attempts(events: Sequence[StreamEvent]) -> dict[str, int]:
@@ -332,7 +337,7 @@ def rebuilt_states(events: Sequence[StreamEvent], from_patches: bool = False) ->
     states = TaskStates()
     owner: dict[str, str] = {}
     for e in task_events(events):
-        if from_patches and e.data.event_type == T_COMPLETED:
+        if from_patches and e.data.event_type == EventType.CUSTOM_TASK_COMPLETED:
             continue
         assert e.activity_context is not None
         owner[e.data.attributes.custom_task_id] = e.activity_context.activity_id
@@ -396,7 +401,9 @@ async def test_a_thousand_activities_rebuild_their_results(fan_out: Run):
 async def test_negative_control_a_lost_and_a_repeated_event_are_caught(fan_out: Run):
     """The checks above see one update removed and another stored twice."""
     events = list(fan_out.events)
-    updates = [i for i, e in enumerate(events) if e.data.event_type == "CUSTOM_TASK_IN_PROGRESS"]
+    updates = [
+        i for i, e in enumerate(events) if e.data.event_type == EventType.CUSTOM_TASK_IN_PROGRESS
+    ]
     lost, repeated = events[updates[10]], events[updates[-10]]
     events.remove(lost)
     events.append(copy.deepcopy(repeated))
@@ -511,7 +518,7 @@ async def test_slow_consumer_neither_stalls_the_producer_nor_misses_events(
                 received.append(event)
                 if len(received) == STALL_AT:
                     await resume.wait()
-                if event.data.event_type == T_COMPLETED:
+                if event.data.event_type == EventType.CUSTOM_TASK_COMPLETED:
                     return
                 await asyncio.sleep(0.001)
 

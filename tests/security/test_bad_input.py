@@ -29,6 +29,8 @@ from mistral_workflows import (
 )
 from mistral_workflows.core import subjects
 from mistral_workflows.core.context import current_scope
+from mistral_workflows.core.encoding import EXPECTED_STREAM, MSG_ID
+from mistral_workflows.core.events import ACTIVITY_EVENT_TYPES, EventType
 from mistral_workflows.core.task import Task
 from tests.support import (
     collect,
@@ -44,7 +46,7 @@ from tests.workflows import Call, RunActivity
 MIB = 1024 * 1024
 IDLE = 0.5
 TIMEOUT = timedelta(seconds=60)
-OURS = {"Nats-Msg-Id", "Nats-Expected-Stream"}
+OURS = {MSG_ID, EXPECTED_STREAM}
 
 
 # --- the workflow and activities under test -------------------------------------------------
@@ -366,7 +368,9 @@ def patches(events: list[StreamEvent]) -> list[Any]:
 def assert_only_steps(events: list[StreamEvent], key: str, steps: int) -> None:
     """STARTED, one `replace /key` per step (1..steps) and nothing else, then COMPLETED."""
     assert types(events) == (
-        ["CUSTOM_TASK_STARTED"] + ["CUSTOM_TASK_IN_PROGRESS"] * steps + ["CUSTOM_TASK_COMPLETED"]
+        [EventType.CUSTOM_TASK_STARTED]
+        + [EventType.CUSTOM_TASK_IN_PROGRESS] * steps
+        + [EventType.CUSTOM_TASK_COMPLETED]
     )
     expected = [[{"op": "replace", "path": f"/{key}", "value": i}] for i in range(1, steps + 1)]
     assert patches(events) == expected
@@ -485,7 +489,7 @@ async def test_a_state_accepted_at_the_limit_can_still_complete(plugged, nats_ur
     wid, result = await run_activity(plugged, "fills_the_state_to_the_limit")
     events = await task_events(nats_url, workflow_exec_id=wid)
     assert isinstance(result, int) and result > MIB - 4096
-    assert types(events)[-1] == "CUSTOM_TASK_COMPLETED"
+    assert types(events)[-1] == EventType.CUSTOM_TASK_COMPLETED
 
 
 # --- 3. hostile workflow and activity ids ---------------------------------------------------
@@ -519,13 +523,13 @@ async def hostile_runs(plugged: Plugged, nats_url: str) -> dict[str, tuple[str, 
 
 EXPECTED_KINDS = Counter(
     {
-        "WORKFLOW_EXECUTION_STARTED": 1,
-        "ACTIVITY_TASK_STARTED": 1,
-        "CUSTOM_TASK_STARTED": 1,
-        "CUSTOM_TASK_IN_PROGRESS": 1,
-        "CUSTOM_TASK_COMPLETED": 1,
-        "ACTIVITY_TASK_COMPLETED": 1,
-        "WORKFLOW_EXECUTION_COMPLETED": 1,
+        EventType.WORKFLOW_EXECUTION_STARTED: 1,
+        EventType.ACTIVITY_TASK_STARTED: 1,
+        EventType.CUSTOM_TASK_STARTED: 1,
+        EventType.CUSTOM_TASK_IN_PROGRESS: 1,
+        EventType.CUSTOM_TASK_COMPLETED: 1,
+        EventType.ACTIVITY_TASK_COMPLETED: 1,
+        EventType.WORKFLOW_EXECUTION_COMPLETED: 1,
     }
 )
 
@@ -556,10 +560,13 @@ async def test_negative_control_unencoded_or_wildcard_filters_do_mix_executions(
 ):
     """The checks above would see a leak: a filter with the raw id `tenantB.>` in it, or a
     real wildcard, matches the events of several of these executions."""
-    raw = "workflows.*.*.*.*.*.tenantB.>"  # what putting the id in the subject as is gives
+    # What putting the id in the subject as is gives:
+    raw = f"{subjects.DEFAULT_PREFIX}.*.*.*.*.*.tenantB.>"
     leaked = {m.body["data"]["workflow_exec_id"] for m in await stored(nats_url, raw)}
     assert "tenantB" in leaked and leaked != {"tenantB.>"}
-    wildcard = subjects.filter_subject("workflows", workflow_name="RunWithIds", stream="ids")
+    wildcard = subjects.filter_subject(
+        subjects.DEFAULT_PREFIX, workflow_name="RunWithIds", stream="ids"
+    )
     several = {m.body["data"]["workflow_exec_id"] for m in await stored(nats_url, wildcard)}
     assert set(HOSTILE_IDS) <= several
 
@@ -571,7 +578,10 @@ async def hostile_activity_ids(plugged: Plugged, nats_url: str) -> tuple[str, li
     await run_with_ids(plugged, wid, Ids(HOSTILE_IDS))
     per_activity = await asyncio.gather(
         *(
-            stored(nats_url, subjects.filter_subject("workflows", exec_id=wid, activity_id=aid))
+            stored(
+                nats_url,
+                subjects.filter_subject(subjects.DEFAULT_PREFIX, exec_id=wid, activity_id=aid),
+            )
             for aid in HOSTILE_IDS
         )
     )
@@ -586,10 +596,10 @@ async def test_filter_on_a_hostile_activity_id_gets_that_activity_only(hostile_a
     aid, messages = HOSTILE_IDS[index], per_activity[index]
     kinds = Counter(m.body["data"]["event_type"] for m in messages)
     assert kinds == EXPECTED_KINDS - Counter(
-        {"WORKFLOW_EXECUTION_STARTED": 1, "WORKFLOW_EXECUTION_COMPLETED": 1}
+        {EventType.WORKFLOW_EXECUTION_STARTED: 1, EventType.WORKFLOW_EXECUTION_COMPLETED: 1}
     )
     assert {m.body["activity_context"]["activity_id"] for m in messages} == {aid}
-    lifecycle = [m for m in messages if m.body["data"]["event_type"].startswith("ACTIVITY")]
+    lifecycle = [m for m in messages if m.body["data"]["event_type"] in ACTIVITY_EVENT_TYPES]
     assert {m.body["data"]["attributes"]["task_id"] for m in lifecycle} == {aid}
 
 
@@ -599,7 +609,7 @@ async def test_negative_control_activity_wildcard_matches_every_activity(
     """An activity filter with a wildcard id does match every activity of the run."""
     wid, _ = hostile_activity_ids
     every = await stored(
-        nats_url, subjects.filter_subject("workflows", exec_id=wid, scope="activity")
+        nats_url, subjects.filter_subject(subjects.DEFAULT_PREFIX, exec_id=wid, scope="activity")
     )
     assert {m.body["activity_context"]["activity_id"] for m in every} == set(HOSTILE_IDS)
 
@@ -668,7 +678,9 @@ async def test_illegal_filter_is_refused_before_connecting(dead_url, options, wo
     "options",
     [
         pytest.param({"start_seq": True}, id="start_seq=True"),
-        pytest.param({"stream_name": "WORKFLOW_EVENTS.x"}, id="stream_name with a dot"),
+        pytest.param(
+            {"stream_name": f"{subjects.DEFAULT_STREAM_NAME}.x"}, id="stream_name with a dot"
+        ),
         pytest.param({"stream_name": "*"}, id="stream_name *"),
     ],
 )
@@ -688,19 +700,19 @@ async def test_negative_control_valid_filters_do_connect(dead_url):
 # --- 5. header injection --------------------------------------------------------------------
 
 INJECTIONS = [
-    "\r\nNats-Msg-Id: injected",
-    "\r\nNats-Expected-Stream: OTHER",
+    f"\r\n{MSG_ID}: injected",
+    f"\r\n{EXPECTED_STREAM}: OTHER",
     "\r\n\r\n{}",
-    "\nNats-Msg-Id: injected\n",
-    "Nats-Msg-Id: injected",
+    f"\n{MSG_ID}: injected\n",
+    f"{MSG_ID}: injected",
 ]
 
 
 def foreign_headers(message: Stored) -> dict[str, str]:
     """The headers of a stored message that are not ours, or not as we set them."""
     extra = {k: v for k, v in message.headers.items() if k not in OURS}
-    if message.headers.get("Nats-Expected-Stream") != "WORKFLOW_EVENTS":
-        extra["Nats-Expected-Stream"] = str(message.headers.get("Nats-Expected-Stream"))
+    if message.headers.get(EXPECTED_STREAM) != subjects.DEFAULT_STREAM_NAME:
+        extra[EXPECTED_STREAM] = str(message.headers.get(EXPECTED_STREAM))
     return extra
 
 
@@ -712,7 +724,7 @@ async def injection_run(plugged: Plugged, nats_url: str) -> tuple[str, list[str]
     task_ids = [f"{tag}{i}{injection}" for i, injection in enumerate(INJECTIONS)]
     activity_ids = [f"act{injection}" for injection in INJECTIONS[:2]]
     await run_with_ids(plugged, wid, Ids(activity_ids, "custom_task_ids", [task_ids, True]))
-    messages = await stored(nats_url, subjects.filter_subject("workflows", exec_id=wid))
+    messages = await stored(nats_url, subjects.filter_subject(subjects.DEFAULT_PREFIX, exec_id=wid))
     return wid, [f"{a}/{t}" for a in activity_ids for t in task_ids], messages
 
 
@@ -721,7 +733,7 @@ async def test_injected_ids_add_or_alter_no_header(injection_run):
     wid, task_ids, messages = injection_run
     assert len(messages) == 2 + 2 * 2 + 3 * len(task_ids)
     assert [foreign_headers(m) for m in messages] == [{}] * len(messages)
-    assert all(m.headers["Nats-Msg-Id"] for m in messages)
+    assert all(m.headers[MSG_ID] for m in messages)
     assert {m.body["data"]["workflow_exec_id"] for m in messages} == {wid}
     custom = {m.body["data"]["attributes"].get("custom_task_id") for m in messages}
     assert set(task_ids) <= custom
@@ -730,7 +742,7 @@ async def test_injected_ids_add_or_alter_no_header(injection_run):
 async def test_negative_control_an_added_header_is_seen(nats_url):
     """A message published with an extra header fails the check above."""
     subject = subjects.event_subject(
-        "workflows",
+        subjects.DEFAULT_PREFIX,
         namespace="default",
         stream="header-control",
         workflow_name="W",
@@ -739,17 +751,17 @@ async def test_negative_control_an_added_header_is_seen(nats_url):
         exec_id=unique("header-control"),
     )
     nc = await nats.connect(nats_url)
-    headers = {"Nats-Msg-Id": unique("m"), "X-Injected": "1"}
+    headers = {MSG_ID: unique("m"), "X-Injected": "1"}
     await nc.jetstream().publish(subject, b"{}", headers=headers)
     await nc.close()
     (message,) = await stored(nats_url, subject)
-    assert foreign_headers(message) == {"X-Injected": "1", "Nats-Expected-Stream": "None"}
+    assert foreign_headers(message) == {"X-Injected": "1", EXPECTED_STREAM: "None"}
 
 
 async def test_message_id_is_the_event_id(injection_run):
     """Each stored message's Nats-Msg-Id is exactly its event's event_id."""
     _, _, messages = injection_run
-    mismatched = [m for m in messages if m.headers["Nats-Msg-Id"] != m.body["data"]["event_id"]]
+    mismatched = [m for m in messages if m.headers[MSG_ID] != m.body["data"]["event_id"]]
     assert mismatched == []
 
 

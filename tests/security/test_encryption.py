@@ -23,6 +23,7 @@ from mistral_workflows import (
     TaskStates,
 )
 from mistral_workflows.core import subjects
+from mistral_workflows.core.events import CUSTOM_TASK_EVENT_TYPES
 from mistral_workflows.core.task import Task
 from tests.support import (
     IDLE,
@@ -101,7 +102,7 @@ async def stored_bytes(nats_url: str, exec_id: str) -> list[bytes]:
     nc = await nats.connect(nats_url)
     found: list[bytes] = []
     try:
-        for prefix in ("workflows", subjects.snapshot_prefix("workflows")):
+        for prefix in (subjects.DEFAULT_PREFIX, subjects.snapshot_prefix(subjects.DEFAULT_PREFIX)):
             sub = await nc.jetstream().subscribe(
                 subjects.filter_subject(prefix, exec_id=exec_id), ordered_consumer=True
             )
@@ -114,7 +115,8 @@ async def stored_bytes(nats_url: str, exec_id: str) -> list[bytes]:
             await sub.unsubscribe()
     finally:
         await nc.close()
-    assert any(b"workflows_state." in m for m in found), "no snapshot was read"
+    snapshots = subjects.snapshot_prefix(subjects.DEFAULT_PREFIX).encode() + b"."
+    assert any(snapshots in m for m in found), "no snapshot was read"
     return found
 
 
@@ -177,7 +179,7 @@ async def test_encrypted_messages_parse_with_the_official_models(
         payloads = [
             e.data.attributes.payload
             for e in parsed
-            if e.data.event_type.startswith("CUSTOM_TASK_") and e.data.attributes.payload
+            if e.data.event_type in CUSTOM_TASK_EVENT_TYPES and e.data.attributes.payload
         ]
         options = {tuple(p.encoding_options) for p in payloads}
         whole = fields is None
@@ -259,7 +261,7 @@ async def test_workflow_level_task_is_encrypted(temporal_address, nats_url, task
     nc = await nats.connect(nats_url)
     try:
         sub = await nc.jetstream().subscribe(
-            subjects.filter_subject("workflows", exec_id=wid), ordered_consumer=True
+            subjects.filter_subject(subjects.DEFAULT_PREFIX, exec_id=wid), ordered_consumer=True
         )
         stored: list[bytes] = []
         try:
@@ -311,7 +313,7 @@ def test_keys_never_appear_in_repr():
 
 
 def _is_task(event: StreamEvent) -> bool:
-    return event.data.event_type.startswith("CUSTOM_TASK_")
+    return event.data.event_type in CUSTOM_TASK_EVENT_TYPES
 
 
 def test_missing_cryptography_names_the_extra():

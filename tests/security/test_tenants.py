@@ -18,13 +18,16 @@ from nats.aio.client import Client as NATS
 from temporalio.client import Client
 
 from mistral_workflows import BrokerConnectionError, MistralWorkflowsPlugin
+from mistral_workflows.core import subjects
 from mistral_workflows.dev import NatsServer, TemporalServer
 from mistral_workflows.worker._stream import StreamSettings, provision
 from tests.core.test_task import many_tokens
 from tests.support import rebuilt, running_worker, task_events, unique
 from tests.workflows import Call, RunActivity
 
-STREAM = "WORKFLOW_EVENTS"
+STREAM, PREFIX = subjects.DEFAULT_STREAM_NAME, subjects.DEFAULT_PREFIX
+SNAPSHOTS = subjects.snapshot_stream(STREAM)
+SNAPSHOT_PREFIX = subjects.snapshot_prefix(PREFIX)
 FAST = pytest.mark.timeout(60)
 
 
@@ -32,8 +35,8 @@ def worker_permissions(tenant: str) -> str:
     """Publish events and snapshots of its namespace; check that the streams exist."""
     return f"""{{
       publish: {{ allow: [
-        "workflows.{tenant}.>", "workflows_state.{tenant}.>",
-        "$JS.API.STREAM.INFO.{STREAM}", "$JS.API.STREAM.INFO.{STREAM}_STATE" ] }}
+        "{PREFIX}.{tenant}.>", "{SNAPSHOT_PREFIX}.{tenant}.>",
+        "$JS.API.STREAM.INFO.{STREAM}", "$JS.API.STREAM.INFO.{SNAPSHOTS}" ] }}
       subscribe: {{ allow: ["_INBOX_{tenant}.>"] }} }}"""
 
 
@@ -41,10 +44,10 @@ def consumer_permissions(tenant: str) -> str:
     """Create consumers filtered on its namespace, pull from them, delete them."""
     return f"""{{
       publish: {{ allow: [
-        "$JS.API.CONSUMER.CREATE.{STREAM}.*.workflows.{tenant}.>",
-        "$JS.API.CONSUMER.CREATE.{STREAM}_STATE.*.workflows_state.{tenant}.>",
-        "$JS.API.CONSUMER.MSG.NEXT.{STREAM}.*", "$JS.API.CONSUMER.MSG.NEXT.{STREAM}_STATE.*",
-        "$JS.API.CONSUMER.DELETE.{STREAM}.*", "$JS.API.CONSUMER.DELETE.{STREAM}_STATE.*" ] }}
+        "$JS.API.CONSUMER.CREATE.{STREAM}.*.{PREFIX}.{tenant}.>",
+        "$JS.API.CONSUMER.CREATE.{SNAPSHOTS}.*.{SNAPSHOT_PREFIX}.{tenant}.>",
+        "$JS.API.CONSUMER.MSG.NEXT.{STREAM}.*", "$JS.API.CONSUMER.MSG.NEXT.{SNAPSHOTS}.*",
+        "$JS.API.CONSUMER.DELETE.{STREAM}.*", "$JS.API.CONSUMER.DELETE.{SNAPSHOTS}.*" ] }}
       subscribe: {{ allow: ["_INBOX_{tenant}.>"] }} }}"""
 
 
@@ -176,7 +179,7 @@ async def test_other_tenant_cannot_list_or_fetch(server, streamed, subject):
 
 
 @FAST
-@pytest.mark.parametrize("subject", ["workflows.tenant-a.>", "workflows.>", "_INBOX.>"])
+@pytest.mark.parametrize("subject", [f"{PREFIX}.tenant-a.>", f"{PREFIX}.>", "_INBOX.>"])
 async def test_other_tenant_cannot_subscribe_to_tenant_a_subjects(server, streamed, subject):
     """B's subscription to A's subjects (or to the default inbox prefix) is refused and gets
     nothing, while the admin's subscription to the same subject gets the message (control)."""
@@ -195,7 +198,7 @@ async def test_other_tenant_cannot_subscribe_to_tenant_a_subjects(server, stream
 @FAST
 async def test_other_tenant_cannot_publish_into_tenant_a(server, streamed):
     """B's worker cannot store anything under A's namespace; A's worker can (control)."""
-    subject = "workflows.tenant-a.injected"
+    subject = f"{PREFIX}.tenant-a.injected"
     for options, stored in (
         (login("worker-b", "wb", "tenant-b"), False),
         (login("worker-a", "wa", "tenant-a"), True),

@@ -24,7 +24,7 @@ import mistral_workflows as workflows
 from mistral_workflows import MistralWorkflowsPlugin, StreamEvent, subscribe
 from mistral_workflows.core.connection import connect
 from mistral_workflows.core.errors import ConfigurationError
-from mistral_workflows.core.events import CUSTOM_TASK_EVENT_TYPES
+from mistral_workflows.core.events import CUSTOM_TASK_EVENT_TYPES, EventType
 from mistral_workflows.core.subjects import snapshot_stream
 from mistral_workflows.core.task import Task
 from mistral_workflows.dev import NatsCluster, NatsServer
@@ -213,7 +213,7 @@ async def test_negative_control_the_check_catches_loss_and_duplicates(failover: 
     """The exactly-once check fails on a lost event and on a repeated one."""
     events = failover.stored
     k = len(events) - 10  # an update sent after the kill
-    assert events[k].data.event_type == "CUSTOM_TASK_IN_PROGRESS"
+    assert events[k].data.event_type == EventType.CUSTOM_TASK_IN_PROGRESS
     with pytest.raises(AssertionError, match="missing events"):
         assert_exactly_once(events[:k] + events[k + 1 :], BEFORE + AFTER)
     with pytest.raises(AssertionError, match="read more than once"):

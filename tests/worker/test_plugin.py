@@ -21,6 +21,7 @@ from mistral_workflows import (
     MistralWorkflowsPlugin,
     StreamMismatchError,
 )
+from mistral_workflows.core.events import EventType
 from mistral_workflows.core.publisher import Emitter
 from mistral_workflows.core.task import Task
 from mistral_workflows.dev import NatsServer, free_port
@@ -197,8 +198,8 @@ async def test_result_waits_until_every_event_is_stored(temporal_address, task_q
     """While JetStream cannot acknowledge, the activity's result is held back; nothing is lost."""
     early, seen = await pause_scenario(temporal_address, task_queue, tmp_path)
     assert not early
-    assert seen == ["CUSTOM_TASK_STARTED"] + ["CUSTOM_TASK_IN_PROGRESS"] * 20 + [
-        "CUSTOM_TASK_COMPLETED"
+    assert seen == [EventType.CUSTOM_TASK_STARTED] + [EventType.CUSTOM_TASK_IN_PROGRESS] * 20 + [
+        EventType.CUSTOM_TASK_COMPLETED
     ]
 
 
