@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -52,3 +54,74 @@ def test_the_worker_side_loads_on_first_use(name):
     """The lazily imported names load the worker side when they are first touched."""
     loaded = loaded_after(f"import mistral_workflows\nmistral_workflows.{name}")
     assert "temporalio" in loaded
+
+
+# Which rooms of the package each room may import: everything points inward to `core`, and
+# the read side (consumer, gateway) never reaches the Temporal glue. docs/architecture.md
+# draws the same picture.
+MAY_IMPORT = {
+    "core": set(),
+    "consumer": {"core"},
+    "_activity": {"temporalio"},
+    "interceptors": {"core", "temporalio"},
+    "worker": {"core", "interceptors", "temporalio"},
+    "dev": {"core"},
+    "gateway": {"core", "consumer"},
+    "cli": {"core", "consumer", "dev", "gateway"},
+}
+# Temporal is the write side's: in `core`, only Task reads an activity's cancellation.
+TEMPORAL_IN_CORE = {"task.py"}
+PACKAGE = Path(__file__).resolve().parent.parent / "mistral_workflows"
+
+
+def imports_of(path: Path) -> set[str]:
+    """The absolute module names `path` imports, at any depth."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module)
+    return names
+
+
+def room_imports() -> dict[str, set[str]]:
+    """For each room (`core`, `consumer`, ... `cli`), the other rooms and outside top-level
+    packages that its modules import."""
+    found: dict[str, set[str]] = {}
+    for path in PACKAGE.rglob("*.py"):
+        room = path.relative_to(PACKAGE).parts[0].removesuffix(".py")
+        for name in imports_of(path):
+            parts = name.split(".")
+            if parts[0] == "mistral_workflows" and len(parts) > 1 and parts[1] != room:
+                found.setdefault(room, set()).add(parts[1])
+            elif parts[0] == "temporalio" and not (
+                room == "core" and path.name in TEMPORAL_IN_CORE
+            ):
+                found.setdefault(room, set()).add("temporalio")
+    return found
+
+
+def wrong_imports(found: dict[str, set[str]]) -> dict[str, set[str]]:
+    """The imports in `found` that `MAY_IMPORT` does not allow (the package's own
+    `__init__` may import every room)."""
+    return {
+        room: wrong
+        for room, names in found.items()
+        if room in MAY_IMPORT and (wrong := names - MAY_IMPORT[room])
+    }
+
+
+def test_rooms_import_only_inward():
+    """`core` imports no other room, the read side never imports the Temporal glue, and
+    temporalio is imported only by the write side."""
+    assert wrong_imports(room_imports()) == {}
+
+
+def test_negative_control_an_outward_import_is_seen():
+    """Negative control: a consumer module importing the worker, or core importing
+    temporalio, is reported."""
+    found = room_imports()
+    found["consumer"] = found.get("consumer", set()) | {"worker"}
+    found["core"] = found.get("core", set()) | {"temporalio"}
+    assert wrong_imports(found) == {"consumer": {"worker"}, "core": {"temporalio"}}
