@@ -11,7 +11,7 @@ from temporalio.client import WorkflowHandle
 from temporalio.worker import Replayer
 
 from mistral_workflows import MistralWorkflowsPlugin, StreamEvent, subscribe
-from mistral_workflows.core.publisher import Emitter
+from mistral_workflows.core.emitter import Emitter
 from mistral_workflows.dev import free_port
 from tests import scenarios as s
 from tests.support import (

@@ -12,7 +12,7 @@ import pytest
 import mistral_workflows as workflows
 from mistral_workflows import ConfigurationError, subscribe
 from mistral_workflows.core import subjects
-from mistral_workflows.core.events import envelope
+from mistral_workflows.core.envelope import envelope
 from mistral_workflows.core.task import Task
 from tests.support import collect, plugged_client, running_worker, types, unique
 from tests.workflows import Call, RunActivity

@@ -12,7 +12,7 @@ from typing import Any
 
 from mistral_workflows import StreamEvent
 from mistral_workflows.consumer import HumanView
-from mistral_workflows.core.events import envelope
+from mistral_workflows.core.envelope import envelope
 from tests.consumer.test_resume import publish
 from tests.support import unique
 
