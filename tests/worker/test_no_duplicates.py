@@ -14,7 +14,7 @@ import pytest
 from temporalio import workflow
 
 import mistral_workflows as workflows
-from mistral_workflows.core import publisher
+from mistral_workflows.core import encoding, publisher
 from mistral_workflows.core.task import Task
 from mistral_workflows.dev import NatsServer
 from tests.support import plugged_client, rebuilt, running_worker, task_events, unique
@@ -78,7 +78,7 @@ async def test_negative_control_without_message_ids_copies_are_stored(
     temporal_address, task_queue, tmp_path, monkeypatch
 ):
     """With the message id header renamed, JetStream cannot drop the re-sent copies."""
-    monkeypatch.setattr(publisher, "_MSG_ID", "X-Not-A-Msg-Id")
+    monkeypatch.setattr(encoding, "MSG_ID", "X-Not-A-Msg-Id")
     events = await freeze_scenario(temporal_address, task_queue, tmp_path)
     copies = Counter(e.data.event_id for e in events)
     assert max(copies.values()) > 1
