@@ -81,11 +81,12 @@ class Emitter:
     def channel(self, stream: str, task_id: str | None = None) -> Channel:
         """Where this attempt's events on `stream` go (and that task's snapshots)."""
         publisher, subject = self.publisher, self._subject(stream)
+        snapshots = None
+        if task_id is not None:
+            snapshots = subjects.snapshot_subject(publisher.prefix, subject, task_id)
         return Channel(
             subject=subject,
-            snapshot_subject=None
-            if task_id is None
-            else subjects.snapshot_subject(publisher.prefix, subject, task_id),
+            snapshot_subject=snapshots,
             limit=publisher.limit,
             # Updates made within one event-loop turn cannot reach the socket before the
             # turn ends anyway: tasks fold them into one event.

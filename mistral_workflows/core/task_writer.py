@@ -98,11 +98,6 @@ class TaskWriter:
         self._background: asyncio.Task[None] | None = None
         self._background_error: BaseException | None = None
 
-    @property
-    def shadow(self) -> JSON:
-        """The state as published (or staged to be, with the next event)."""
-        return self._shadow
-
     async def start(self) -> None:
         """Send CUSTOM_TASK_STARTED with the initial state."""
         payload = None if self._shadow is None else {"type": "json", "value": self._shadow}
