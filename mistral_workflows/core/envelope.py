@@ -116,9 +116,10 @@ def failure_message(error: BaseException) -> str:
     # Imported here: core modules load without Temporal, which consumers do not need.
     from temporalio.exceptions import ApplicationError
 
-    text = redact(str(error))  # events are stored in clear text for the whole retention
+    kind, text = type(error).__name__, str(error)
+    if isinstance(error, ApplicationError) and error.type:
+        kind, text = error.type, error.message  # its str() starts with its type already
+    text = redact(text)  # events are stored in clear text for the whole retention
     if len(text) > _MAX_MESSAGE:
         text = text[:_MAX_MESSAGE] + f"... ({len(text) - _MAX_MESSAGE} more characters)"
-    if isinstance(error, ApplicationError) and error.type:
-        return f"{error.type}: {text}" if text else error.type
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+    return f"{kind}: {text}" if text else kind
