@@ -28,7 +28,8 @@ from mistral_workflows.core.context import (
     reset_scope,
     use_scope,
 )
-from mistral_workflows.core.publisher import Emitter, Publisher
+from mistral_workflows.core.emitter import Emitter
+from mistral_workflows.core.publisher import Publisher
 from mistral_workflows.worker import StreamSettings, provision
 
 

@@ -17,7 +17,7 @@ import orjson
 
 from bench._common import Row, Servers, direct_emitter
 from mistral_workflows.core import subjects
-from mistral_workflows.core.publisher import Emitter
+from mistral_workflows.core.emitter import Emitter
 from mistral_workflows.core.task import Task
 from mistral_workflows.dev import NatsServer
 

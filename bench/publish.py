@@ -20,7 +20,7 @@ import mistral_workflows as workflows
 from bench._common import Row, Servers, plugged_worker, scratch_stream
 from mistral_workflows.core import subjects
 from mistral_workflows.core.context import current_scope
-from mistral_workflows.core.publisher import Emitter
+from mistral_workflows.core.emitter import Emitter
 from mistral_workflows.core.task import Task
 
 PAYLOAD_PAD = 40  # characters of state per update, like a short LLM chunk

@@ -14,7 +14,7 @@ from temporalio import activity, workflow
 import mistral_workflows as workflows
 from bench._common import Row, Servers, plugged_worker
 from mistral_workflows.core.context import current_scope
-from mistral_workflows.core.publisher import Emitter
+from mistral_workflows.core.emitter import Emitter
 from mistral_workflows.core.task import Task
 
 TOKEN_INTERVAL = 0.001  # a fast LLM: one token per millisecond

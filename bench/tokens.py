@@ -19,8 +19,8 @@ import orjson
 
 from bench._common import Row, Servers, direct_emitter
 from mistral_workflows.core import subjects
+from mistral_workflows.core.emitter import Emitter
 from mistral_workflows.core.encoding import event_size
-from mistral_workflows.core.publisher import Emitter
 from mistral_workflows.core.task import Task
 
 WINDOW = 100

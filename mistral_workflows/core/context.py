@@ -17,6 +17,7 @@ from mistral_workflows.core.errors import NotInPluggedActivityError
 
 __all__ = [
     "ActivityRef",
+    "Channel",
     "EventSink",
     "ExecutionContext",
     "FollowUp",
@@ -62,26 +63,6 @@ class ExecutionContext:
         namespace, name, exec_id, run_id, root = (str(v) for v in ids)
         return cls(namespace, name, exec_id, run_id, root, parent)
 
-    def origin(self) -> dict[str, Any]:
-        """The event fields that say which workflow run produced it."""
-        return {
-            "workflow_name": self.workflow_name,
-            "workflow_exec_id": self.workflow_exec_id,
-            "root_workflow_exec_id": self.root_workflow_exec_id,
-            "parent_workflow_exec_id": self.parent_workflow_exec_id,
-            "workflow_run_id": self.workflow_run_id,
-        }
-
-    def workflow_context(self) -> dict[str, Any]:
-        """The envelope's `workflow_context` object."""
-        return {
-            "namespace": self.namespace,
-            "workflow_name": self.workflow_name,
-            "workflow_exec_id": self.workflow_exec_id,
-            "parent_workflow_exec_id": self.parent_workflow_exec_id,
-            "root_workflow_exec_id": self.root_workflow_exec_id,
-        }
-
 
 @dataclass(frozen=True, slots=True)
 class ActivityRef:
@@ -90,14 +71,6 @@ class ActivityRef:
     activity_id: str
     activity_name: str
     attempt: int
-
-    def to_dict(self) -> dict[str, Any]:
-        """The envelope's `activity_context` object."""
-        return {
-            "activity_id": self.activity_id,
-            "activity_name": self.activity_name,
-            "attempt": self.attempt,
-        }
 
 
 FollowUp = Callable[[int], "tuple[str, bytes, dict[str, str]] | None"]
@@ -122,45 +95,56 @@ def scope_subject(
     )
 
 
-class EventSink(Protocol):
-    """Where a scope's events go: JetStream directly (activities) or via local activities
-    (workflow code, which must not do I/O itself)."""
+# The most an encrypted value adds beyond its base64 growth: wrapper, key id, nonce, tag.
+_SEALED_OVERHEAD = 192
 
-    @property
-    def limit(self) -> int:
-        """The largest event, headers included."""
-        ...
 
-    @property
-    def coalesce(self) -> bool:
-        """Whether a task may fold updates made within one event-loop turn into one event."""
-        ...
+@dataclass(frozen=True, slots=True)
+class Channel:
+    """Where the events of one stream of a scope go, and the rules they follow: what a
+    producer reads of its sink once, before its first event."""
 
-    def now_ns(self) -> int:
-        """The event time in Unix nanoseconds."""
-        ...
+    subject: str
+    """The subject of the events."""
+    snapshot_subject: str | None
+    """The subject of a task's snapshots; None when the sink keeps none."""
+    limit: int
+    """The largest event, headers included."""
+    coalesce: bool
+    """Whether a task may fold updates made within one event-loop turn into one event."""
+    clock: Callable[[], int]
+    """The event time in Unix nanoseconds."""
+    encrypted: bool = False
+    """Whether task state is encrypted, which makes events larger."""
 
     def encoded_size(self, size: int, values: int) -> int:
         """An upper bound of what `size` bytes of JSON holding `values` values become once
-        encoded (encryption makes them larger)."""
+        encoded: encrypted values grow by a third (base64) plus their wrapper, key id,
+        nonce and tag."""
+        if not self.encrypted:
+            return size
+        return size * 4 // 3 + values * _SEALED_OVERHEAD
+
+
+class EventSink(Protocol):
+    """Where a scope's events go: JetStream directly (activities) or via local activities
+    (workflow code, which must not do I/O itself).
+
+    A producer reads its `channel` once, then for each event calls `encode` and `send`.
+    """
+
+    def channel(self, stream: str, task_id: str | None = None) -> Channel:
+        """Where the events on `stream` go (with `task_id`: and that task's snapshots)."""
         ...
 
-    def subject(self, stream: str) -> str:
-        """The subject of this scope's events on `stream`."""
-        ...
+    def encode(
+        self, body: dict[str, Any], msg_id: str, what: str, *, snapshot: bool = False
+    ) -> tuple[bytes, dict[str, str]]:
+        """Serialise one event (or a task snapshot) and check its size.
 
-    def encode(self, body: dict[str, Any], msg_id: str, what: str) -> tuple[bytes, dict[str, str]]:
-        """Serialise and size-check one event."""
-        ...
-
-    def snapshot_subject(self, stream: str, task_id: str) -> str:
-        """The subject of a task's snapshots."""
-        ...
-
-    def encode_snapshot(
-        self, body: dict[str, Any], msg_id: str
-    ) -> tuple[bytes, dict[str, str]] | None:
-        """Encode a task snapshot; None when snapshots are not kept or it is too large."""
+        Raises:
+            PayloadTooLargeError: the event is over the limit; nothing was sent.
+        """
         ...
 
     async def send(

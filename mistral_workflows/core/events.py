@@ -1,16 +1,13 @@
 """The wire format: one JSON envelope per event, in the shape of Mistral Workflows' events.
 
 The pydantic models parse what consumers read; producers build the same shape as plain
-dicts with `envelope()` (no model per event on the hot path). Both live here so that the
-wire format is defined in one place. Fields we add for our own guarantees
-(`activity_context`, `task_sequence`) sit where the official client ignores them.
+dicts with `envelope.envelope()` (no model per event on the hot path). Fields we add for
+our own guarantees (`activity_context`, `task_sequence`) sit where the official client
+ignores them.
 """
 
 from __future__ import annotations
 
-import functools
-import time
-import uuid
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -49,9 +46,6 @@ __all__ = [
     "WorkflowExecutionStartedEvent",
     "WorkflowTaskFailedEvent",
     "WorkflowTaskTimedOutEvent",
-    "envelope",
-    "iso_timestamp",
-    "stable_id",
 ]
 
 
@@ -404,66 +398,3 @@ class StreamEvent(_Model):
     activity_context: ActivityContext | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
     broker_sequence: int | None = None
-
-
-# Ids are derived from where an event comes from, so a re-sent or re-run event (a retried
-# publish, a workflow task that runs again) has the same id and JetStream drops the copy.
-_ID_NAMESPACE = uuid.UUID("5f0c6b1e-8d1a-4c59-9a57-6a1f1c3e2b7d")
-
-
-def stable_id(*parts: str) -> str:
-    """A deterministic UUID-shaped id for the given parts."""
-    return str(uuid.uuid5(_ID_NAMESPACE, "\x00".join(parts)))
-
-
-def iso_timestamp(ns: int) -> str:
-    """Format Unix nanoseconds as an RFC 3339 UTC timestamp with microseconds and a `Z`."""
-    seconds, rest = divmod(ns, 1_000_000_000)
-    return f"{_second(seconds)}.{rest // 1000:06d}Z"
-
-
-@functools.lru_cache(maxsize=4)
-def _second(seconds: int) -> str:
-    # Events come many to a second: format the date and time once per second.
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
-
-
-def envelope(
-    *,
-    stream: str,
-    event_type: str,
-    event_id: str,
-    attributes: dict[str, Any],
-    origin: dict[str, Any],
-    workflow_context: dict[str, Any],
-    activity_context: dict[str, Any] | None,
-    now_ns: int | None = None,
-) -> dict[str, Any]:
-    """Build one event's envelope as a plain dict, ready to serialise.
-
-    Args:
-        stream: The stream name (the task type, or the reserved lifecycle stream).
-        event_type: One of `EVENT_TYPES`.
-        event_id: The event's unique, deterministic id (also its JetStream message id).
-        attributes: The type-specific attributes.
-        origin: The event's workflow fields (`workflow_name`, `workflow_exec_id`,
-            `root_workflow_exec_id`, `parent_workflow_exec_id`, `workflow_run_id`).
-        workflow_context: The envelope's `workflow_context` object.
-        activity_context: The producing activity attempt, or None for workflow code.
-        now_ns: The event time in Unix nanoseconds (default: now).
-    """
-    ns = time.time_ns() if now_ns is None else now_ns
-    return {
-        "stream": stream,
-        "timestamp": iso_timestamp(ns),
-        "data": {
-            "event_type": event_type,
-            "event_id": event_id,
-            "event_timestamp": ns,
-            **origin,
-            "attributes": attributes,
-        },
-        "workflow_context": workflow_context,
-        "activity_context": activity_context,
-        "metadata": {},
-    }

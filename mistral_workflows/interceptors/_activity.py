@@ -17,9 +17,11 @@ from temporalio.worker import (
 )
 
 from mistral_workflows.core.context import ActivityRef, Scope, reset_scope, use_scope
+from mistral_workflows.core.emitter import Emitter
+from mistral_workflows.core.envelope import stable_id
 from mistral_workflows.core.errors import MistralWorkflowsError, PublishError
-from mistral_workflows.core.events import stable_id
-from mistral_workflows.core.publisher import Emitter, Publisher
+from mistral_workflows.core.events import EventType
+from mistral_workflows.core.publisher import Publisher
 from mistral_workflows.interceptors._context import activity_context
 from mistral_workflows.interceptors._lifecycle import (
     activity_failure_event,
@@ -115,10 +117,12 @@ class _Reporter:
 
     async def started(self, args: Any) -> None:
         inputs = json_payload(activity.payload_converter(), args)
-        await self._publish("ACTIVITY_TASK_STARTED", input=inputs, attempt=self._info.attempt)
+        await self._publish(
+            EventType.ACTIVITY_TASK_STARTED, input=inputs, attempt=self._info.attempt
+        )
 
     async def completed(self, result: Any) -> None:
-        await self._publish("ACTIVITY_TASK_COMPLETED", result=_result(result))
+        await self._publish(EventType.ACTIVITY_TASK_COMPLETED, result=_result(result))
 
     async def failed(self, error: BaseException, timed_out: str | None) -> None:
         """Report the attempt's end (best effort: the activity's own error comes first)."""
@@ -135,7 +139,7 @@ class _Reporter:
         except MistralWorkflowsError as e:
             activity.logger.warning("mistral_workflows: events of a failed attempt lost: %s", e)
 
-    async def _publish(self, event_type: str, **attributes: Any) -> None:
+    async def _publish(self, event_type: EventType, **attributes: Any) -> None:
         ctx, info = self._emitter.context, self._info
         assert ctx is not None
         where = (ctx.workflow_exec_id, ctx.workflow_run_id, info.activity_id)

@@ -13,11 +13,8 @@ from temporalio.worker import (
 
 from mistral_workflows.core.publisher import Publisher
 from mistral_workflows.interceptors._activity import ActivityInbound
-from mistral_workflows.interceptors._workflow import (
-    PUBLISH_ACTIVITY,
-    WorkflowSettings,
-    inbound_class,
-)
+from mistral_workflows.interceptors._workflow import inbound_class
+from mistral_workflows.interceptors._workflow_emitter import PUBLISH_ACTIVITY, WorkflowSettings
 
 __all__ = ["StreamingInterceptor"]
 

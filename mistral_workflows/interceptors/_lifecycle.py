@@ -12,14 +12,13 @@ import temporalio.converter
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from mistral_workflows.core import events
 from mistral_workflows.core.context import ActivityRef, EventSink, ExecutionContext
-from mistral_workflows.core.redact import redact
+from mistral_workflows.core.envelope import envelope, failure_message, source
+from mistral_workflows.core.events import EventType
 from mistral_workflows.core.subjects import LIFECYCLE_STREAM
 
 __all__ = [
     "activity_failure_event",
-    "failure_message",
     "json_payload",
     "publish_lifecycle",
 ]
@@ -27,7 +26,6 @@ __all__ = [
 # Inputs and results are shown to consumers when they are JSON and small; beyond this they
 # are left out rather than pushing lifecycle events towards the size limit.
 _MAX_SHOWN_BYTES = 16 * 1024
-_MAX_MESSAGE = 4000
 
 
 def json_payload(
@@ -50,35 +48,25 @@ def json_payload(
     return {"type": "json", "value": shown[0] if len(shown) == 1 else shown}
 
 
-def failure_message(error: BaseException) -> str:
-    """A description of an exception: its type and message (long messages are cut)."""
-    text = redact(str(error))  # events are stored in clear text for the whole retention
-    if len(text) > _MAX_MESSAGE:
-        text = text[:_MAX_MESSAGE] + f"... ({len(text) - _MAX_MESSAGE} more characters)"
-    if isinstance(error, ApplicationError) and error.type:
-        return f"{error.type}: {text}" if text else error.type
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
-
-
 def activity_failure_event(
     info: activity.Info, error: BaseException, timed_out: str | None = None
-) -> tuple[str, str]:
+) -> tuple[EventType, str]:
     """ACTIVITY_TASK_RETRYING or _FAILED for an attempt that raised `error`, and a message."""
     if timed_out is not None:
         message = f"activity {timed_out} timeout"
         if timed_out == "SCHEDULE_TO_CLOSE":
-            return "ACTIVITY_TASK_FAILED", message
+            return EventType.ACTIVITY_TASK_FAILED, message
     elif isinstance(error, asyncio.CancelledError):
         details = activity.cancellation_details()
         if details is not None and details.worker_shutdown:
-            return "ACTIVITY_TASK_RETRYING", "the worker shut down during the attempt"
+            return EventType.ACTIVITY_TASK_RETRYING, "the worker shut down during the attempt"
         if details is None or not details.timed_out:
-            return "ACTIVITY_TASK_FAILED", "activity cancelled"
+            return EventType.ACTIVITY_TASK_FAILED, "activity cancelled"
         message = "activity timed out"
     else:
         message = failure_message(error)
     final = not _will_retry(info, error)
-    return ("ACTIVITY_TASK_FAILED" if final else "ACTIVITY_TASK_RETRYING"), message
+    return (EventType.ACTIVITY_TASK_FAILED if final else EventType.ACTIVITY_TASK_RETRYING), message
 
 
 def _will_retry(info: activity.Info, error: BaseException) -> bool:
@@ -104,20 +92,19 @@ async def publish_lifecycle(
     sink: EventSink,
     context: ExecutionContext,
     activity_ref: ActivityRef | None,
-    event_type: str,
+    event_type: EventType,
     event_id: str,
     attributes: dict[str, Any],
 ) -> None:
     """Publish one lifecycle event on the reserved stream."""
-    body = events.envelope(
+    channel = sink.channel(LIFECYCLE_STREAM)
+    body = envelope(
         stream=LIFECYCLE_STREAM,
         event_type=event_type,
         event_id=event_id,
         attributes=attributes,
-        origin=context.origin(),
-        workflow_context=context.workflow_context(),
-        activity_context=activity_ref.to_dict() if activity_ref else None,
-        now_ns=sink.now_ns(),
+        now_ns=channel.clock(),
+        **source(context, activity_ref),
     )
     payload, headers = sink.encode(body, event_id, event_type)
-    await sink.send(sink.subject(LIFECYCLE_STREAM), payload, headers)
+    await sink.send(channel.subject, payload, headers)

@@ -1,24 +1,17 @@
 """The workflow side: context headers, lifecycle events, and `Task` in workflow code.
 
-Workflow code must stay deterministic and do no I/O, so its events are published by a
-local activity of the library (`PUBLISH_ACTIVITY`): its result is recorded in history,
-so a replay does not publish again, and a workflow task that fails and runs again
-publishes events with the same ids, which JetStream drops as duplicates.
+The events of workflow code go out through `WorkflowEmitter` (`_workflow_emitter.py`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 import temporalio.exceptions
-from temporalio import activity, workflow
-from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio import workflow
+from temporalio.exceptions import ActivityError
 from temporalio.worker import (
     ExecuteWorkflowInput,
     HandleSignalInput,
@@ -30,124 +23,23 @@ from temporalio.worker import (
     WorkflowOutboundInterceptor,
 )
 
-from mistral_workflows.core import subjects
-from mistral_workflows.core.context import (
-    ExecutionContext,
-    FollowUp,
-    Scope,
-    reset_scope,
-    scope_subject,
-    use_scope,
-)
-from mistral_workflows.core.encoding import encode_event
+from mistral_workflows.core.context import ExecutionContext, Scope, reset_scope, use_scope
+from mistral_workflows.core.envelope import failure_message, stable_id
 from mistral_workflows.core.errors import PublishError
-from mistral_workflows.core.events import stable_id
-from mistral_workflows.core.publisher import Publisher
+from mistral_workflows.core.events import EventType
 from mistral_workflows.interceptors._context import Headers, with_context, workflow_context
-from mistral_workflows.interceptors._lifecycle import (
-    failure_message,
-    json_payload,
-    publish_lifecycle,
+from mistral_workflows.interceptors._lifecycle import json_payload, publish_lifecycle
+from mistral_workflows.interceptors._workflow_emitter import (
+    PUBLISH_ACTIVITY,
+    WorkflowEmitter,
+    WorkflowSettings,
 )
 
-__all__ = ["PUBLISH_ACTIVITY", "WorkflowSettings", "inbound_class", "publish_activity"]
-
-PUBLISH_ACTIVITY = "mistral_workflows.publish"
-"""The library's local activity that publishes events for workflow code."""
+__all__ = ["inbound_class"]
 
 # Marks the runs that report lifecycle events, so that histories of runs started before
 # the plugin was installed still replay (their workflows then report nothing).
 _PATCH = "mistral-workflows-lifecycle"
-
-
-@dataclass(frozen=True, slots=True)
-class WorkflowSettings:
-    """What workflow code needs to know of the plugin's settings."""
-
-    prefix: str
-    stream_name: str
-    limit: int
-    timeout: timedelta
-
-
-def publish_activity(publisher: Callable[[], Publisher | None]) -> Callable[..., Any]:
-    """The local activity that publishes one encoded event and waits until it is stored."""
-
-    @activity.defn(name=PUBLISH_ACTIVITY)
-    async def publish(subject: str, payload: str, headers: dict[str, str]) -> None:
-        current = publisher()
-        if current is None:
-            raise ApplicationError("the worker is not connected to NATS")
-        emitter = current.emitter(None, None)
-        await emitter.send(subject, payload.encode(), headers)
-        await emitter.flush()
-
-    return publish
-
-
-class WorkflowEmitter:
-    """Sends workflow code's events through the library's local activity."""
-
-    def __init__(self, context: ExecutionContext, settings: WorkflowSettings) -> None:
-        self.context = context
-        self._settings = settings
-        self._subjects: dict[str, str] = {}
-
-    @property
-    def limit(self) -> int:
-        return self._settings.limit
-
-    @property
-    def coalesce(self) -> bool:
-        # Each event is a local activity: keep one per update, simple to replay.
-        return False
-
-    def now_ns(self) -> int:
-        return workflow.time_ns()
-
-    def encoded_size(self, size: int, values: int) -> int:
-        return size
-
-    def subject(self, stream: str) -> str:
-        subject = self._subjects.get(stream)
-        if subject is None:
-            subject = scope_subject(self._settings.prefix, self.context, None, stream)
-            self._subjects[stream] = subject
-        return subject
-
-    def encode(self, body: dict[str, Any], msg_id: str, what: str) -> tuple[bytes, dict[str, str]]:
-        return encode_event(body, msg_id, self._settings.stream_name, self.limit, what)
-
-    def snapshot_subject(self, stream: str, task_id: str) -> str:
-        return subjects.snapshot_subject(self._settings.prefix, self.subject(stream), task_id)
-
-    def encode_snapshot(
-        self, body: dict[str, Any], msg_id: str
-    ) -> tuple[bytes, dict[str, str]] | None:
-        # Each snapshot would cost a local activity: workflow-level tasks rely on events.
-        return None
-
-    async def send(
-        self,
-        subject: str,
-        payload: bytes,
-        headers: dict[str, str],
-        then: FollowUp | None = None,
-    ) -> None:
-        try:
-            await workflow.execute_local_activity(
-                PUBLISH_ACTIVITY,
-                args=[subject, payload.decode(), headers],
-                start_to_close_timeout=self._settings.timeout,
-                retry_policy=RetryPolicy(maximum_attempts=2),
-            )
-        except temporalio.exceptions.CancelledError:
-            raise  # The workflow is being cancelled: that must go on.
-        except temporalio.exceptions.FailureError as e:
-            # A local activity's failure arrives as the error itself (an ApplicationError,
-            # a TimeoutError), not wrapped in an ActivityError as an activity's would be.
-            cause = e.cause if isinstance(e, ActivityError) and e.cause else e
-            raise PublishError(f"could not publish an event of workflow code: {cause}") from e
 
 
 def inbound_class(settings: WorkflowSettings) -> type[WorkflowInboundInterceptor]:
@@ -178,18 +70,18 @@ class _WorkflowInbound(WorkflowInboundInterceptor):
             result = await super().execute_workflow(input)
         except (temporalio.exceptions.CancelledError, asyncio.CancelledError):
             if report:
-                await report.ended("WORKFLOW_EXECUTION_CANCELED", reason="cancel requested")
+                await report.ended(EventType.WORKFLOW_EXECUTION_CANCELED, reason="cancel requested")
             raise
         except temporalio.exceptions.FailureError as e:
             # Only Temporal failures fail the workflow; other exceptions fail the workflow
             # task, which Temporal retries, so they are not the end of the run.
             if report:
-                await report.ended("WORKFLOW_EXECUTION_FAILED", failure=_failure(e))
+                await report.ended(EventType.WORKFLOW_EXECUTION_FAILED, failure=_failure(e))
             raise
         finally:
             reset_scope(token)
         if report:
-            await report.ended("WORKFLOW_EXECUTION_COMPLETED", result=_json([result]))
+            await report.ended(EventType.WORKFLOW_EXECUTION_COMPLETED, result=_json([result]))
         return result
 
     async def handle_signal(self, input: HandleSignalInput) -> None:
@@ -221,23 +113,25 @@ class _Reporter:
             previous = dataclasses.replace(ctx, workflow_run_id=info.continued_run_id)
             await self._publish(
                 previous,
-                "WORKFLOW_EXECUTION_CONTINUED_AS_NEW",
+                EventType.WORKFLOW_EXECUTION_CONTINUED_AS_NEW,
                 new_execution_run_id=info.run_id,
                 workflow_name=ctx.workflow_name,
                 input=_json(args),
             )
         await self._publish(
             ctx,
-            "WORKFLOW_EXECUTION_STARTED",
+            EventType.WORKFLOW_EXECUTION_STARTED,
             workflow_name=ctx.workflow_name,
             input=_json(args),
             attempt=self._attempt,
         )
 
-    async def ended(self, event_type: str, **attributes: Any) -> None:
+    async def ended(self, event_type: EventType, **attributes: Any) -> None:
         await self._publish(self._scope.context, event_type, attempt=self._attempt, **attributes)
 
-    async def _publish(self, ctx: ExecutionContext, event_type: str, **attributes: Any) -> None:
+    async def _publish(
+        self, ctx: ExecutionContext, event_type: EventType, **attributes: Any
+    ) -> None:
         event_id = stable_id(ctx.workflow_exec_id, ctx.workflow_run_id, event_type)
         attrs = {"task_id": ctx.workflow_exec_id, **attributes}
         try:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from mistral_workflows import StreamEvent, TaskStates
-from mistral_workflows.core.events import EventType, envelope
+from mistral_workflows.core.envelope import envelope
+from mistral_workflows.core.events import EventType
 
 ORIGIN = {
     "workflow_name": "w",

@@ -14,7 +14,8 @@ import pytest
 import mistral_workflows as workflows
 from mistral_workflows import ConfigurationError, subscribe
 from mistral_workflows.core import subjects
-from mistral_workflows.core.events import EventType, envelope
+from mistral_workflows.core.envelope import envelope
+from mistral_workflows.core.events import EventType
 from mistral_workflows.core.task import Task
 from mistral_workflows.worker import StreamSettings, provision
 from tests.support import collect, consumer_made, plugged_client, running_worker, types, unique

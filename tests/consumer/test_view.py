@@ -11,7 +11,8 @@ from typing import Any
 
 from mistral_workflows import StreamEvent
 from mistral_workflows.consumer import HumanView
-from mistral_workflows.core.events import CUSTOM_TASK_EVENT_TYPES, EventType, envelope
+from mistral_workflows.core.envelope import envelope
+from mistral_workflows.core.events import CUSTOM_TASK_EVENT_TYPES, EventType
 from tests.consumer.test_resume import publish
 from tests.support import consumer_made, unique
 

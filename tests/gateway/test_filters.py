@@ -10,7 +10,7 @@ import pytest
 from mistralai.client import errors
 
 from mistral_workflows.core import subjects
-from mistral_workflows.core.events import envelope
+from mistral_workflows.core.envelope import envelope
 from mistral_workflows.worker import StreamSettings, provision
 from tests.gateway.gateway_support import chat_worker, raw_sse, read_until, start_chat
 from tests.gateway.test_resume import ids_of

@@ -11,9 +11,9 @@ from temporalio.client import WorkflowHandle
 from temporalio.worker import Replayer
 
 from mistral_workflows import MistralWorkflowsPlugin, StreamEvent, subscribe
+from mistral_workflows.core.emitter import Emitter
 from mistral_workflows.core.encoding import MSG_ID
 from mistral_workflows.core.events import EventType
-from mistral_workflows.core.publisher import Emitter
 from mistral_workflows.dev import free_port
 from tests.interceptors import scenarios as s
 from tests.support import collect, official_models, plugged_client, rebuilt, running_worker, unique

@@ -21,8 +21,8 @@ from mistral_workflows import (
     MistralWorkflowsPlugin,
     StreamMismatchError,
 )
+from mistral_workflows.core.emitter import Emitter
 from mistral_workflows.core.events import EventType
-from mistral_workflows.core.publisher import Emitter
 from mistral_workflows.core.task import Task
 from mistral_workflows.dev import NatsServer, free_port
 from tests.support import plugged_client, running_worker, task_events, types, unique

@@ -1,0 +1,341 @@
+"""The mechanics behind `Task`: one `TaskWriter` per task turns state changes into events.
+
+An update flows one way: the writer diffs the changed values against its *shadow* (a
+pure-JSON copy of the state as published), stages the ops (applies them to the shadow
+within the size limit, folds them with the ops not sent yet), and sends them through the
+scope's sink as one event. It numbers the events, builds their envelopes, and sends a
+snapshot of the state now and then for consumers that join late.
+
+Updates made while an event of the task is waiting for the event loop's next turn (a
+producer updating faster than it yields) are folded into one IN_PROGRESS event: nothing
+could reach the socket before that turn anyway, so no latency is added, and a fast stream
+costs one envelope per turn instead of one per update.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import functools
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from mistral_workflows.core.context import FollowUp, Scope
+from mistral_workflows.core.diff import StrLists, diff
+from mistral_workflows.core.encoding import event_size
+from mistral_workflows.core.envelope import envelope, source
+from mistral_workflows.core.errors import (
+    InvalidStateError,
+    MistralWorkflowsError,
+    PayloadTooLargeError,
+)
+from mistral_workflows.core.events import EventType
+from mistral_workflows.core.json_value import JSON, to_json
+from mistral_workflows.core.patch import Op, apply_own, merge
+from mistral_workflows.core.pointer import escape
+
+__all__ = ["TaskWriter"]
+
+log = logging.getLogger("mistral_workflows")
+
+_SNAPSHOT_MIN_BYTES = 16 * 1024
+_SNAPSHOT_MAX_AGE_NS = 1_000_000_000
+# The most patch bytes folded into one event: large enough that the envelope is noise.
+_FOLD_MAX_BYTES = 32 * 1024
+# Room left in the size estimate of an event for what varies between events (sequence
+# number, timestamp digits).
+_SIZE_SLACK = 64
+_IN_PROGRESS = EventType.CUSTOM_TASK_IN_PROGRESS
+
+
+class TaskWriter:
+    """Sends the events of one `Task`, in order, within the size limit.
+
+    Args:
+        scope: The activity attempt (or workflow run) the task runs in.
+        stream: The task type, which is its stream.
+        task_id: The task id.
+        key: What the task's event ids (JetStream's message ids) are built from: unique
+            to the task in its activity, and safe in a header whatever the id holds.
+        shadow: The initial state, as JSON.
+    """
+
+    def __init__(self, scope: Scope, stream: str, task_id: str, key: str, shadow: JSON) -> None:
+        self._sink = scope.emitter
+        channel = self._sink.channel(stream, task_id)
+        self._channel = channel
+        self._stream = stream
+        self._task_id = task_id
+        attempt = scope.activity.attempt if scope.activity else 1
+        self._event_id_prefix = f"{key}:{attempt}:"
+        # Where the events come from never changes: build those parts of the envelope once.
+        self._source = source(scope.context, scope.activity)
+        self._shadow = shadow
+        self._state_bytes = self._encoded_state_size(shadow)
+        self._seq = 0
+        self._unsnapshotted = 0
+        self._snapshot_bytes = 0
+        self._snapshot_ns = 0
+        self._str_lists = StrLists()
+        # Ops applied to the shadow but not sent yet (see the module docstring).
+        self._folded: list[Op] = []
+        self._folded_bytes = 0
+        self._patch_overhead = 0
+        self._limit = channel.limit  # the event size limit, headers included
+        self._coalesce = channel.coalesce
+        self._sent_this_turn = False
+        self._watching_turn = False
+        self._closed = False
+        self._background: asyncio.Task[None] | None = None
+        self._background_error: BaseException | None = None
+
+    async def start(self) -> None:
+        """Send CUSTOM_TASK_STARTED with the initial state."""
+        payload = None if self._shadow is None else {"type": "json", "value": self._shadow}
+        await self._publish(EventType.CUSTOM_TASK_STARTED, {"payload": payload} if payload else {})
+
+    async def update(self, changes: Mapping[str, Any]) -> None:
+        """Stage the new values of the given top-level keys (see `_stage`)."""
+        ops = _diff_keys(self._shadow, changes, self._str_lists)
+        if ops:
+            await self._stage(ops)
+
+    async def replace(self, state: JSON) -> None:
+        """Stage the difference between the shadow and `state` (see `_stage`)."""
+        ops = diff(self._shadow, state)
+        if ops:
+            await self._stage(ops)
+
+    async def close(self) -> None:
+        """Stop sending in the background: what is folded goes with the last event."""
+        self._closed = True
+        if self._background is not None:
+            await self._background
+
+    def raise_background_error(self) -> None:
+        """Raise the error of the last background send, if it failed."""
+        error, self._background_error = self._background_error, None
+        if error is not None:
+            raise error
+
+    async def complete(self, state: JSON) -> None:
+        """Stage `state` (changes made to the state in place), send CUSTOM_TASK_COMPLETED."""
+        await self.replace(state)
+        await self._send_folded()
+        attributes = {"payload": {"type": "json", "value": self._shadow}}
+        await self._publish(EventType.CUSTOM_TASK_COMPLETED, attributes)
+
+    async def end(self, event_type: EventType, attributes: dict[str, Any]) -> None:
+        """Send the event that ends a task left by an exception (best effort)."""
+        try:
+            await self._send_folded()
+            await self._publish(event_type, attributes)
+        except MistralWorkflowsError as e:
+            # The task's own exception matters more; the activity's flush reports the rest.
+            log.warning("mistral_workflows: could not publish %s: %s", event_type, e)
+
+    async def _stage(self, ops: list[Op]) -> None:
+        """Apply `ops` to the shadow and send them, or fold them into the next event when
+        an event of this task already went out in this loop turn.
+
+        Raises:
+            PayloadTooLargeError: the update alone, or the state, would be over the limit;
+                nothing was applied.
+        """
+        self.raise_background_error()
+        size = self._channel.encoded_size(len(orjson.dumps(ops)), len(ops))
+        room = self._limit - self._overhead()
+        if size > room:
+            raise PayloadTooLargeError(
+                f"an update of task {self._stream!r} would make a "
+                f"{size + self._overhead() - _SIZE_SLACK}-byte event, over the "
+                f"{self._limit}-byte event limit; nothing was sent. Store large "
+                "data elsewhere (object storage, a database) and stream a reference to it, "
+                "e.g. {'url': ..., 'size': ...}."
+            )
+        if self._folded and self._folded_bytes + size > min(room, _FOLD_MAX_BYTES):
+            await self._send_folded()
+        self._apply_within_limit(ops, size)
+        if self._folded:
+            merge(self._folded, ops)
+        else:
+            self._folded = ops
+        self._folded_bytes += size
+        if not (self._coalesce and self._sent_this_turn):
+            await self._send_folded()
+
+    async def _send_folded(self) -> None:
+        """Send the ops applied to the shadow since the last event, as one event."""
+        if not self._folded:
+            return
+        ops, self._folded, self._folded_bytes = self._folded, [], 0
+        await self._publish(_IN_PROGRESS, {"payload": {"type": "json_patch", "value": ops}})
+
+    def _overhead(self) -> int:
+        """An upper bound of an IN_PROGRESS event's size without its ops."""
+        if not self._patch_overhead:
+            empty = {"payload": {"type": "json_patch", "value": []}}
+            body = self._body(_IN_PROGRESS, empty, 10**12)
+            event_id = body["data"]["event_id"]
+            payload, headers = self._sink.encode(body, event_id, "an empty update")
+            self._patch_overhead = event_size(payload, headers) + _SIZE_SLACK
+        return self._patch_overhead
+
+    def _next_turn(self) -> None:
+        """The event loop turned since this task last sent: send what was folded since."""
+        self._watching_turn = self._sent_this_turn = False
+        if self._folded and self._background is None and not self._closed:
+            self._background = asyncio.ensure_future(self._send_in_background())
+
+    async def _send_in_background(self) -> None:
+        try:
+            await self._send_folded()
+        except Exception as e:  # raised to the producer by its next call
+            self._background_error = e
+        finally:
+            self._background = None
+
+    def _body(self, event_type: str, attributes: dict[str, Any], seq: int) -> dict[str, Any]:
+        return envelope(
+            stream=self._stream,
+            event_type=event_type,
+            event_id=f"{self._event_id_prefix}{seq}",
+            attributes={
+                "custom_task_id": self._task_id,
+                "custom_task_type": self._stream,
+                "task_sequence": seq,
+                **attributes,
+            },
+            now_ns=self._channel.clock(),
+            **self._source,
+        )
+
+    async def _publish(self, event_type: str, attributes: dict[str, Any]) -> None:
+        """Encode, check and send one event, numbered in the order of the calls."""
+        body = self._body(event_type, attributes, self._seq)
+        event_id = body["data"]["event_id"]
+        what = f"{event_type} of task {self._stream!r}"
+        payload, headers = self._sink.encode(body, event_id, what)
+        then = self._snapshot(body) if self._wants_snapshot(event_type, len(payload)) else None
+        self._seq += 1
+        if self._coalesce:
+            self._sent_this_turn = True
+            if not self._watching_turn:
+                self._watching_turn = True
+                asyncio.get_running_loop().call_soon(self._next_turn)
+        await self._sink.send(self._channel.subject, payload, headers, then)
+
+    def _wants_snapshot(self, event_type: str, size: int) -> bool:
+        """Snapshot at the start, at the end, and when the patches since the last snapshot
+        outweigh the state (or a second has passed): the snapshots then cost no more than
+        the patches themselves, whatever the state's size."""
+        if self._channel.snapshot_subject is None:
+            return False
+        now = self._channel.clock()
+        if event_type == _IN_PROGRESS:
+            self._unsnapshotted += size
+            due = self._unsnapshotted >= max(self._snapshot_bytes, _SNAPSHOT_MIN_BYTES)
+            if not due and now - self._snapshot_ns < _SNAPSHOT_MAX_AGE_NS:
+                return False
+        self._unsnapshotted, self._snapshot_ns = 0, now
+        return True
+
+    def _snapshot(self, body: dict[str, Any]) -> FollowUp:
+        """A copy of the task's state as of this event, for consumers that join late.
+
+        It is sent once the event is stored, naming the sequence to resume reading from.
+        """
+        sink, subject = self._sink, self._channel.snapshot_subject
+        assert subject is not None
+        data = body["data"]
+        attributes = dict(data["attributes"])
+        if "payload" in attributes or data["event_type"] == _IN_PROGRESS:
+            state = memoryview(orjson.dumps(self._shadow)).tobytes()  # exact size
+            self._snapshot_bytes = len(state)
+            attributes["payload"] = {"type": "json", "value": orjson.Fragment(state)}
+        msg_id = f"{data['event_id']}:snapshot"
+        snapshot = {**body, "data": {**data, "event_id": msg_id, "attributes": attributes}}
+
+        def build(seq: int) -> tuple[str, bytes, dict[str, str]] | None:
+            snapshot["metadata"] = {"snapshot": True, "resume_seq": seq + 1}
+            try:
+                return (subject, *sink.encode(snapshot, msg_id, "snapshot", snapshot=True))
+            except PayloadTooLargeError:
+                return None  # The events still carry everything; only the shortcut is lost.
+
+        return build
+
+    def _apply_within_limit(self, ops: list[Op], patch_bytes: int) -> None:
+        """Apply `ops` to the shadow unless the state would outgrow one event.
+
+        The size is tracked as an upper bound (last exact size plus every patch since);
+        the exact size is measured only when the bound reaches the limit.
+        """
+        # The COMPLETED event carries the whole state in an envelope like an update's.
+        limit = self._limit - self._overhead()
+        bound = self._state_bytes + patch_bytes
+        if bound < limit:
+            self._str_lists.forget(ops)
+            self._shadow = apply_own(self._shadow, ops)
+            self._state_bytes = bound
+            return
+        candidate = apply_own(copy.deepcopy(self._shadow), ops)
+        exact = self._encoded_state_size(candidate)
+        if exact >= limit:
+            raise PayloadTooLargeError(
+                f"task {self._stream!r} state would grow to {exact} bytes: its COMPLETED "
+                "event, which carries the whole state, would be over the "
+                f"{self._limit}-byte event limit; the update was not applied. "
+                "Store large data elsewhere and stream a reference to it, "
+                "e.g. {'url': ..., 'size': ...}."
+            )
+        self._str_lists.forget(ops)
+        self._shadow, self._state_bytes = candidate, exact
+
+    def _encoded_state_size(self, state: JSON) -> int:
+        values = len(state) if isinstance(state, dict) else 1  # encrypted fields, at most
+        return self._channel.encoded_size(len(orjson.dumps(state)), max(1, values))
+
+
+def _diff_keys(shadow: JSON, changes: Mapping[str, Any], str_lists: StrLists) -> list[Op]:
+    """The ops for the changed top-level keys; strings and exact ints, bools and None (the
+    usual updates: text, counters, flags) are compared here, the rest by `diff`."""
+    assert isinstance(shadow, dict)
+    ops: list[Op] = []
+    for key, value in changes.items():
+        old: Any = shadow.get(key, _MISSING) if type(key) is str else _MISSING
+        if old is value:
+            continue
+        if not isinstance(key, str):
+            raise InvalidStateError(
+                f"task state at '' (the root) has the non-str key {key!r} "
+                f"({type(key).__name__}): JSON object keys must be strings: convert the key "
+                "with str()"
+            )
+        path = _path(key)
+        kind = type(value)
+        if kind is not type(old) or kind not in _PLAIN:
+            if old is _MISSING:
+                ops.append({"op": "add", "path": path, "value": to_json(value, path=path)})
+            else:
+                ops += diff(old, value, path, str_lists=str_lists)
+        elif old == value:
+            continue
+        elif kind is str and len(value) > len(old) and value.startswith(old):
+            ops.append({"op": "append", "path": path, "value": value[len(old) :]})
+        else:
+            ops.append({"op": "replace", "path": path, "value": value})
+    return ops
+
+
+# Exact types whose equality is JSON equality (not float: 0.0 == -0.0).
+_PLAIN = frozenset({str, int, bool, type(None)})
+_MISSING = object()
+
+
+@functools.lru_cache(maxsize=1024)
+def _path(key: str) -> str:
+    return "/" + escape(key)
