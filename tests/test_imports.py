@@ -69,8 +69,9 @@ MAY_IMPORT = {
     "gateway": {"core", "consumer"},
     "cli": {"core", "consumer", "dev", "gateway"},
 }
-# Temporal is the write side's: in `core`, only Task reads an activity's cancellation.
-TEMPORAL_IN_CORE = {"task.py"}
+# Temporal is the write side's. In `core`, Task reads an activity's cancellation, and the
+# failure message names an ApplicationError's own type (importing it only when called).
+TEMPORAL_IN_CORE = {"task.py", "envelope.py"}
 PACKAGE = Path(__file__).resolve().parent.parent / "mistral_workflows"
 
 
