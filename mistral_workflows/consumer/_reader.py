@@ -152,8 +152,7 @@ class Reader:
         self._outstanding = 0
         self._consumer_seq = 0
         self._last_seen = 0.0
-        self._warned = False
-        self._retrying = False
+        self._warned: set[str] = set()  # the warnings already logged
         self._errors_before: BaseException | None = None
         self.first_seq: int | None = None
         """The first stream sequence the reader can deliver, once its consumer exists: higher
@@ -272,22 +271,24 @@ class Reader:
         return True
 
     def _stream_missing(self) -> None:
-        if not self._warned:
-            log.warning(
-                "mistral_workflows: JetStream stream %r does not exist yet; waiting for a "
-                "worker with the plugin to create it",
-                self._stream,
-            )
-            self._warned = True
+        self._warn_once(
+            "missing",
+            "JetStream stream %r does not exist yet; waiting for a worker with the plugin "
+            "to create it",
+        )
 
     def _unanswered(self) -> None:
-        if not self._retrying:
-            log.warning(
-                "mistral_workflows: JetStream did not answer creating a consumer on stream %r "
-                "(a cluster electing a leader?); retrying",
-                self._stream,
-            )
-            self._retrying = True
+        self._warn_once(
+            "unanswered",
+            "JetStream did not answer creating a consumer on stream %r (a cluster electing "
+            "a leader?); retrying",
+        )
+
+    def _warn_once(self, key: str, message: str) -> None:
+        """Log `message` (naming the stream) once, until `key` is said to be over."""
+        if key not in self._warned:
+            log.warning("mistral_workflows: " + message, self._stream)
+            self._warned.add(key)
 
     async def _create_consumer(self) -> None:
         """A new consumer, from the last message handed out, on a new inbox."""
@@ -306,7 +307,7 @@ class Reader:
         self._consumer_seq = 0
         self._outstanding = 0
         self._last_seen = time.monotonic()
-        self._retrying = False
+        self._warned.discard("unanswered")
         await self._pull(self._batch)
 
     async def _listen(self) -> None:

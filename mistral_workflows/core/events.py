@@ -345,12 +345,7 @@ CustomTaskEvent = (
 )
 
 WorkflowEvent = Annotated[
-    CustomTaskStartedEvent
-    | CustomTaskInProgressEvent
-    | CustomTaskCompletedEvent
-    | CustomTaskFailedEvent
-    | CustomTaskCanceledEvent
-    | CustomTaskTimedOutEvent
+    CustomTaskEvent
     | ActivityTaskStartedEvent
     | ActivityTaskCompletedEvent
     | ActivityTaskRetryingEvent

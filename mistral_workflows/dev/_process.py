@@ -130,8 +130,15 @@ class ServerProcess(Started):
 
     _label = "server"
 
-    def __init__(self) -> None:
+    def __init__(self, port: int | None, log_path: Path) -> None:
         self._process: subprocess.Popen[bytes] | None = None
+        self._port = port if port is not None else free_port()
+        self._log_path = log_path
+
+    @property
+    def port(self) -> int:
+        """The port clients connect to (a free one unless given)."""
+        return self._port
 
     @property
     def pid(self) -> int | None:
@@ -141,9 +148,9 @@ class ServerProcess(Started):
         return self._process.pid
 
     @property
-    @abstractmethod
     def log_path(self) -> Path:
         """The file that receives the server's stdout and stderr."""
+        return self._log_path
 
     def start(self, timeout: float = 15) -> Self:
         """Start the server (if it is not running) and wait until it is ready.

@@ -43,9 +43,8 @@ def _private_temp_path(prefix: str) -> Path:
 
 
 class NatsServer(ServerProcess):
-    """A ``nats-server`` with JetStream, listening on 127.0.0.1 only.
-
-    Use it as a context manager, or call `start` and `stop`::
+    """A ``nats-server`` with JetStream, listening on 127.0.0.1 only, started and stopped
+    by a with-block (or `start` and `stop`)::
 
         with NatsServer() as nats_server:
             connection = await nats.connect(nats_server.url)
@@ -70,13 +69,12 @@ class NatsServer(ServerProcess):
         config: str | None = None,
         args: Sequence[str] = (),
     ) -> None:
-        super().__init__()
-        self._port = port if port is not None else free_port()
-        self._monitor_port = free_port()
         self._owns_store = store_dir is None
         if store_dir is None:
             store_dir = _private_temp_path("mistral-nats-")
         self._store_dir = Path(store_dir)
+        super().__init__(port, self._store_dir / "nats-server.log")
+        self._monitor_port = free_port()
         self._config = self._config_text(config, max_payload)
         self._args = list(args)
 
@@ -84,11 +82,6 @@ class NatsServer(ServerProcess):
     def url(self) -> str:
         """The URL clients connect to, such as ``nats://127.0.0.1:4222``."""
         return f"nats://{_HOST}:{self._port}"
-
-    @property
-    def port(self) -> int:
-        """The client port."""
-        return self._port
 
     @property
     def monitor_port(self) -> int:
@@ -99,11 +92,6 @@ class NatsServer(ServerProcess):
     def store_dir(self) -> Path:
         """The JetStream storage directory."""
         return self._store_dir
-
-    @property
-    def log_path(self) -> Path:
-        """The file that receives the server's stdout and stderr."""
-        return self._store_dir / "nats-server.log"
 
     def monitor(self, endpoint: str) -> dict[str, Any] | None:
         """The JSON of a monitoring endpoint, such as ``jsz?streams=true`` or ``varz``.
@@ -151,9 +139,7 @@ class NatsServer(ServerProcess):
 
 
 class TemporalServer(ServerProcess):
-    """A Temporal dev server (``temporal server start-dev``) on 127.0.0.1, without its UI.
-
-    Use it as a context manager, or call `start` and `stop`::
+    """A Temporal dev server (``temporal server start-dev``) on 127.0.0.1, without its UI::
 
         with TemporalServer() as temporal_server:
             client = await Client.connect(temporal_server.address)
@@ -173,32 +159,18 @@ class TemporalServer(ServerProcess):
         db_filename: str | Path | None = None,
         namespace: str = "default",
     ) -> None:
-        super().__init__()
-        self._port = port if port is not None else free_port()
+        self._run_dir = _private_temp_path("mistral-temporal-")
+        # The log is removed with the run directory by `stop`.
+        super().__init__(port, self._run_dir / "temporal.log")
         self._http_port = free_port()
         self._db_filename = Path(db_filename) if db_filename is not None else None
-        self._namespace = namespace
-        self._run_dir = _private_temp_path("mistral-temporal-")
+        self.namespace = namespace
+        """The namespace created at launch."""
 
     @property
     def address(self) -> str:
         """The gRPC address clients connect to, such as ``127.0.0.1:7233``."""
         return f"{_HOST}:{self._port}"
-
-    @property
-    def port(self) -> int:
-        """The gRPC port."""
-        return self._port
-
-    @property
-    def namespace(self) -> str:
-        """The namespace created at launch."""
-        return self._namespace
-
-    @property
-    def log_path(self) -> Path:
-        """The file that receives the server's stdout and stderr (removed by `stop`)."""
-        return self._run_dir / "temporal.log"
 
     def _prepare(self) -> None:
         self._run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -208,7 +180,7 @@ class TemporalServer(ServerProcess):
     def _command(self) -> list[str]:
         command = [find_binary("temporal"), "server", "start-dev", "--headless"]
         command += ["--ip", _HOST, "--port", str(self._port), "--http-port", str(self._http_port)]
-        command += ["--log-level", "error", "--namespace", self._namespace]
+        command += ["--log-level", "error", "--namespace", self.namespace]
         if self._db_filename is not None:
             command += ["--db-filename", str(self._db_filename)]
         return command
@@ -217,7 +189,7 @@ class TemporalServer(ServerProcess):
         # Describing the namespace over gRPC proves both the port and the namespace are ready;
         # the config flags keep the user's Temporal profile (TLS, API key...) out of it.
         probe = [find_binary("temporal"), "operator", "namespace", "describe", "-o", "none"]
-        probe += ["--address", self.address, "--namespace", self._namespace]
+        probe += ["--address", self.address, "--namespace", self.namespace]
         probe += ["--disable-config-env", "--disable-config-file", "--command-timeout", "2s"]
         try:
             result = subprocess.run(
@@ -279,13 +251,8 @@ class EmbeddedServers(Started):
         return self.temporal.address
 
     def start(self, timeout: float = 30) -> Self:
-        """Start both servers in parallel and wait until both are ready.
-
-        Args:
-            timeout: Seconds to wait for both servers to be ready.
-
-        Returns:
-            The servers themselves, for chaining.
+        """Start both servers in parallel and return them once both are ready, within
+        `timeout` seconds.
 
         Raises:
             ConfigurationError: A server exited or was not ready in time (both are stopped).
