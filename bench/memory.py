@@ -17,6 +17,7 @@ import orjson
 
 from bench._common import Row, Servers, direct_emitter
 from mistral_workflows.core import subjects
+from mistral_workflows.core.filter import EventFilter
 from mistral_workflows.core.publisher import Emitter
 from mistral_workflows.core.task import Task
 from mistral_workflows.dev import NatsServer
@@ -122,7 +123,9 @@ async def stored(url: str, exec_id: str) -> Stored:
     nc = await nats.connect(url)
     try:
         js = nc.jetstream()
-        subject = subjects.filter_subject("workflows", exec_id=exec_id, stream=STREAM)
+        subject = EventFilter(workflow_exec_id=exec_id, stream=STREAM).subject(
+            subjects.DEFAULT_PREFIX
+        )
         info = await js.stream_info("WORKFLOW_EVENTS", subjects_filter=subject)
         last = await js.get_last_msg("WORKFLOW_EVENTS", subject)
         update = await js.get_msg("WORKFLOW_EVENTS", last.seq - 1)

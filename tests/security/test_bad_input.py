@@ -29,6 +29,7 @@ from mistral_workflows import (
 )
 from mistral_workflows.core import subjects
 from mistral_workflows.core.context import current_scope
+from mistral_workflows.core.filter import EventFilter
 from mistral_workflows.core.task import Task
 from tests.support import (
     collect,
@@ -559,7 +560,9 @@ async def test_negative_control_unencoded_or_wildcard_filters_do_mix_executions(
     raw = "workflows.*.*.*.*.*.tenantB.>"  # what putting the id in the subject as is gives
     leaked = {m.body["data"]["workflow_exec_id"] for m in await stored(nats_url, raw)}
     assert "tenantB" in leaked and leaked != {"tenantB.>"}
-    wildcard = subjects.filter_subject("workflows", workflow_name="RunWithIds", stream="ids")
+    wildcard = EventFilter(workflow_name="RunWithIds", stream="ids").subject(
+        subjects.DEFAULT_PREFIX
+    )
     several = {m.body["data"]["workflow_exec_id"] for m in await stored(nats_url, wildcard)}
     assert set(HOSTILE_IDS) <= several
 
@@ -571,7 +574,10 @@ async def hostile_activity_ids(plugged: Plugged, nats_url: str) -> tuple[str, li
     await run_with_ids(plugged, wid, Ids(HOSTILE_IDS))
     per_activity = await asyncio.gather(
         *(
-            stored(nats_url, subjects.filter_subject("workflows", exec_id=wid, activity_id=aid))
+            stored(
+                nats_url,
+                EventFilter(workflow_exec_id=wid, activity_id=aid).subject(subjects.DEFAULT_PREFIX),
+            )
             for aid in HOSTILE_IDS
         )
     )
@@ -599,7 +605,8 @@ async def test_negative_control_activity_wildcard_matches_every_activity(
     """An activity filter with a wildcard id does match every activity of the run."""
     wid, _ = hostile_activity_ids
     every = await stored(
-        nats_url, subjects.filter_subject("workflows", exec_id=wid, scope="activity")
+        nats_url,
+        EventFilter(workflow_exec_id=wid, scope="activity").subject(subjects.DEFAULT_PREFIX),
     )
     assert {m.body["activity_context"]["activity_id"] for m in every} == set(HOSTILE_IDS)
 
@@ -643,7 +650,7 @@ BAD_FILTERS = [
     ({"start_seq": "1"}, "start_seq"),
     ({"start_seq": -1}, "start_seq"),
     ({"workflow_exec_id": 5}, "exec_id filter must be a str"),
-    ({"root_workflow_exec_id": b"root"}, "root_exec_id filter must be a str"),
+    ({"root_workflow_exec_id": b"root"}, "root_workflow_exec_id filter must be a str"),
     ({"namespace": ["default"]}, "namespace filter must be a str"),
     ({"activity_name": 7}, "activity_name filter must be a str"),
     ({"late_join": True, "from_now": True}, "at most one of"),
@@ -712,7 +719,9 @@ async def injection_run(plugged: Plugged, nats_url: str) -> tuple[str, list[str]
     task_ids = [f"{tag}{i}{injection}" for i, injection in enumerate(INJECTIONS)]
     activity_ids = [f"act{injection}" for injection in INJECTIONS[:2]]
     await run_with_ids(plugged, wid, Ids(activity_ids, "custom_task_ids", [task_ids, True]))
-    messages = await stored(nats_url, subjects.filter_subject("workflows", exec_id=wid))
+    messages = await stored(
+        nats_url, EventFilter(workflow_exec_id=wid).subject(subjects.DEFAULT_PREFIX)
+    )
     return wid, [f"{a}/{t}" for a in activity_ids for t in task_ids], messages
 
 
