@@ -46,6 +46,7 @@ class StreamQuery:
     """What one SSE request asks for."""
 
     filter: EventFilter
+    """What `subscribe` reads: ids, names, stream, scope and event types."""
     metadata: dict[str, Any] = field(default_factory=dict)
     start_seq: int | None = None
     """The first broker sequence to send (inclusive); None: the oldest stored."""
