@@ -18,6 +18,7 @@ import orjson
 from bench._common import Row, Servers, direct_emitter
 from mistral_workflows.core import subjects
 from mistral_workflows.core.emitter import Emitter
+from mistral_workflows.core.filter import EventFilter
 from mistral_workflows.core.task import Task
 from mistral_workflows.dev import NatsServer
 
@@ -122,7 +123,9 @@ async def stored(url: str, exec_id: str) -> Stored:
     nc = await nats.connect(url)
     try:
         js = nc.jetstream()
-        subject = subjects.filter_subject(subjects.DEFAULT_PREFIX, exec_id=exec_id, stream=STREAM)
+        subject = EventFilter(workflow_exec_id=exec_id, stream=STREAM).subject(
+            subjects.DEFAULT_PREFIX
+        )
         info = await js.stream_info(subjects.DEFAULT_STREAM_NAME, subjects_filter=subject)
         last = await js.get_last_msg(subjects.DEFAULT_STREAM_NAME, subject)
         update = await js.get_msg(subjects.DEFAULT_STREAM_NAME, last.seq - 1)

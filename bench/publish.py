@@ -21,6 +21,7 @@ from bench._common import Row, Servers, plugged_worker, scratch_stream
 from mistral_workflows.core import subjects
 from mistral_workflows.core.context import current_scope
 from mistral_workflows.core.emitter import Emitter
+from mistral_workflows.core.filter import EventFilter
 from mistral_workflows.core.task import Task
 
 PAYLOAD_PAD = 40  # characters of state per update, like a short LLM chunk
@@ -54,7 +55,7 @@ class PublishBench:
 async def event_size(url: str, exec_id: str) -> int:
     """The size of the last event of an execution, as stored."""
     nc = await nats.connect(url)
-    subject = subjects.filter_subject(subjects.DEFAULT_PREFIX, exec_id=exec_id, stream="bench")
+    subject = EventFilter(workflow_exec_id=exec_id, stream="bench").subject(subjects.DEFAULT_PREFIX)
     msg = await nc.jetstream().get_last_msg(subjects.DEFAULT_STREAM_NAME, subject)
     await nc.close()
     return len(msg.data or b"")

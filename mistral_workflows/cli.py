@@ -9,11 +9,14 @@ import os
 import ssl
 import sys
 from collections.abc import Sequence
+from dataclasses import asdict, fields
 from typing import Any
 
 from mistral_workflows.consumer import Gap, subscribe
 from mistral_workflows.consumer._view import HumanView
+from mistral_workflows.core import subjects
 from mistral_workflows.core.errors import ConfigurationError, MistralWorkflowsError
+from mistral_workflows.core.filter import SCOPES, EventFilter
 
 __all__ = ["main"]
 
@@ -58,8 +61,7 @@ def _gateway_commands(commands: Any) -> None:
     gateway.add_argument("--host", default="127.0.0.1", help="address to listen on")
     gateway.add_argument("--port", type=int, default=8000, help="port to listen on")
     gateway.add_argument("--keepalive", type=float, default=15.0, help="seconds between pings")
-    gateway.add_argument("--stream-name", default="WORKFLOW_EVENTS", help="JetStream stream")
-    gateway.add_argument("--subject-prefix", default="workflows", help="subject prefix")
+    _stream_options(gateway)
     _secret_option(gateway)
     _connection_options(gateway)
     token = commands.add_parser("token", help="mint a bearer token for the gateway")
@@ -69,6 +71,13 @@ def _gateway_commands(commands: Any) -> None:
     )
     token.add_argument("--ttl", type=float, default=3600, help="lifetime in seconds")
     _secret_option(token)
+
+
+def _stream_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--stream-name", default=subjects.DEFAULT_STREAM_NAME, help="JetStream stream"
+    )
+    parser.add_argument("--subject-prefix", default=subjects.DEFAULT_PREFIX, help="subject prefix")
 
 
 def _secret_option(parser: argparse.ArgumentParser) -> None:
@@ -118,7 +127,7 @@ def _reading_options(parser: argparse.ArgumentParser, default_format: str) -> No
     parser.add_argument("--workflow-name", help="workflow type name")
     parser.add_argument("--namespace", help="Temporal namespace")
     parser.add_argument("--stream", help="stream type, e.g. token-stream")
-    parser.add_argument("--scope", choices=["workflow", "activity"], help="workflow or activity")
+    parser.add_argument("--scope", choices=SCOPES, help="workflow or activity")
     parser.add_argument("--activity", dest="activity_name", help="activity type name")
     parser.add_argument("--activity-id", dest="activity_id", help="one activity's id")
     parser.add_argument(
@@ -130,8 +139,7 @@ def _reading_options(parser: argparse.ArgumentParser, default_format: str) -> No
         default=default_format,
         help="JSON lines (one envelope per line) or a live human view",
     )
-    parser.add_argument("--stream-name", default="WORKFLOW_EVENTS", help="JetStream stream")
-    parser.add_argument("--subject-prefix", default="workflows", help="subject prefix")
+    _stream_options(parser)
     _connection_options(parser)
 
 
@@ -212,16 +220,21 @@ def _gap_notice(gap: Gap) -> None:
     print(f"mistral-workflows: notice: {gap}", file=sys.stderr, flush=True)
 
 
+def _filter(args: argparse.Namespace) -> EventFilter:
+    """The filter of the flags, whose destinations are its field names (`tail` has no id
+    flags: those are None)."""
+    return EventFilter(
+        **{spec.name: getattr(args, spec.name, None) for spec in fields(EventFilter)}
+    )
+
+
 async def _print_events(args: argparse.Namespace) -> None:
     tailing = args.command == "tail"
     follow = tailing or args.follow or args.until_complete
-    filters = (
+    options = (
         {}
         if tailing
         else {
-            "workflow_exec_id": args.workflow_exec_id,
-            "root_workflow_exec_id": args.root_workflow_exec_id,
-            "parent_workflow_exec_id": args.parent_workflow_exec_id,
             "start_seq": args.start_seq,
             "late_join": args.late_join,
             "until_complete": args.until_complete,
@@ -230,13 +243,7 @@ async def _print_events(args: argparse.Namespace) -> None:
     view = HumanView(sys.stdout) if args.format == "human" else None
     async for event in subscribe(
         args.nats,
-        workflow_name=args.workflow_name,
-        namespace=args.namespace,
-        stream=args.stream,
-        scope=args.scope,
-        activity_name=args.activity_name,
-        activity_id=args.activity_id,
-        event_types=args.event_types,
+        **asdict(_filter(args)),
         from_now=tailing,
         until_caught_up=not follow,
         idle_timeout=None if follow else _CATCH_UP_IDLE,
@@ -244,7 +251,7 @@ async def _print_events(args: argparse.Namespace) -> None:
         stream_name=args.stream_name,
         subject_prefix=args.subject_prefix,
         nats_options=_nats_options(args),
-        **filters,
+        **options,
     ):
         if view is not None:
             view.show(event)

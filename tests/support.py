@@ -15,6 +15,7 @@ from temporalio.worker import Worker
 from mistral_workflows import MistralWorkflowsPlugin, StreamEvent, TaskStates, subscribe
 from mistral_workflows.core import subjects
 from mistral_workflows.core.events import CUSTOM_TASK_EVENT_TYPES, EventType
+from mistral_workflows.core.filter import EventFilter
 
 IDLE = 0.5
 
@@ -81,10 +82,10 @@ async def consumer_made(
 
 
 async def raw_messages(nats_url: str, **ids: str) -> list[tuple[int, dict[str, Any]]]:
-    """The stored messages matching `ids` (filter_subject fields), read without our consumer."""
+    """The stored messages matching `ids` (`EventFilter` fields), read without our consumer."""
     nc = await nats.connect(nats_url)
     sub = await nc.jetstream().subscribe(
-        subjects.filter_subject(subjects.DEFAULT_PREFIX, **ids), ordered_consumer=True
+        EventFilter(**ids).subject(subjects.DEFAULT_PREFIX), ordered_consumer=True
     )
     out = []
     try:

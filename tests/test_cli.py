@@ -7,7 +7,9 @@ import subprocess
 import sys
 
 from mistral_workflows import StreamEvent
+from mistral_workflows.cli import _filter, _parser
 from mistral_workflows.core.events import EventType
+from mistral_workflows.core.filter import EventFilter
 from mistral_workflows.dev import free_port
 from tests.consumer.test_subscribe import run
 
@@ -43,6 +45,27 @@ async def test_from_seq_and_type_filters(temporal_address, nats_url, task_queue)
         "events", "--nats", nats_url, "--exec", wid, "--type", EventType.CUSTOM_TASK_COMPLETED
     )
     assert len(done.stdout.splitlines()) == 2
+
+
+def test_flags_build_the_filter_of_the_same_names():
+    """Each filter flag sets the `EventFilter` field its destination names; `tail`, which
+    has no id flags, builds a filter without ids."""
+    flags = ["--exec", "x", "--root", "r", "--parent", "p", "--workflow-name", "W"]
+    flags += ["--namespace", "n", "--stream", "s", "--activity", "a", "--activity-id", "1"]
+    flags += ["--type", EventType.CUSTOM_TASK_STARTED, "--scope", "activity"]
+    assert _filter(_parser().parse_args(["events", *flags])) == EventFilter(
+        workflow_exec_id="x",
+        root_workflow_exec_id="r",
+        parent_workflow_exec_id="p",
+        workflow_name="W",
+        activity_name="a",
+        activity_id="1",
+        stream="s",
+        event_types=[EventType.CUSTOM_TASK_STARTED],
+        namespace="n",
+        scope="activity",
+    )
+    assert _filter(_parser().parse_args(["tail", "--stream", "s"])) == EventFilter(stream="s")
 
 
 def test_bad_filter_is_a_one_line_error(nats_url):

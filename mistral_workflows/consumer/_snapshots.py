@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from dataclasses import replace
 
 import nats.errors
 import nats.js.errors
@@ -16,11 +16,14 @@ from mistral_workflows.consumer._reader import consumer_name, create_consumer, d
 from mistral_workflows.core import subjects
 from mistral_workflows.core.connection import denied
 from mistral_workflows.core.errors import BrokerConnectionError
-from mistral_workflows.core.events import StreamEvent
+from mistral_workflows.core.events import EventType, StreamEvent
+from mistral_workflows.core.filter import EventFilter
 
 __all__ = ["Snapshots", "backfill", "read_snapshots"]
 
 _FETCH = 256
+# A task whose latest snapshot has one of these types has events after it to read.
+_RUNNING = (EventType.CUSTOM_TASK_STARTED, EventType.CUSTOM_TASK_IN_PROGRESS)
 _WAIT = 1.0
 
 
@@ -46,9 +49,7 @@ class Snapshots:
     def resume_seq(self, default: int) -> int:
         """Where to read events from: right after the oldest snapshot of a running task."""
         running = [
-            int(e.metadata["resume_seq"])
-            for e in self.events
-            if e.data.event_type in ("CUSTOM_TASK_STARTED", "CUSTOM_TASK_IN_PROGRESS")
+            int(e.metadata["resume_seq"]) for e in self.events if e.data.event_type in _RUNNING
         ]
         return min(running, default=default)
 
@@ -101,12 +102,16 @@ async def backfill(
     return missed
 
 
-async def read_snapshots(
-    nc: NATS, stream_name: str, prefix: str, ids: Mapping[str, str | None]
-) -> Snapshots:
-    """Read the latest snapshot of every task whose subject matches `ids`."""
-    filter_ = subjects.filter_subject(subjects.snapshot_prefix(prefix), **ids)
-    config = _config(filter_, DeliverPolicy.LAST_PER_SUBJECT)
+async def read_snapshots(nc: NATS, stream_name: str, prefix: str, wanted: EventFilter) -> Snapshots:
+    """Read the latest snapshot of every task of the executions and stream `wanted` names.
+
+    A snapshot's subject has one more token (the task id) than its event's, which a scoped
+    subject filter would not match: scope, activity and event types are left to the caller.
+    """
+    tasks = replace(wanted, scope=None, activity_name=None, activity_id=None, event_types=None)
+    config = _config(
+        tasks.subject(subjects.snapshot_prefix(prefix)), DeliverPolicy.LAST_PER_SUBJECT
+    )
     found = await _read(nc, subjects.snapshot_stream(stream_name), config)
     return Snapshots([StreamEvent.model_validate(orjson.loads(m.data)) for m in found])
 

@@ -14,7 +14,7 @@ from collections.abc import (
     Mapping,
 )
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -29,10 +29,11 @@ from mistral_workflows.core.connection import connect
 from mistral_workflows.core.encryption import Encryption
 from mistral_workflows.core.errors import ConfigurationError
 from mistral_workflows.core.events import (
-    EVENT_TYPES,
     TERMINAL_WORKFLOW_EVENT_TYPES,
+    EventType,
     StreamEvent,
 )
+from mistral_workflows.core.filter import EventFilter
 
 __all__ = ["Gap", "subscribe", "subscribe_sync"]
 
@@ -41,7 +42,9 @@ _STREAM_NAME = re.compile(r"[A-Za-z0-9_-]{1,255}")
 
 log = logging.getLogger("mistral_workflows")
 
-_ENDS_FOR_GOOD = TERMINAL_WORKFLOW_EVENT_TYPES - {"WORKFLOW_EXECUTION_CONTINUED_AS_NEW"}
+_ENDS_FOR_GOOD = TERMINAL_WORKFLOW_EVENT_TYPES - {EventType.WORKFLOW_EXECUTION_CONTINUED_AS_NEW}
+# Streams whose filter already reads the lifecycle events that end a workflow.
+_LIFECYCLE_TOO = (None, subjects.LIFECYCLE_STREAM)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +85,7 @@ async def subscribe(
     idle_timeout: float | None = None,
     until_caught_up: bool = False,
     on_gap: Callable[[Gap], None] = _log_gap,
-    stream_name: str = "WORKFLOW_EVENTS",
+    stream_name: str = subjects.DEFAULT_STREAM_NAME,
     subject_prefix: str = subjects.DEFAULT_PREFIX,
     nats_options: Mapping[str, Any] | None = None,
     encryption: Encryption | None = None,
@@ -132,8 +135,19 @@ async def subscribe(
         BrokerConnectionError: the NATS server cannot be reached, refuses the credentials,
             or denies a permission reading needs (e.g. another tenant's namespace).
     """
-    wanted = _event_types(event_types)
-    target = workflow_exec_id or root_workflow_exec_id
+    wanted = EventFilter(
+        workflow_exec_id=workflow_exec_id,
+        root_workflow_exec_id=root_workflow_exec_id,
+        parent_workflow_exec_id=parent_workflow_exec_id,
+        workflow_name=workflow_name,
+        activity_name=activity_name,
+        activity_id=activity_id,
+        stream=stream,
+        event_types=event_types,
+        namespace=namespace,
+        scope=scope,
+    )
+    target = wanted.workflow_exec_id or wanted.root_workflow_exec_id
     if until_complete and target is None:
         raise ConfigurationError(
             "until_complete needs workflow_exec_id or root_workflow_exec_id: it stops when "
@@ -151,36 +165,22 @@ async def subscribe(
     if not isinstance(stream_name, str) or not _STREAM_NAME.fullmatch(stream_name):
         raise ConfigurationError(
             f"stream_name must be a JetStream stream name (letters, digits, '_' and '-'), "
-            f"not {stream_name!r}; the default is 'WORKFLOW_EVENTS'"
+            f"not {stream_name!r}; the default is {subjects.DEFAULT_STREAM_NAME!r}"
         )
     prefix = subjects.validate_prefix(subject_prefix)
-    if stream is not None and stream != subjects.LIFECYCLE_STREAM:
-        subjects.validate_stream_type(stream)
-    ids = {
-        "namespace": namespace,
-        "workflow_name": workflow_name,
-        "root_exec_id": root_workflow_exec_id,
-        "parent_exec_id": parent_workflow_exec_id,
-        "exec_id": workflow_exec_id,
-    }
-    where = {"scope": scope, "activity_name": activity_name, "activity_id": activity_id}
-    filters = [subjects.filter_subject(prefix, stream=stream, **ids, **where)]
-    if activity_name is not None or activity_id is not None:
-        scope = "activity"
-    activity = (activity_name, activity_id)
-    if until_complete and (stream not in (None, subjects.LIFECYCLE_STREAM) or scope == "activity"):
+    filters = [wanted.subject(prefix)]
+    if until_complete and (wanted.stream not in _LIFECYCLE_TOO or wanted.scope == "activity"):
         # The end of the workflow is a lifecycle event: read those too, then drop them.
-        lifecycle = {"stream": subjects.LIFECYCLE_STREAM, "scope": "workflow"}
-        filters.append(subjects.filter_subject(prefix, **ids, **lifecycle))
+        filters.append(_lifecycle(wanted).subject(prefix))
     opened = encryption.decrypt_event if encryption is not None else _as_stored
     async with _connection(nats, nats_options or {}) as nc:
         snapshots = Snapshots([])
         if late_join:
             # The end of the stream first: whatever is stored later is read in full.
             end = await last_sequence(nc, stream_name, filters[0]) + 1
-            snapshots = await read_snapshots(nc, stream_name, prefix, {"stream": stream, **ids})
+            snapshots = await read_snapshots(nc, stream_name, prefix, wanted)
             for snapshot in snapshots.events:
-                if _matches(snapshot, wanted, stream, scope, activity):
+                if wanted.matches(snapshot):
                     yield opened(snapshot)
             start_seq = snapshots.resume_seq(default=end)
         reader = Reader(nc, stream_name, filters, start_seq, new_only=from_now)
@@ -200,11 +200,11 @@ async def subscribe(
                     # A task that began before we joined, whose snapshot came too late.
                     for missed in await backfill(nc, stream_name, prefix, msg.subject, event):
                         snapshots.add(missed)
-                        if _matches(missed, wanted, stream, scope, activity):
+                        if wanted.matches(missed):
                             yield opened(missed)
                     if snapshots.covers(event):
                         continue  # The snapshot fetched just now is already past it.
-                if _matches(event, wanted, stream, scope, activity):
+                if wanted.matches(event):
                     yield opened(event)
                 if until_complete and _ends(event, target):
                     return
@@ -253,40 +253,16 @@ def subscribe_sync(nats: str, **filters: Any) -> Iterator[StreamEvent]:
         loop.close()
 
 
-def _event_types(event_types: Iterable[str] | None) -> frozenset[str] | None:
-    if event_types is None:
-        return None
-    if isinstance(event_types, str):
-        event_types = [event_types]
-    wanted = frozenset(event_types)
-    unknown = wanted - EVENT_TYPES
-    if unknown:
-        raise ConfigurationError(
-            f"unknown event type(s) {sorted(unknown)}; known types: {sorted(EVENT_TYPES)}"
-        )
-    return wanted
-
-
-def _matches(
-    event: StreamEvent,
-    wanted: frozenset[str] | None,
-    stream: str | None,
-    scope: str | None,
-    activity: tuple[str | None, str | None],
-) -> bool:
-    """Whether an event read for `until_complete` (or a snapshot) passes every filter;
-    `activity` is the wanted activity name and id (None: any)."""
-    if stream is not None and event.stream != stream:
-        return False
-    context = event.activity_context
-    if scope is not None and (context is None) != (scope == "workflow"):
-        return False
-    name, activity_id = activity
-    if name is not None and (context is None or context.activity_name != name):
-        return False
-    if activity_id is not None and (context is None or context.activity_id != activity_id):
-        return False
-    return wanted is None or event.data.event_type in wanted
+def _lifecycle(wanted: EventFilter) -> EventFilter:
+    """The lifecycle events of the executions `wanted` names, whatever else it asks for."""
+    return replace(
+        wanted,
+        stream=subjects.LIFECYCLE_STREAM,
+        scope="workflow",
+        activity_name=None,
+        activity_id=None,
+        event_types=None,
+    )
 
 
 def _ends(event: StreamEvent, target: str | None) -> bool:

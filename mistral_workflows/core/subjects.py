@@ -8,7 +8,8 @@ One JetStream stream captures ``<prefix>.>``. Every event is published on::
 Every value taken from user input (Temporal accepts ``a.b.c``, ``tenantB.>``, newlines or
 1,000 characters as a workflow id) goes through `token`, so that it always yields exactly one
 valid subject token and two different values never share a token. Consumers filter in the
-server with `filter_subject`, which relies on that one-value-one-token property for isolation.
+server with `filter_subject` (through `EventFilter.subject`), which relies on that
+one-value-one-token property for isolation.
 """
 
 from __future__ import annotations
@@ -18,8 +19,13 @@ import functools
 import hashlib
 import re
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from mistral_workflows.core.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    # Only for annotations: `EventFilter` builds its subject with `filter_subject`.
+    from mistral_workflows.core.filter import EventFilter
 
 __all__ = [
     "DEFAULT_PREFIX",
@@ -28,6 +34,7 @@ __all__ = [
     "NO_PARENT",
     "event_subject",
     "filter_subject",
+    "short_repr",
     "snapshot_prefix",
     "snapshot_stream",
     "snapshot_subject",
@@ -78,20 +85,11 @@ _PREFIX_RULE = (
 )
 _PREFIX = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*")
 _MAX_PREFIX_LENGTH = 64
-_FILTER_FIELDS = (
-    "namespace",
-    "stream",
-    "workflow_name",
-    "root_exec_id",
-    "parent_exec_id",
-    "exec_id",
-    "activity_name",
-    "activity_id",
-)
 _REPR_LENGTH = 80
 
 
-def _short_repr(value: object) -> str:
+def short_repr(value: object) -> str:
+    """``repr(value)``, cut to 80 characters: user input quoted in an error message."""
     text = repr(value)
     if len(text) > _REPR_LENGTH:
         return text[: _REPR_LENGTH - 3] + "..."
@@ -138,7 +136,7 @@ def validate_stream_type(name: object) -> str:
             ``[A-Za-z0-9_-]`` or it starts with ``_``.
     """
     if not isinstance(name, str) or not _READABLE.fullmatch(name) or name.startswith("_"):
-        raise ConfigurationError(f"invalid stream type {_short_repr(name)}: {_TYPE_RULE}")
+        raise ConfigurationError(f"invalid stream type {short_repr(name)}: {_TYPE_RULE}")
     return name
 
 
@@ -160,7 +158,7 @@ def validate_prefix(prefix: object) -> str:
         or len(prefix) > _MAX_PREFIX_LENGTH
         or not _PREFIX.fullmatch(prefix)
     ):
-        raise ConfigurationError(f"invalid subject prefix {_short_repr(prefix)}: {_PREFIX_RULE}")
+        raise ConfigurationError(f"invalid subject prefix {short_repr(prefix)}: {_PREFIX_RULE}")
     return prefix
 
 
@@ -243,70 +241,43 @@ def event_subject(
         raise ConfigurationError("activity_name requires activity_id")
     if type(attempt) is not int or attempt < 1:
         raise ConfigurationError(
-            f"attempt must be a positive int with activity_name, got {_short_repr(attempt)}"
+            f"attempt must be a positive int with activity_name, got {short_repr(attempt)}"
         )
     return f"{base}.activity.{token(activity_name)}.{token(activity_id)}.{attempt}"
 
 
-def filter_subject(
-    prefix: str,
-    *,
-    namespace: str | None = None,
-    stream: str | None = None,
-    workflow_name: str | None = None,
-    root_exec_id: str | None = None,
-    parent_exec_id: str | None = None,
-    exec_id: str | None = None,
-    scope: str | None = None,
-    activity_name: str | None = None,
-    activity_id: str | None = None,
-) -> str:
+def filter_subject(prefix: str, wanted: EventFilter) -> str:
     """Build a server-side filter over the events of `event_subject`.
 
-    Each None field becomes ``*``; without a scope the filter ends in ``.>`` so it covers
-    both scopes.
+    Each id, name or stream that `wanted` leaves open becomes ``*``; without a scope the
+    filter ends in ``.>`` so it covers both scopes.
 
     Args:
         prefix: A prefix accepted by `validate_prefix`.
-        namespace: The Temporal namespace, or None for any.
-        stream: The stream name, or None for any.
-        workflow_name: The workflow type name, or None for any.
-        root_exec_id: The root workflow id, or None for any.
-        parent_exec_id: The parent workflow id, or None for any parent (or none).
-        exec_id: The workflow id, or None for any.
-        scope: "workflow" (workflow code only), "activity" (activities only), or None.
-        activity_name: Only this activity type (implies the activity scope).
-        activity_id: Only this activity id (implies the activity scope).
+        wanted: The filter, its values already checked.
 
     Returns:
         A subject filter with wildcards, e.g. ``"workflows.default.*.*.*.*.my-id.>"``.
-
-    Raises:
-        ConfigurationError: A field is neither None nor a str, or ``scope`` is unknown.
     """
-    fields = (namespace, stream, workflow_name, root_exec_id, parent_exec_id, exec_id)
-    _check_filter_values(zip(_FILTER_FIELDS, (*fields, activity_name, activity_id), strict=True))
-    tokens = ".".join("*" if field is None else token(field) for field in fields)
-    if activity_name is not None or activity_id is not None:
-        scope = "activity"
-    if scope is None:
+    fields = (
+        wanted.namespace,
+        wanted.stream,
+        wanted.workflow_name,
+        wanted.root_workflow_exec_id,
+        wanted.parent_workflow_exec_id,
+        wanted.workflow_exec_id,
+    )
+    tokens = _wildcard_tokens(fields)
+    if wanted.scope is None:
         return f"{prefix}.{tokens}.>"
-    if scope == "workflow":
+    if wanted.scope == "workflow":
         return f"{prefix}.{tokens}.workflow"
-    if scope != "activity":
-        raise ConfigurationError(f"scope must be 'workflow' or 'activity', not {scope!r}")
-    activity = ".".join("*" if f is None else token(f) for f in (activity_name, activity_id))
+    activity = _wildcard_tokens((wanted.activity_name, wanted.activity_id))
     return f"{prefix}.{tokens}.activity.{activity}.*"
 
 
-def _check_filter_values(named: Iterable[tuple[str, object]]) -> None:
-    # `token` needs a str; anything else would fail later with a bare TypeError.
-    for name, value in named:
-        if value is not None and not isinstance(value, str):
-            raise ConfigurationError(
-                f"the {name} filter must be a str, or None to match any, not "
-                f"{_short_repr(value)} ({type(value).__name__}); pass the id as text"
-            )
+def _wildcard_tokens(values: Iterable[str | None]) -> str:
+    return ".".join("*" if value is None else token(value) for value in values)
 
 
 def subject_matches(filter: str, subject: str) -> bool:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 
 from starlette.requests import Request
 
 from mistral_workflows.core.errors import TokenError
+from mistral_workflows.core.filter import EventFilter
 from mistral_workflows.gateway._problems import Problem
-from mistral_workflows.gateway._query import StreamQuery
 from mistral_workflows.gateway._tokens import Grant, verify_token
 
 __all__ = ["Access", "RootLookup"]
@@ -57,32 +58,36 @@ class Access:
         except TokenError as e:
             raise Problem(401, "unauthorized", str(e)) from None
 
-    async def confine(self, query: StreamQuery, grant: Grant, root_of: RootLookup) -> StreamQuery:
-        """The query narrowed to the grant's namespace and tree.
+    async def confine(self, wanted: EventFilter, grant: Grant, root_of: RootLookup) -> EventFilter:
+        """The filter narrowed to the grant's namespace and tree.
 
         Raises:
-            Problem: 403 when the query names another namespace or another tree.
+            Problem: 403 when the filter names another namespace or another tree.
         """
-        await check(query.ids, grant, root_of)
-        return query.narrowed(grant.namespace, grant.root_workflow_exec_id)
+        await check(wanted, grant, root_of)
+        if grant.namespace is not None:
+            wanted = replace(wanted, namespace=grant.namespace)
+        if grant.root_workflow_exec_id is not None:
+            wanted = replace(wanted, root_workflow_exec_id=grant.root_workflow_exec_id)
+        return wanted
 
 
-async def check(ids: dict[str, str | None], grant: Grant, root_of: RootLookup) -> None:
+async def check(wanted: EventFilter, grant: Grant, root_of: RootLookup) -> None:
     """Refuse (403) filters outside the grant.
 
     Raises:
         Problem: 403 naming what the token does not cover.
     """
-    namespace = ids.get("namespace")
+    namespace = wanted.namespace
     if grant.namespace is not None and namespace not in (None, grant.namespace):
         raise _forbidden("namespace", "this token is for another namespace")
     root = grant.root_workflow_exec_id
     if root is None:
         return
-    if ids.get("root_workflow_exec_id") not in (None, root):
+    if wanted.root_workflow_exec_id not in (None, root):
         raise _forbidden("root_workflow_exec_id", "this token is for another workflow tree")
     for name in ("workflow_exec_id", "parent_workflow_exec_id"):
-        exec_id = ids.get(name)
+        exec_id = getattr(wanted, name)
         if exec_id is None or exec_id == root:
             continue
         # Reading stays confined to the tree by the subject filter whatever this finds;

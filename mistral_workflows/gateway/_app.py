@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from dataclasses import asdict, dataclass, field
 from importlib import resources
 from typing import Any
 
@@ -21,7 +21,9 @@ from mistral_workflows.consumer import subscribe
 from mistral_workflows.core import subjects
 from mistral_workflows.core.connection import connect
 from mistral_workflows.core.errors import ConfigurationError, MistralWorkflowsError
-from mistral_workflows.gateway._access import Access, check
+from mistral_workflows.core.events import StreamEvent
+from mistral_workflows.core.filter import EventFilter
+from mistral_workflows.gateway._access import Access
 from mistral_workflows.gateway._problems import Problem
 from mistral_workflows.gateway._query import StreamQuery, list_query, stream_query
 from mistral_workflows.gateway._sse import EventPump
@@ -44,7 +46,7 @@ class GatewaySettings:
     nats_url: str = "nats://127.0.0.1:4222"
     secret: bytes | None = None
     """The token signing secret; None: development mode (any token, loopback only)."""
-    stream_name: str = "WORKFLOW_EVENTS"
+    stream_name: str = subjects.DEFAULT_STREAM_NAME
     subject_prefix: str = subjects.DEFAULT_PREFIX
     keepalive: float = 15.0
     """Seconds between keep-alive comments on a quiet stream."""
@@ -70,25 +72,18 @@ class _Gateway:
         if self._nc is not None:
             await self._nc.close()
 
-    def read(self, query: StreamQuery, **options: Any) -> Any:
+    def read(self, wanted: EventFilter, **options: Any) -> AsyncGenerator[StreamEvent, None]:
         return subscribe(
             self.nc,
-            **query.subscribe_filters(),
+            **asdict(wanted),
             stream_name=self.settings.stream_name,
             subject_prefix=self.settings.subject_prefix,
             **options,
         )
 
     async def root_of(self, exec_id: str, namespace: str | None) -> str | None:
-        events = subscribe(
-            self.nc,
-            workflow_exec_id=exec_id,
-            namespace=namespace,
-            until_caught_up=True,
-            idle_timeout=_STORED_IDLE,
-            stream_name=self.settings.stream_name,
-            subject_prefix=self.settings.subject_prefix,
-        )
+        wanted = EventFilter(workflow_exec_id=exec_id, namespace=namespace)
+        events = self.read(wanted, until_caught_up=True, idle_timeout=_STORED_IDLE)
         async with contextlib.aclosing(events):
             async for event in events:
                 return event.data.root_workflow_exec_id
@@ -103,9 +98,9 @@ def _gateway(request: Request) -> _Gateway:
 async def _stream(request: Request, query: StreamQuery) -> Response:
     gateway = _gateway(request)
     grant = gateway.access.grant(request)
-    query = await gateway.access.confine(query, grant, gateway.root_of)
+    wanted = await gateway.access.confine(query.filter, grant, gateway.root_of)
     pump = EventPump(query.keeps, gateway.settings.keepalive)
-    source = gateway.read(query, on_gap=pump.on_gap)
+    source = gateway.read(wanted, start_seq=query.start_seq, on_gap=pump.on_gap)
     return StreamingResponse(
         pump.body(source), media_type="text/event-stream", headers=_SSE_HEADERS
     )
@@ -128,23 +123,9 @@ async def list_events(request: Request) -> Response:
     gateway = _gateway(request)
     asked = list_query(request.query_params)
     grant = gateway.access.grant(request)
-    ids: dict[str, str | None] = {
-        "root_workflow_exec_id": asked.root_workflow_exec_id,
-        "workflow_exec_id": asked.workflow_exec_id,
-        "namespace": asked.namespace,
-    }
-    await check(ids, grant, gateway.root_of)
-    root = grant.root_workflow_exec_id or asked.root_workflow_exec_id
-    events = subscribe(
-        gateway.nc,
-        root_workflow_exec_id=root,
-        workflow_exec_id=asked.workflow_exec_id,
-        namespace=grant.namespace or asked.namespace,
-        start_seq=asked.cursor,
-        until_caught_up=True,
-        idle_timeout=_STORED_IDLE,
-        stream_name=gateway.settings.stream_name,
-        subject_prefix=gateway.settings.subject_prefix,
+    wanted = await gateway.access.confine(asked.filter, grant, gateway.root_of)
+    events = gateway.read(
+        wanted, start_seq=asked.cursor, until_caught_up=True, idle_timeout=_STORED_IDLE
     )
     page: list[dict[str, Any]] = []
     next_cursor = None

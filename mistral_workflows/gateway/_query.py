@@ -1,4 +1,4 @@
-"""The query parameters of the event routes, checked and turned into `subscribe` filters.
+"""The query parameters of the event routes, checked and turned into an `EventFilter`.
 
 Every value is data: ids and names reach NATS only through `subjects.token`, so `*`,
 `>` or dots in a value never widen a subject filter. `*` as a whole value means "any",
@@ -14,9 +14,9 @@ from typing import Any
 
 from starlette.datastructures import Headers, QueryParams
 
-from mistral_workflows.core import subjects
 from mistral_workflows.core.errors import ConfigurationError
-from mistral_workflows.core.events import EVENT_TYPES, StreamEvent
+from mistral_workflows.core.events import StreamEvent
+from mistral_workflows.core.filter import EventFilter
 from mistral_workflows.gateway._problems import invalid
 
 __all__ = ["ListQuery", "StreamQuery", "list_query", "stream_query"]
@@ -45,47 +45,24 @@ _MAX_LIMIT = 1000
 class StreamQuery:
     """What one SSE request asks for."""
 
-    ids: dict[str, str | None]
-    """`_TEXT` filters: None means any."""
-    scope: str | None = None
-    stream: str | None = None
-    event_types: frozenset[str] | None = None
+    filter: EventFilter
+    """What `subscribe` reads: ids, names, stream, scope and event types."""
     metadata: dict[str, Any] = field(default_factory=dict)
     start_seq: int | None = None
     """The first broker sequence to send (inclusive); None: the oldest stored."""
 
-    def subscribe_filters(self) -> dict[str, Any]:
-        """The keyword arguments of `subscribe`."""
-        return {
-            **self.ids,
-            "scope": self.scope,
-            "stream": self.stream,
-            "event_types": self.event_types,
-            "start_seq": self.start_seq,
-        }
-
     def keeps(self, event: StreamEvent) -> bool:
         """The filter `subscribe` does not apply: the metadata."""
         return all(_same(event.metadata.get(k, _MISSING), v) for k, v in self.metadata.items())
-
-    def narrowed(self, namespace: str | None, root: str | None) -> StreamQuery:
-        """This query confined to a namespace and a tree (None: unchanged)."""
-        ids = dict(self.ids)
-        if namespace is not None:
-            ids["namespace"] = namespace
-        if root is not None:
-            ids["root_workflow_exec_id"] = root
-        return replace(self, ids=ids)
 
 
 @dataclass(frozen=True, slots=True)
 class ListQuery:
     """What one `events/list` request asks for."""
 
-    root_workflow_exec_id: str | None
-    workflow_exec_id: str | None
+    filter: EventFilter
+    """The root, execution and namespace asked for."""
     workflow_run_id: str | None
-    namespace: str | None
     limit: int
     cursor: int | None
 
@@ -123,14 +100,11 @@ def stream_query(
             "parent_workflow_exec_id (reading every execution is not offered)",
             "missing",
         )
-    return StreamQuery(
-        ids=ids,
-        scope=_scope(params),
-        stream=_stream(params),
-        event_types=_event_types(params),
-        metadata=_metadata(params),
-        start_seq=_start(params, headers),
-    )
+    wanted = EventFilter(**ids)
+    wanted = _with(wanted, "scope", scope=_text(params, "scope"))
+    wanted = _with(wanted, "stream", stream=_text(params, "stream"))
+    wanted = _with(wanted, "workflow_event_types", event_types=_event_types(params))
+    return StreamQuery(wanted, metadata=_metadata(params), start_seq=_start(params, headers))
 
 
 def list_query(params: QueryParams) -> ListQuery:
@@ -153,11 +127,12 @@ def list_query(params: QueryParams) -> ListQuery:
     cursor = params.get("cursor")
     if cursor is not None and (not cursor.isdigit() or int(cursor) < 1):
         raise invalid("cursor", "not a cursor returned by this route (next_cursor)")
+    wanted = EventFilter(
+        root_workflow_exec_id=root, workflow_exec_id=exec_id, namespace=_text(params, "namespace")
+    )
     return ListQuery(
-        root_workflow_exec_id=root,
-        workflow_exec_id=exec_id,
+        wanted,
         workflow_run_id=_text(params, "workflow_run_id"),
-        namespace=_text(params, "namespace"),
         limit=limit,
         cursor=None if cursor is None else int(cursor),
     )
@@ -181,35 +156,17 @@ def _text(params: QueryParams, name: str) -> str | None:
     return value
 
 
-def _scope(params: QueryParams) -> str | None:
-    scope = _one(params, "scope")
-    if scope in (None, ANY):
-        return None
-    if scope not in ("activity", "workflow"):
-        raise invalid("scope", f"must be activity, workflow or *, not {scope!r}")
-    return scope
-
-
-def _stream(params: QueryParams) -> str | None:
-    stream = _text(params, "stream")
-    if stream is None or stream == subjects.LIFECYCLE_STREAM:
-        return stream
+def _with(wanted: EventFilter, parameter: str, **value: Any) -> EventFilter:
+    """`wanted` with one more value, checked by `EventFilter`'s own rules."""
     try:
-        return subjects.validate_stream_type(stream)
+        return replace(wanted, **value)
     except ConfigurationError as e:
-        raise invalid("stream", str(e)) from None
+        raise invalid(parameter, str(e)) from None
 
 
-def _event_types(params: QueryParams) -> frozenset[str] | None:
+def _event_types(params: QueryParams) -> list[str] | None:
     values = [v for raw in params.getlist("workflow_event_types") for v in raw.split(",") if v]
-    if not values:
-        return None
-    unknown = sorted(set(values) - EVENT_TYPES)
-    if unknown:
-        raise invalid(
-            "workflow_event_types", f"unknown type(s) {unknown}; known: {sorted(EVENT_TYPES)}"
-        )
-    return frozenset(values)
+    return values or None
 
 
 def _metadata(params: QueryParams) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from mistral_workflows import StreamEvent, subscribe
 from mistral_workflows.consumer import _subscribe
 from mistral_workflows.consumer._snapshots import Snapshots, backfill, read_snapshots
 from mistral_workflows.core import subjects
+from mistral_workflows.core.filter import EventFilter
 from mistral_workflows.core.task import Task
 from tests.support import collect, plugged_client, rebuilt, running_worker, task_events, unique
 from tests.workflows import Call, RunActivity
@@ -47,7 +48,10 @@ async def stored_snapshot(nats_url: str, wid: str) -> StreamEvent | None:
     nc = await nats.connect(nats_url)
     try:
         found = await read_snapshots(
-            nc, subjects.DEFAULT_STREAM_NAME, subjects.DEFAULT_PREFIX, {"exec_id": wid}
+            nc,
+            subjects.DEFAULT_STREAM_NAME,
+            subjects.DEFAULT_PREFIX,
+            EventFilter(workflow_exec_id=wid),
         )
     finally:
         await nc.close()
@@ -128,7 +132,7 @@ async def test_late_joiner_after_events_expired(temporal_address, nats_url, task
     nc = await nats.connect(nats_url)
     await nc.jetstream().purge_stream(
         subjects.DEFAULT_STREAM_NAME,
-        subject=subjects.filter_subject(subjects.DEFAULT_PREFIX, exec_id=wid),
+        subject=EventFilter(workflow_exec_id=wid).subject(subjects.DEFAULT_PREFIX),
     )
     await nc.close()
     assert await task_events(nats_url, workflow_exec_id=wid) == []  # negative control
@@ -152,8 +156,8 @@ async def test_backfill_without_a_snapshot_reads_the_task_from_its_start(
     try:
         await nc.jetstream().purge_stream(
             subjects.snapshot_stream(subjects.DEFAULT_STREAM_NAME),
-            subject=subjects.filter_subject(
-                subjects.snapshot_prefix(subjects.DEFAULT_PREFIX), exec_id=wid
+            subject=EventFilter(workflow_exec_id=wid).subject(
+                subjects.snapshot_prefix(subjects.DEFAULT_PREFIX)
             ),
         )
         events = await task_events(nats_url, workflow_exec_id=wid)

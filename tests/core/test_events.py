@@ -57,7 +57,7 @@ async def test_reference_examples_match_the_official_models(temporal_address, na
     """Every message of both reference examples parses as the official client's event type."""
     chat, progress, *_ = await run_examples(temporal_address, nats_url, task_queue)
     for exec_id in (chat, progress):
-        assert len(await official_models(nats_url, exec_id=exec_id)) > 3
+        assert len(await official_models(nats_url, workflow_exec_id=exec_id)) > 3
 
 
 async def test_reference_examples_rebuild_to_the_activity_result(
@@ -84,7 +84,9 @@ async def test_envelope_fields(temporal_address, nats_url, task_queue):
     """The envelope carries stream, timestamps, ids, context and our sequence fields."""
     chat, *_ = await run_examples(temporal_address, nats_url, task_queue)
     tokens = [
-        m for m in await raw_messages(nats_url, exec_id=chat) if m[1]["stream"] == "token-stream"
+        m
+        for m in await raw_messages(nats_url, workflow_exec_id=chat)
+        if m[1]["stream"] == "token-stream"
     ]
     (_, first), (_, second) = tokens[:2]
     assert first["stream"] == "token-stream" and first["timestamp"].endswith("Z")

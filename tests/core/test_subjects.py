@@ -11,12 +11,12 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from mistral_workflows.core.errors import ConfigurationError
+from mistral_workflows.core.filter import EventFilter
 from mistral_workflows.core.subjects import (
     DEFAULT_PREFIX,
     LIFECYCLE_STREAM,
     NO_PARENT,
     event_subject,
-    filter_subject,
     stream_subjects,
     subject_matches,
     token,
@@ -311,15 +311,15 @@ def test_stream_subjects_captures_the_prefix() -> None:
 
 def test_filter_subject_wildcards_missing_fields() -> None:
     """Each None field becomes '*' and the filter ends in '.>'."""
-    assert filter_subject(DEFAULT_PREFIX, exec_id="e") == "workflows.*.*.*.*.*.e.>"
-    assert filter_subject(DEFAULT_PREFIX) == "workflows.*.*.*.*.*.*.>"
+    assert EventFilter(workflow_exec_id="e").subject(DEFAULT_PREFIX) == "workflows.*.*.*.*.*.e.>"
+    assert EventFilter().subject(DEFAULT_PREFIX) == "workflows.*.*.*.*.*.*.>"
 
 
 @given(any_text, any_text)
 def test_exec_id_filter_isolates_executions(first: str, second: str) -> None:
     """A filter on exec id A matches A's events of both scopes and never B's."""
     assume(first != second)
-    selected = filter_subject(DEFAULT_PREFIX, exec_id=first)
+    selected = EventFilter(workflow_exec_id=first).subject(DEFAULT_PREFIX)
     assert subject_matches(selected, _workflow_subject(first))
     assert subject_matches(selected, _activity_subject(first))
     assert not subject_matches(selected, _workflow_subject(second))
@@ -330,7 +330,7 @@ def test_exec_id_filter_isolates_executions(first: str, second: str) -> None:
 def test_root_exec_id_filter_isolates_trees(first: str, second: str) -> None:
     """A filter on root exec id A matches A's tree and never B's."""
     assume(first != second)
-    selected = filter_subject(DEFAULT_PREFIX, root_exec_id=first)
+    selected = EventFilter(root_workflow_exec_id=first).subject(DEFAULT_PREFIX)
     assert subject_matches(selected, _workflow_subject(root_exec_id=first))
     assert subject_matches(selected, _activity_subject(root_exec_id=first))
     assert not subject_matches(selected, _workflow_subject(root_exec_id=second))
@@ -341,7 +341,7 @@ def test_root_exec_id_filter_isolates_trees(first: str, second: str) -> None:
 def test_workflow_name_filter_isolates_workflow_types(first: str, second: str) -> None:
     """A filter on workflow name A matches A's events and never B's."""
     assume(first != second)
-    selected = filter_subject(DEFAULT_PREFIX, workflow_name=first)
+    selected = EventFilter(workflow_name=first).subject(DEFAULT_PREFIX)
     assert subject_matches(selected, _workflow_subject(workflow_name=first))
     assert subject_matches(selected, _activity_subject(workflow_name=first))
     assert not subject_matches(selected, _workflow_subject(workflow_name=second))
@@ -351,22 +351,21 @@ def test_workflow_name_filter_isolates_workflow_types(first: str, second: str) -
 @given(any_text)
 def test_wildcard_filter_matches_every_execution(exec_id: str) -> None:
     """Negative control: the all-wildcard filter does match any execution's events."""
-    selected = filter_subject(DEFAULT_PREFIX)
+    selected = EventFilter().subject(DEFAULT_PREFIX)
     assert subject_matches(selected, _workflow_subject(exec_id))
     assert subject_matches(selected, _activity_subject(exec_id))
 
 
 def test_full_filter_matches_its_own_subject() -> None:
     """A filter with every field set matches the event built from the same fields."""
-    selected = filter_subject(
-        DEFAULT_PREFIX,
+    selected = EventFilter(
         namespace="default",
         stream="token-stream",
         workflow_name="wf",
-        root_exec_id="root",
-        parent_exec_id="a.b",
-        exec_id="x * y",
-    )
+        root_workflow_exec_id="root",
+        parent_workflow_exec_id="a.b",
+        workflow_exec_id="x * y",
+    ).subject(DEFAULT_PREFIX)
     subject = event_subject(
         DEFAULT_PREFIX,
         namespace="default",
@@ -471,14 +470,14 @@ def test_scope_filters_split_workflow_and_activity_subjects() -> None:
     in_activity = event_subject(
         DEFAULT_PREFIX, **common, activity_name="Do it", activity_id="7", attempt=2
     )
-    workflow_only = filter_subject(DEFAULT_PREFIX, exec_id="x", scope="workflow")
-    activity_only = filter_subject(DEFAULT_PREFIX, exec_id="x", scope="activity")
-    named = filter_subject(DEFAULT_PREFIX, exec_id="x", activity_name="Do it")
-    other = filter_subject(DEFAULT_PREFIX, exec_id="x", activity_name="Do that")
+    workflow_only = EventFilter(workflow_exec_id="x", scope="workflow").subject(DEFAULT_PREFIX)
+    activity_only = EventFilter(workflow_exec_id="x", scope="activity").subject(DEFAULT_PREFIX)
+    named = EventFilter(workflow_exec_id="x", activity_name="Do it").subject(DEFAULT_PREFIX)
+    other = EventFilter(workflow_exec_id="x", activity_name="Do that").subject(DEFAULT_PREFIX)
     assert subject_matches(workflow_only, in_workflow)
     assert not subject_matches(workflow_only, in_activity)
     assert subject_matches(activity_only, in_activity)
     assert not subject_matches(activity_only, in_workflow)
     assert subject_matches(named, in_activity) and not subject_matches(other, in_activity)
     with pytest.raises(ConfigurationError, match="scope"):
-        filter_subject(DEFAULT_PREFIX, scope="elsewhere")
+        EventFilter(scope="elsewhere").subject(DEFAULT_PREFIX)

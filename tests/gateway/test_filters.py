@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import asdict
+from typing import Any
 
 import httpx2 as httpx
 import nats
 import pytest
 from mistralai.client import errors
+from starlette.datastructures import Headers, QueryParams
 
+from mistral_workflows.consumer import _subscribe, subscribe
 from mistral_workflows.core import subjects
 from mistral_workflows.core.envelope import envelope
+from mistral_workflows.gateway._query import stream_query
 from mistral_workflows.worker import StreamSettings, provision
 from tests.gateway.gateway_support import chat_worker, raw_sse, read_until, start_chat
 from tests.gateway.test_resume import ids_of
@@ -212,3 +217,41 @@ async def test_official_client_raises_its_validation_error(gateway):
         with pytest.raises(errors.HTTPValidationError) as caught:
             await client.workflows.events.get_stream_events_async(workflow_name="ChatWorkflow")
     assert caught.value.data.detail[0].loc == ["query", "workflow_exec_id"]
+
+
+class _Read(Exception):
+    """Raised in place of reading: carries the subject filters `subscribe` would read."""
+
+
+def _subscribed_filters(monkeypatch: pytest.MonkeyPatch, **filters: Any) -> list[str]:
+    """The subject filters `subscribe(**filters)` reads, captured before any I/O."""
+
+    def reader(
+        nc: object, stream: str, subject_filters: list[str], *_: object, **__: object
+    ) -> None:
+        raise _Read(subject_filters)
+
+    monkeypatch.setattr(_subscribe, "Reader", reader)
+    with pytest.raises(_Read) as read:
+        asyncio.run(anext(subscribe(object(), **filters)))  # type: ignore[arg-type]
+    return list(read.value.args[0])
+
+
+@pytest.mark.parametrize(
+    "filters",
+    [
+        {"workflow_exec_id": "a.b"},
+        {"root_workflow_exec_id": "tenantB.>", "namespace": "default", "scope": "workflow"},
+        {"parent_workflow_exec_id": "p", "stream": "token-stream", "workflow_name": "W"},
+        {"workflow_exec_id": "x", "activity_name": "act", "activity_id": "7"},
+        {"workflow_exec_id": "x", "scope": "activity", "stream": subjects.LIFECYCLE_STREAM},
+    ],
+    ids=str,
+)
+def test_gateway_query_and_subscribe_give_the_same_subject_filter(monkeypatch, filters):
+    """The same filters as query parameters of the gateway and as keywords of `subscribe`
+    select the same subject filter, so both read exactly the same events."""
+    query = stream_query(QueryParams(filters), Headers())
+    from_query = query.filter.subject(subjects.DEFAULT_PREFIX)
+    assert _subscribed_filters(monkeypatch, **filters) == [from_query]
+    assert _subscribed_filters(monkeypatch, **asdict(query.filter)) == [from_query]

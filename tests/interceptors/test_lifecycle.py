@@ -40,7 +40,7 @@ async def scenario(
         )
         result = await handle.result()
     events = await collect(nats_url, root_workflow_exec_id=wid)
-    assert len(await official_models(nats_url, root_exec_id=wid)) == len(events)
+    assert len(await official_models(nats_url, root_workflow_exec_id=wid)) == len(events)
     return handle, result, events
 
 

@@ -31,6 +31,7 @@ from mistral_workflows.core import subjects
 from mistral_workflows.core.context import current_scope
 from mistral_workflows.core.encoding import EXPECTED_STREAM, MSG_ID
 from mistral_workflows.core.events import ACTIVITY_EVENT_TYPES, EventType
+from mistral_workflows.core.filter import EventFilter
 from mistral_workflows.core.task import Task
 from tests.support import (
     collect,
@@ -564,8 +565,8 @@ async def test_negative_control_unencoded_or_wildcard_filters_do_mix_executions(
     raw = f"{subjects.DEFAULT_PREFIX}.*.*.*.*.*.tenantB.>"
     leaked = {m.body["data"]["workflow_exec_id"] for m in await stored(nats_url, raw)}
     assert "tenantB" in leaked and leaked != {"tenantB.>"}
-    wildcard = subjects.filter_subject(
-        subjects.DEFAULT_PREFIX, workflow_name="RunWithIds", stream="ids"
+    wildcard = EventFilter(workflow_name="RunWithIds", stream="ids").subject(
+        subjects.DEFAULT_PREFIX
     )
     several = {m.body["data"]["workflow_exec_id"] for m in await stored(nats_url, wildcard)}
     assert set(HOSTILE_IDS) <= several
@@ -580,7 +581,7 @@ async def hostile_activity_ids(plugged: Plugged, nats_url: str) -> tuple[str, li
         *(
             stored(
                 nats_url,
-                subjects.filter_subject(subjects.DEFAULT_PREFIX, exec_id=wid, activity_id=aid),
+                EventFilter(workflow_exec_id=wid, activity_id=aid).subject(subjects.DEFAULT_PREFIX),
             )
             for aid in HOSTILE_IDS
         )
@@ -609,7 +610,8 @@ async def test_negative_control_activity_wildcard_matches_every_activity(
     """An activity filter with a wildcard id does match every activity of the run."""
     wid, _ = hostile_activity_ids
     every = await stored(
-        nats_url, subjects.filter_subject(subjects.DEFAULT_PREFIX, exec_id=wid, scope="activity")
+        nats_url,
+        EventFilter(workflow_exec_id=wid, scope="activity").subject(subjects.DEFAULT_PREFIX),
     )
     assert {m.body["activity_context"]["activity_id"] for m in every} == set(HOSTILE_IDS)
 
@@ -653,7 +655,7 @@ BAD_FILTERS = [
     ({"start_seq": "1"}, "start_seq"),
     ({"start_seq": -1}, "start_seq"),
     ({"workflow_exec_id": 5}, "exec_id filter must be a str"),
-    ({"root_workflow_exec_id": b"root"}, "root_exec_id filter must be a str"),
+    ({"root_workflow_exec_id": b"root"}, "root_workflow_exec_id filter must be a str"),
     ({"namespace": ["default"]}, "namespace filter must be a str"),
     ({"activity_name": 7}, "activity_name filter must be a str"),
     ({"late_join": True, "from_now": True}, "at most one of"),
@@ -724,7 +726,9 @@ async def injection_run(plugged: Plugged, nats_url: str) -> tuple[str, list[str]
     task_ids = [f"{tag}{i}{injection}" for i, injection in enumerate(INJECTIONS)]
     activity_ids = [f"act{injection}" for injection in INJECTIONS[:2]]
     await run_with_ids(plugged, wid, Ids(activity_ids, "custom_task_ids", [task_ids, True]))
-    messages = await stored(nats_url, subjects.filter_subject(subjects.DEFAULT_PREFIX, exec_id=wid))
+    messages = await stored(
+        nats_url, EventFilter(workflow_exec_id=wid).subject(subjects.DEFAULT_PREFIX)
+    )
     return wid, [f"{a}/{t}" for a in activity_ids for t in task_ids], messages
 
 

@@ -24,6 +24,7 @@ from mistral_workflows import (
 )
 from mistral_workflows.core import subjects
 from mistral_workflows.core.events import CUSTOM_TASK_EVENT_TYPES
+from mistral_workflows.core.filter import EventFilter
 from mistral_workflows.core.task import Task
 from tests.support import (
     IDLE,
@@ -104,7 +105,7 @@ async def stored_bytes(nats_url: str, exec_id: str) -> list[bytes]:
     try:
         for prefix in (subjects.DEFAULT_PREFIX, subjects.snapshot_prefix(subjects.DEFAULT_PREFIX)):
             sub = await nc.jetstream().subscribe(
-                subjects.filter_subject(prefix, exec_id=exec_id), ordered_consumer=True
+                EventFilter(workflow_exec_id=exec_id).subject(prefix), ordered_consumer=True
             )
             try:
                 while True:
@@ -175,7 +176,7 @@ async def test_encrypted_messages_parse_with_the_official_models(
     for fields in (None, {"secret"}):
         enc = Encryption(keys={"k1": K1}, fields=fields)
         wid, _ = await run_secret(temporal_address, nats_url, task_queue, enc)
-        parsed = await official_models(nats_url, exec_id=wid)
+        parsed = await official_models(nats_url, workflow_exec_id=wid)
         payloads = [
             e.data.attributes.payload
             for e in parsed
@@ -261,7 +262,8 @@ async def test_workflow_level_task_is_encrypted(temporal_address, nats_url, task
     nc = await nats.connect(nats_url)
     try:
         sub = await nc.jetstream().subscribe(
-            subjects.filter_subject(subjects.DEFAULT_PREFIX, exec_id=wid), ordered_consumer=True
+            EventFilter(workflow_exec_id=wid).subject(subjects.DEFAULT_PREFIX),
+            ordered_consumer=True,
         )
         stored: list[bytes] = []
         try:
