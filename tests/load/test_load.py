@@ -416,6 +416,9 @@ async def test_negative_control_a_lost_and_a_repeated_event_are_caught(fan_out: 
 # --- a nats-server crash under load ---------------------------------------------------------
 
 CRASH_FAN_OUT = 1000
+# Each stream lasts 20 x 0.5 s: after the first fifth, the test reads the latest ids and
+# kills the server while the streams go on, with seconds to spare on a busy machine.
+CRASH_PAUSE = 0.5
 
 
 async def test_nats_crash_under_load_loses_and_repeats_nothing(temporal_address, tmp_path):
@@ -426,7 +429,7 @@ async def test_nats_crash_under_load_loses_and_repeats_nothing(temporal_address,
     wid = unique("crash-load")
     with NatsServer(store_dir=tmp_path) as server:
         async with load_worker(temporal_address, server.url, CRASH_FAN_OUT) as rig:
-            plan = FanOut(streams_tokens.__name__, CRASH_FAN_OUT, Load(UPDATES, pause=0.25))
+            plan = FanOut(streams_tokens.__name__, CRASH_FAN_OUT, Load(UPDATES, pause=CRASH_PAUSE))
             handle = await rig.start(plan, wid)
             await until(CROWD.full, 60)
             CROWD.go.set()
