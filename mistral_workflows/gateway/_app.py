@@ -27,6 +27,7 @@ from mistral_workflows.gateway._access import Access
 from mistral_workflows.gateway._problems import Problem
 from mistral_workflows.gateway._query import StreamQuery, list_query, stream_query
 from mistral_workflows.gateway._sse import EventPump
+from mistral_workflows.gateway._tokens import secret_from_env
 
 __all__ = ["GatewaySettings", "create_app"]
 
@@ -44,8 +45,10 @@ class GatewaySettings:
     """How the gateway reads events and checks tokens."""
 
     nats_url: str = "nats://127.0.0.1:4222"
-    secret: bytes | None = None
-    """The token signing secret; None: development mode (any token, loopback only)."""
+    secret: bytes | None = field(default_factory=secret_from_env)
+    """The token signing secret; by default the `MISTRAL_WORKFLOWS_GATEWAY_SECRET` variable.
+    None (given, or the variable unset): development mode, where any token or none reads
+    every event, and only connections whose both ends are loopback addresses are answered."""
     stream_name: str = subjects.DEFAULT_STREAM_NAME
     subject_prefix: str = subjects.DEFAULT_PREFIX
     keepalive: float = 15.0
@@ -81,13 +84,25 @@ class _Gateway:
             **options,
         )
 
-    async def root_of(self, exec_id: str, namespace: str | None) -> str | None:
-        wanted = EventFilter(workflow_exec_id=exec_id, namespace=namespace)
+    async def in_tree(self, exec_id: str, root: str, namespace: str | None) -> bool | None:
+        """Whether any run of `exec_id` is in the tree of `root` (None: no event of it).
+
+        Workflow ids can be reused, by runs in different trees: one stored event of the id
+        under this root is enough, and reading is confined to the root's runs anyway."""
+        mine = EventFilter(
+            workflow_exec_id=exec_id, root_workflow_exec_id=root, namespace=namespace
+        )
+        if await self._stored(mine):
+            return True
+        any_tree = EventFilter(workflow_exec_id=exec_id, namespace=namespace)
+        return False if await self._stored(any_tree) else None
+
+    async def _stored(self, wanted: EventFilter) -> bool:
         events = self.read(wanted, until_caught_up=True, idle_timeout=_STORED_IDLE)
         async with contextlib.aclosing(events):
-            async for event in events:
-                return event.data.root_workflow_exec_id
-        return None
+            async for _ in events:
+                return True
+        return False
 
 
 def _gateway(request: Request) -> _Gateway:
@@ -98,7 +113,7 @@ def _gateway(request: Request) -> _Gateway:
 async def _stream(request: Request, query: StreamQuery) -> Response:
     gateway = _gateway(request)
     grant = gateway.access.grant(request)
-    wanted = await gateway.access.confine(query.filter, grant, gateway.root_of)
+    wanted = await gateway.access.confine(query.filter, grant, gateway.in_tree)
     pump = EventPump(query.keeps, gateway.settings.keepalive)
     source = gateway.read(wanted, start_seq=query.start_seq, on_gap=pump.on_gap)
     return StreamingResponse(
@@ -123,7 +138,7 @@ async def list_events(request: Request) -> Response:
     gateway = _gateway(request)
     asked = list_query(request.query_params)
     grant = gateway.access.grant(request)
-    wanted = await gateway.access.confine(asked.filter, grant, gateway.root_of)
+    wanted = await gateway.access.confine(asked.filter, grant, gateway.in_tree)
     events = gateway.read(
         wanted, start_seq=asked.cursor, until_caught_up=True, idle_timeout=_STORED_IDLE
     )
@@ -185,8 +200,21 @@ def create_app(settings: GatewaySettings | None = None) -> Starlette:
     """The gateway as an ASGI application (serve it with uvicorn).
 
     It connects to NATS when the server starts and closes the connection when it stops.
+    It enforces the rules of `mistral-workflows gateway` wherever it is served: tokens
+    signed with the settings' secret (by default the `MISTRAL_WORKFLOWS_GATEWAY_SECRET`
+    variable) are required; without a secret (development mode) only connections between
+    loopback addresses are answered, whatever address the server listens on.
+
+    Raises:
+        ConfigurationError: the secret in the variable is shorter than 32 bytes.
     """
     gateway = _Gateway(settings or GatewaySettings())
+    if gateway.access.development:
+        log.warning(
+            "mistral_workflows.gateway: development mode: no token secret is set, so any "
+            "bearer token (or none) reads every event; connections from other machines "
+            "are refused"
+        )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

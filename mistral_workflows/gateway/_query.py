@@ -39,6 +39,11 @@ _KNOWN = frozenset((*_TEXT, *_OTHERS))
 _MAX_VALUE = 2048
 _EVENT_SOURCES = ("DATABASE", "LIVE", "HYBRID")
 _MAX_LIMIT = 1000
+MAX_SEQUENCE = 2**64 - 1
+"""The highest stream sequence JetStream accepts as a start (sequences are uint64)."""
+_MAX_DIGITS = len(str(MAX_SEQUENCE))
+_MAX_DEPTH = 32
+"""How deeply `metadata_filters` values may nest (stored metadata is compared with them)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,9 +129,11 @@ def list_query(params: QueryParams) -> ListQuery:
     limit = _integer(params, "limit", 100)
     if not 1 <= limit <= _MAX_LIMIT:
         raise invalid("limit", f"must be 1 to {_MAX_LIMIT}, not {limit}")
-    cursor = params.get("cursor")
-    if cursor is not None and (not cursor.isdigit() or int(cursor) < 1):
-        raise invalid("cursor", "not a cursor returned by this route (next_cursor)")
+    cursor = _one(params, "cursor")
+    if cursor is not None and not 1 <= _number(cursor) <= MAX_SEQUENCE:
+        raise invalid(
+            "cursor", f"not a cursor returned by this route (next_cursor): {cursor[:40]!r}"
+        )
     wanted = EventFilter(
         root_workflow_exec_id=root, workflow_exec_id=exec_id, namespace=_text(params, "namespace")
     )
@@ -134,7 +141,7 @@ def list_query(params: QueryParams) -> ListQuery:
         wanted,
         workflow_run_id=_text(params, "workflow_run_id"),
         limit=limit,
-        cursor=None if cursor is None else int(cursor),
+        cursor=None if cursor is None else _number(cursor),
     )
 
 
@@ -179,37 +186,63 @@ def _metadata(params: QueryParams) -> dict[str, Any]:
     if raw is not None:
         try:
             parsed = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise invalid("metadata_filters", "not JSON; expected an object") from None
         if not isinstance(parsed, Mapping):
             raise invalid("metadata_filters", "expected a JSON object of key: value")
+        if _depth(parsed) > _MAX_DEPTH:
+            raise invalid("metadata_filters", f"nested deeper than {_MAX_DEPTH} levels")
         filters.update(parsed)
     return filters
+
+
+def _depth(value: Any) -> int:
+    """How deeply `value` nests, counted without recursion."""
+    deepest, level = 0, [(value, 1)]
+    while level:
+        item, depth = level.pop()
+        deepest = max(deepest, depth)
+        children = (
+            item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        )
+        level.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def _number(value: str) -> int:
+    """A non-negative integer of ASCII digits and at most 20 of them, or -1 (so that
+    `int` never meets Unicode digits, signs, underscores or thousands of digits)."""
+    if not value or len(value) > _MAX_DIGITS or not value.isascii() or not value.isdigit():
+        return -1
+    return int(value)
 
 
 def _integer(params: QueryParams, name: str, default: int) -> int:
     value = _one(params, name)
     if value is None:
         return default
-    try:
-        return int(value)
-    except ValueError:
-        raise invalid(name, f"not an integer: {value[:40]!r}") from None
+    number = _number(value)
+    if number < 0:
+        raise invalid(name, f"not an integer of at most {_MAX_DIGITS} digits: {value[:40]!r}")
+    return number
 
 
 def _start(params: QueryParams, headers: Headers) -> int | None:
     """The first sequence to send: `start_seq`, or right after the last event id."""
     start = _integer(params, "start_seq", 0)
-    if start < 0:
-        raise invalid("start_seq", "must be >= 0")
+    if start > MAX_SEQUENCE:
+        raise invalid("start_seq", f"must be 0 to {MAX_SEQUENCE}, not {start}")
     given = [("Last-Event-ID", headers.get("last-event-id"))]
     given += [(name, _one(params, name)) for name in ("last-event-id", "last_event_id")]
     for name, value in given:
         if value is None or value == "":
             continue
-        if not value.isascii() or not value.isdigit():
-            raise invalid(name, f"must be a broker sequence (an integer), not {value[:40]!r}")
-        start = max(start, int(value) + 1)
+        last = _number(value)
+        if not 0 <= last < MAX_SEQUENCE:
+            raise invalid(
+                name, f"must be a broker sequence below {MAX_SEQUENCE}, not {value[:40]!r}"
+            )
+        start = max(start, last + 1)
     return start or None
 
 

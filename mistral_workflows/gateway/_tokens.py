@@ -16,7 +16,7 @@ import json
 import os
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 from mistral_workflows.core.errors import ConfigurationError, TokenError
 
@@ -37,7 +37,13 @@ MIN_SECRET_BYTES = 32
 """A shorter secret could be guessed offline from one token: refuse it."""
 
 MAX_TTL = 30 * 24 * 3600
+CLOCK_LEEWAY = 60
+"""Seconds a token's `iat` may lie ahead of this clock (the minting machine's may run fast)."""
 _HEADER = {"alg": "HS256", "typ": "JWT"}
+# Far longer than any token `mint_token` makes; the header is read before the signature is
+# checked, so it is bounded tightly (ours is 36 characters).
+_MAX_TOKEN = 4096
+_MAX_HEADER = 128
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,36 +106,48 @@ def mint_token(
 
 
 def verify_token(secret: bytes, token: str, now: float | None = None) -> Grant:
-    """Check a token's signature and expiry; return what it grants.
+    """Check a token's signature, issue time and expiry; return what it grants.
 
     Raises:
-        TokenError: the token is malformed, signed with another secret or expired.
+        TokenError: the token is malformed, signed with another secret, issued in the
+            future (beyond `CLOCK_LEEWAY`), made to last longer than `MAX_TTL` or expired.
     """
+    if len(token) > _MAX_TOKEN:
+        raise TokenError(f"malformed token: longer than {_MAX_TOKEN} characters")
     parts = token.split(".")
     if len(parts) != 3:
         raise TokenError("malformed token: expected header.claims.signature")
-    header, claims = (_decode(part) for part in parts[:2])
-    if header != _HEADER:
+    if len(parts[0]) > _MAX_HEADER or _decode(parts[0]) != _HEADER:
         raise TokenError("unsupported token: only HS256 tokens made by `mistral-workflows token`")
     expected = _sign(secret, f"{parts[0]}.{parts[1]}")
     if not hmac.compare_digest(expected, _unb64(parts[2])):
         raise TokenError("bad token signature: it was not made with this gateway's secret")
-    return _grant(claims, time.time() if now is None else now)
+    # The claims are only read once they are known to be ours.
+    return _grant(_decode(parts[1]), time.time() if now is None else now)
 
 
 def _grant(claims: dict[str, Any], now: float) -> Grant:
-    namespace, root, expires = (
-        claims.get("namespace"),
-        claims.get("root_workflow_exec_id"),
-        claims.get("exp"),
-    )
-    if not isinstance(namespace, str) or not isinstance(expires, int):
-        raise TokenError("malformed token: namespace and exp claims are required")
+    namespace, root = claims.get("namespace"), claims.get("root_workflow_exec_id")
+    issued, expires = claims.get("iat"), claims.get("exp")
+    if not isinstance(namespace, str) or not _seconds(issued) or not _seconds(expires):
+        raise TokenError("malformed token: namespace, iat and exp claims are required")
     if root is not None and not isinstance(root, str):
         raise TokenError("malformed token: root_workflow_exec_id must be a string")
+    if issued > now + CLOCK_LEEWAY:
+        raise TokenError(
+            f"token issued in the future ({issued - now:.0f} s ahead of this clock): check the "
+            "clock of the machine that minted it, and mint a new one"
+        )
+    if expires - issued > MAX_TTL:
+        raise TokenError(f"malformed token: made to last more than {MAX_TTL} seconds")
     if expires <= now:
         raise TokenError("expired token: mint a new one with `mistral-workflows token`")
     return Grant(namespace, root, expires)
+
+
+def _seconds(value: object) -> TypeGuard[int]:
+    # JSON's true and false are ints to Python; a time is never one.
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _sign(secret: bytes, signed: str) -> bytes:
@@ -154,7 +172,7 @@ def _encode(value: dict[str, Any]) -> str:
 def _decode(part: str) -> dict[str, Any]:
     try:
         value = json.loads(_unb64(part))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         raise TokenError("malformed token: not JSON") from None
     if not isinstance(value, dict):
         raise TokenError("malformed token: not a JSON object")
