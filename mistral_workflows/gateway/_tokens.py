@@ -42,7 +42,7 @@ CLOCK_LEEWAY = 60
 _HEADER = {"alg": "HS256", "typ": "JWT"}
 # Far longer than any token `mint_token` makes; the header is read before the signature is
 # checked, so it is bounded tightly (ours is 36 characters).
-_MAX_TOKEN = 4096
+_MAX_TOKEN = 16384
 _MAX_HEADER = 128
 
 

@@ -117,6 +117,24 @@ async def test_missing_bad_and_expired_tokens_get_401(secured_gateway, two_trees
     assert await _status(secured_gateway.url, STREAM, {**params, "access_token": good}, None) == 200
 
 
+async def test_a_token_issued_in_the_future_gets_401(secured_gateway, two_trees):
+    """A token minted on a clock 60 days ahead is a 401 saying so; the same token minted
+    now reads (control)."""
+    a, _ = two_trees
+    params = {"workflow_exec_id": a}
+    ahead = mint_token(KEY, "default", ttl=30 * 86400, now=time.time() + 60 * 86400)
+    async with httpx.AsyncClient(timeout=10) as http:
+        response = await http.get(
+            secured_gateway.url + STREAM,
+            params=params,
+            headers={"Authorization": f"Bearer {ahead}"},
+        )
+    assert response.status_code == 401
+    assert "issued in the future" in response.json()["reason"]
+    now = mint_token(KEY, "default", ttl=30 * 86400)
+    assert await _status(secured_gateway.url, STREAM, params, now) == 200
+
+
 def test_token_command_mints_a_scoped_token(tmp_path):
     """`mistral-workflows token` prints a token with the given scope and lifetime, and
     refuses to run without a secret or with a short one."""

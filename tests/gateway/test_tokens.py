@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
+import time
 
 import pytest
 from hypothesis import given
@@ -11,6 +14,7 @@ from hypothesis import strategies as st
 
 from mistral_workflows.core.errors import ConfigurationError
 from mistral_workflows.gateway import TokenError, mint_token, verify_token
+from mistral_workflows.gateway._tokens import CLOCK_LEEWAY, MAX_TTL
 
 KEY = b"k" * 32
 
@@ -75,3 +79,58 @@ def test_minting_refuses_bad_settings():
     ):
         with pytest.raises(ConfigurationError):
             mint_token(*args, **kwargs)
+
+
+def _signed(claims: dict[str, object], header: bytes = b'{"alg":"HS256","typ":"JWT"}') -> str:
+    """A token signed with KEY whatever its claims (`mint_token` refuses bad ones)."""
+
+    def part(raw: bytes) -> str:
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    signed = f"{part(header)}.{part(json.dumps(claims).encode())}"
+    return f"{signed}.{part(hmac.new(KEY, signed.encode(), hashlib.sha256).digest())}"
+
+
+def test_a_token_issued_in_the_future_is_refused():
+    """A token minted on a clock 60 days ahead, with the longest lifetime, is refused now
+    and until its issue time is within the leeway; one minted 30 s ahead is accepted."""
+    now = time.time()
+    ahead = mint_token(KEY, "default", ttl=MAX_TTL, now=now + 60 * 86400)
+    with pytest.raises(TokenError, match="issued in the future"):
+        verify_token(KEY, ahead, now=now)
+    with pytest.raises(TokenError, match="issued in the future"):
+        verify_token(KEY, ahead, now=now + 60 * 86400 - CLOCK_LEEWAY - 5)
+    assert verify_token(KEY, ahead, now=now + 60 * 86400).namespace == "default"
+    slightly = mint_token(KEY, "default", ttl=60, now=now + 30)
+    assert verify_token(KEY, slightly, now=now).namespace == "default"
+
+
+@pytest.mark.parametrize(
+    ("claims", "reason"),
+    [
+        ({"namespace": "x", "iat": 0, "exp": MAX_TTL + 1}, "more than"),
+        ({"namespace": "x", "exp": 9_000_000_000}, "iat"),
+        ({"namespace": "x", "iat": True, "exp": 9_000_000_000}, "iat"),
+        ({"namespace": "x", "iat": 0, "exp": 9e9}, "exp"),
+        ({"namespace": ["x" * 2000]}, "malformed"),
+    ],
+)
+def test_signed_tokens_with_bad_claims_are_refused(claims, reason):
+    """A signed token lasting over 30 days, or without an integer iat and exp, is refused."""
+    with pytest.raises(TokenError, match=reason):
+        verify_token(KEY, _signed(claims), now=1000)
+
+
+def test_deeply_nested_json_is_a_token_error():
+    """A header or signed claims nested 2,000 deep give a TokenError, not RecursionError."""
+    nested = b"[" * 2000 + b"]" * 2000
+    with pytest.raises(TokenError, match="unsupported"):
+        verify_token(KEY, _signed({"namespace": "x"}, header=nested))
+    token = _signed({"namespace": "x"})
+    head, _, signature = token.split(".")
+    deep_claims = base64.urlsafe_b64encode(nested).rstrip(b"=").decode()
+    signed = f"{head}.{deep_claims}"
+    digest = hmac.new(KEY, signed.encode(), hashlib.sha256).digest()
+    forged = f"{signed}.{base64.urlsafe_b64encode(digest).rstrip(b'=').decode()}"
+    with pytest.raises(TokenError, match="not JSON"):
+        verify_token(KEY, forged)
