@@ -31,13 +31,13 @@ HOSTILE: list[tuple[str, dict[str, str], dict[str, str], str]] = [
     (STREAM, {"last_event_id": str(2**64 - 1)}, {}, "last_event_id"),
     (STREAM, {"start_seq": TOO_BIG}, {}, "start_seq"),
     (STREAM, {"start_seq": HUGE}, {}, "start_seq"),
-    (STREAM, {"start_seq": "١٢"}, {}, "start_seq"),
+    (STREAM, {"start_seq": "\u0661\u0662"}, {}, "start_seq"),
     (STREAM, {"metadata_filters": DEEP}, {}, "metadata_filters"),
     (STREAM, {"metadata_filters": '{"a":' + "[" * 40 + "]" * 40 + "}"}, {}, "metadata_filters"),
     (LIST, {"cursor": "²"}, {}, "cursor"),
     (LIST, {"cursor": HUGE}, {}, "cursor"),
     (LIST, {"cursor": TOO_BIG}, {}, "cursor"),
-    (LIST, {"limit": "١٠"}, {}, "limit"),
+    (LIST, {"limit": "\u0661\u0660"}, {}, "limit"),
 ]
 
 
