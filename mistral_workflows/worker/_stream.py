@@ -18,6 +18,7 @@ from mistral_workflows.core.errors import (
     ConfigurationError,
     StreamMismatchError,
 )
+from mistral_workflows.core.refusal import StreamState
 from mistral_workflows.core.subjects import (
     DEFAULT_PREFIX,
     DEFAULT_STREAM_NAME,
@@ -26,7 +27,7 @@ from mistral_workflows.core.subjects import (
     stream_subjects,
 )
 
-__all__ = ["StreamSettings", "provision", "streams_ready"]
+__all__ = ["StreamSettings", "provision", "restore", "streams_ready"]
 
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 
@@ -133,6 +134,22 @@ async def streams_ready(nc: NATS, settings: StreamSettings, *, create: bool) -> 
         ) from e
 
 
+async def restore(
+    js: JetStreamContext, settings: StreamSettings, name: str, *, create: bool
+) -> StreamState:
+    """After a publish found no stream `name`: whether it exists, or was created again
+    (with `create`, as `provision` would), or is missing."""
+    try:
+        await js.stream_info(name)
+        return "exists"
+    except nats.js.errors.NotFoundError:
+        if not create:
+            return "missing"
+    wanted = settings.config() if name == settings.name else settings.snapshot_config()
+    await _provision_one(js, wanted)
+    return "created"
+
+
 async def _check_exists(nc: NATS, wanted: StreamConfig) -> None:
     name = str(wanted.name)
     subject = f"$JS.API.STREAM.INFO.{name}"
@@ -223,7 +240,9 @@ def losses(config: StreamConfig, *, per_subject: int | None = -1) -> list[str]:
         "mirror": "a mirror refuses the events published to it",
         "subject_transform": "events are stored under other subjects, where nobody reads",
     }
-    found += [f"{k}={getattr(config, k)!r}: {why}" for k, why in flags.items() if getattr(config, k)]
+    found += [
+        f"{k}={getattr(config, k)!r}: {why}" for k, why in flags.items() if getattr(config, k)
+    ]
     if _value(config.persist_mode) == "async":
         found.append(
             "persist_mode='async': events are acknowledged before they are written, so a "

@@ -108,9 +108,7 @@ async def test_lossy_snapshot_stream_is_refused(
     assert f"{name}_STATE" in str(error)
 
 
-async def test_lossy_stream_is_refused_without_provisioning(
-    temporal_address, nats_url, task_queue
-):
+async def test_lossy_stream_is_refused_without_provisioning(temporal_address, nats_url, task_queue):
     """With provision_stream=False the worker still refuses a stream that deletes events."""
     name, prefix = names()
     plugin = MistralWorkflowsPlugin(
