@@ -245,6 +245,13 @@ async def test_a_deleted_snapshot_stream_does_not_fail_the_activity(streams, tas
     )
     assert result == "attempt 1" and not ERRORS
     assert_attempt_stored(await streams.task_events(wid), 1)
+    info: list[Any] = []
+    await streams.change(lambda js: _append(info, js.stream_info(snapshots)))
+    assert info[0].config.max_msgs_per_subject == 1  # created again, as the plugin makes it
+
+
+async def _append(into: list[Any], call: Awaitable[Any]) -> None:
+    into.append(await call)
 
 
 class SnapshotAsEvent(emitter_module.Pending):
