@@ -31,6 +31,7 @@ from mistral_workflows.core.context import (
 )
 from mistral_workflows.core.encoding import encode_event
 from mistral_workflows.core.errors import PublishError
+from mistral_workflows.core.refusal import Refusal, refused
 
 if TYPE_CHECKING:
     from mistral_workflows.core.publisher import Publisher
@@ -39,8 +40,6 @@ __all__ = ["Emitter", "Pending"]
 
 log = logging.getLogger("mistral_workflows")
 
-# JetStream answers 503 while it has no leader (start-up, failover): worth retrying.
-_RETRYABLE_API_CODES = frozenset({503})
 _RESEND_PAUSE = 0.25
 
 
@@ -52,6 +51,7 @@ class Pending:
     payload: bytes
     headers: dict[str, str]
     then: FollowUp | None = None
+    snapshot: bool = False  # for the snapshot stream: best effort, never fails an attempt
     token: str | None = None  # while sent and waiting for its acknowledgement
     ack: int | Exception | None = None  # the stream sequence it was stored at, or the error
 
@@ -59,6 +59,11 @@ class Pending:
 def _stored(entry: Pending) -> bool:
     """Whether JetStream acknowledged the event (stored it, or had it already)."""
     return type(entry.ack) is int
+
+
+def _settled(entry: Pending) -> bool:
+    """Stored, or a snapshot that failed: given up without failing anything."""
+    return type(entry.ack) is int or (entry.snapshot and isinstance(entry.ack, Exception))
 
 
 class Emitter:
@@ -77,6 +82,11 @@ class Emitter:
         self._catching_up: asyncio.Task[None] | None = None
         self.progress = asyncio.Event()  # set on each acknowledgement of one of ours
         self._following_up: asyncio.Task[None] | None = None
+        # Set once JetStream refused one of our events for good: the next send fails.
+        self._refusal = Refusal(
+            self._where(), publisher.generation(publisher.stream_name), strict=publisher.strict
+        )
+        self._restoring: asyncio.Task[None] | None = None
 
     def channel(self, stream: str, task_id: str | None = None) -> Channel:
         """Where this attempt's events on `stream` go (and that task's snapshots)."""
@@ -116,7 +126,12 @@ class Emitter:
         """Send one encoded event without waiting for its acknowledgement.
 
         `then` builds a message (a task snapshot) to send once this one is stored.
+
+        Raises:
+            PublishError: JetStream refused an earlier event for good (a full stream, a
+                deleted one), so this one cannot be stored either (only when strict).
         """
+        self._raise_refusal()
         entry = Pending(subject, payload, headers, then)
         self._pending.append(entry)
         await self._send(entry)
@@ -135,14 +150,17 @@ class Emitter:
         head: Pending | None = None
         head_since = 0.0
         while self._pending:
+            if self._refusal.reason is not None:
+                self._fail(*self._refusal.reason)
+                return
             entry = self._pending[0]
             ack = entry.ack
-            if type(ack) is int:
+            if _settled(entry):
                 await self._follow_up(self._pending.popleft())
                 continue
-            if isinstance(ack, nats.js.errors.APIError) and ack.code not in _RETRYABLE_API_CODES:
-                self._fail(f"JetStream refused an event: {ack}", ack)
-                return
+            if refused(ack):
+                self._refusal.event_refused(ack)
+                continue
             now = time.monotonic()
             if now >= deadline:
                 self._give_up(last_error)
@@ -155,6 +173,9 @@ class Emitter:
                 wait = min(publisher.ack_timeout - waited, deadline - now)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.progress.wait(), wait)
+                continue
+            if self._restoring is not None:  # the stream was missing: re-sent once it is back
+                await self._restoring
                 continue
             # Not sent (disconnected), refused for now, or no acknowledgement in time.
             if isinstance(ack, Exception):
@@ -180,6 +201,8 @@ class Emitter:
         ):
             # One sender at a time, woken in order: events leave in the order they were sent.
             async with self._room:
+                if not entry.snapshot:
+                    self._raise_refusal()
                 await self._resend_after_reconnection(entry)
                 await self._wait_for_room()
                 await self._publish(entry)
@@ -243,17 +266,57 @@ class Emitter:
         """Send every unacknowledged event again, in order, with its original message id."""
         await asyncio.sleep(_RESEND_PAUSE)
         async with self._room:
-            self._epoch = self.publisher.epoch
-            for entry in list(self._pending):
-                if _stored(entry):
-                    continue
+            await self._resend_unsettled()
+
+    async def _resend_unsettled(self) -> None:
+        self._epoch = self.publisher.epoch
+        for entry in list(self._pending):
+            if not _settled(entry):
                 await self._wait_for_room()
                 await self._publish(entry)
 
     async def _release_acknowledged(self) -> None:
         pending = self._pending
-        while pending and type(pending[0].ack) is int:
+        while pending and _settled(pending[0]):
             await self._follow_up(pending.popleft())
+
+    def acknowledged(self, entry: Pending) -> None:
+        """JetStream answered for `entry` (its `ack` is set): act on what the answer means."""
+        self.progress.set()
+        ack = entry.ack
+        if type(ack) is int:
+            self._refusal.stored_any |= not entry.snapshot
+            if entry.then is not None:
+                self.follow_up_soon()
+        elif isinstance(ack, nats.js.errors.NoStreamResponseError):
+            if self._restoring is None and self._refusal.reason is None:
+                self._restoring = asyncio.ensure_future(self._restore(entry.snapshot))
+        elif refused(ack) and not entry.snapshot:
+            self._refusal.event_refused(ack)
+
+    async def _restore(self, snapshot: bool) -> None:
+        """No stream answered a publish: have the stream checked (and created again where
+        the plugin provisions streams), then send the events again, in order."""
+        publisher = self.publisher
+        stream = publisher.stream_name
+        if snapshot:
+            stream = subjects.snapshot_stream(stream)
+        try:
+            async with self._room:
+                state = await publisher.restore(stream)
+                if not snapshot:
+                    self._refusal.stream_checked(stream, state, publisher.generation(stream))
+                if self._refusal.reason is None:
+                    if state == "exists":  # answered by no stream for a moment: not too fast
+                        await asyncio.sleep(_RESEND_PAUSE)
+                    await self._resend_unsettled()
+        except Exception as e:  # the flush re-sends and reports
+            log.warning("mistral_workflows: checking stream %r: %r", stream, e)
+        finally:
+            self._restoring = None
+
+    def _raise_refusal(self) -> None:
+        self._refusal.raise_if_any(self.publisher.generation(self.publisher.stream_name))
 
     def follow_up_soon(self) -> None:
         """An event with a follow-up (a task snapshot) was stored: send the follow-up now,
@@ -274,7 +337,7 @@ class Emitter:
             return
         message = entry.then(entry.ack)
         if message is not None:
-            entry = Pending(*message)
+            entry = Pending(*message, snapshot=True)
             self._pending.append(entry)
             await self._send(entry)
 
@@ -282,7 +345,11 @@ class Emitter:
         return f"stream {self.publisher.stream_name!r} at {self.publisher.url}"
 
     def _give_up(self, cause: BaseException | None) -> None:
-        n = len(self._pending)
+        n = sum(not entry.snapshot for entry in self._pending)
+        if n == 0:  # snapshots are a shortcut for late joiners: never worth failing for
+            log.warning("mistral_workflows: snapshots not stored in time (%r)", cause)
+            self.discard()
+            return
         self._fail(
             f"{n} event(s) were not acknowledged by JetStream ({self._where()}) within "
             f"{self.publisher.persist_timeout:g}s (last error: {cause!r}); the activity "

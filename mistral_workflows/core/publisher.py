@@ -26,6 +26,7 @@ from mistral_workflows.core.emitter import Emitter, Pending
 from mistral_workflows.core.encoding import STATUS
 from mistral_workflows.core.encryption import Encryption
 from mistral_workflows.core.errors import PublishError
+from mistral_workflows.core.refusal import StreamState
 
 __all__ = ["ConnectionHooks", "Publisher"]
 
@@ -46,6 +47,9 @@ class Publisher:
         strict: Raise `PublishError` when events cannot be stored (else log only).
         url: The server address to name in errors (without credentials).
         encryption: Encrypts the task state of every event (see `Encryption`).
+        restore: Called with a stream's name when a publish found no stream: checks it,
+            creates it again where allowed, and says which (see `StreamState`). Without
+            it, the stream is taken to exist and the events are re-sent.
     """
 
     def __init__(
@@ -61,6 +65,7 @@ class Publisher:
         max_in_flight: int = 4096,
         strict: bool = True,
         encryption: Encryption | None = None,
+        restore: Callable[[str], Awaitable[StreamState]] | None = None,
     ) -> None:
         self.nc = nc
         self.max_in_flight = max_in_flight
@@ -84,6 +89,25 @@ class Publisher:
         self._in_flight: dict[str, tuple[Pending, Emitter]] = {}
         self._has_room = asyncio.Event()
         self._has_room.set()
+        self._restore = restore
+        self._restoring = asyncio.Lock()
+        self._generations: dict[str, int] = {}  # how often each stream was created again
+
+    def generation(self, stream: str) -> int:
+        """How many times the worker created `stream` again after finding it gone."""
+        return self._generations.get(stream, 0)
+
+    async def restore(self, stream: str) -> StreamState:
+        """A publish to `stream` found no stream: check it, one emitter at a time, and
+        create it again where the plugin may (bumping its `generation`)."""
+        if self._restore is None:
+            return "exists"
+        async with self._restoring:
+            state = await self._restore(stream)
+            if state == "created":
+                self._generations[stream] = self.generation(stream) + 1
+                log.warning("mistral_workflows: stream %r was gone; created it again", stream)
+        return state
 
     def in_flight(self) -> int:
         """Events sent and not acknowledged yet, across the worker."""
@@ -125,9 +149,7 @@ class Publisher:
         entry.ack = _parse_ack(msg)
         if len(self._in_flight) < self.max_in_flight:
             self._has_room.set()
-        emitter.progress.set()
-        if entry.then is not None:
-            emitter.follow_up_soon()
+        emitter.acknowledged(entry)
 
     async def wait_for_room(self, deadline: float, where: str) -> None:
         """Backpressure: wait until the window of unacknowledged events has room."""
@@ -226,8 +248,17 @@ def _parse_ack(msg: Msg) -> int | Exception:
         answer = orjson.loads(msg.data)
         error = answer.get("error")
         if error:
-            refused: Exception = nats.js.errors.APIError.from_error(error)
-            return refused
+            return _api_error(error)
         return int(answer["seq"])
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as e:
         return nats.errors.Error(f"unreadable acknowledgement {msg.data[:100]!r}: {e!r}")
+
+
+def _api_error(error: dict[str, Any]) -> Exception:
+    """The error a JetStream answer carries. nats-py's `APIError.from_error` raises the
+    error of a known code (503, 500, 400...) instead of returning it."""
+    try:
+        known: Exception = nats.js.errors.APIError.from_error(error)
+        return known
+    except nats.js.errors.APIError as e:
+        return e

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -28,7 +29,7 @@ from mistral_workflows.interceptors import (
     WorkflowSettings,
     publish_activity,
 )
-from mistral_workflows.worker._stream import StreamSettings, streams_ready
+from mistral_workflows.worker._stream import StreamSettings, restore, streams_ready
 
 __all__ = ["MistralWorkflowsPlugin"]
 
@@ -198,6 +199,7 @@ class MistralWorkflowsPlugin(SimplePlugin):
             persist_timeout=self._persist_timeout,
             strict=self._strict,
             encryption=self._encryption,
+            restore=functools.partial(restore, nc.jetstream(), self.stream, create=self._provision),
         )
         return hooks.publisher
 

@@ -18,6 +18,7 @@ from mistral_workflows.core.errors import (
     ConfigurationError,
     StreamMismatchError,
 )
+from mistral_workflows.core.refusal import StreamState
 from mistral_workflows.core.subjects import (
     DEFAULT_PREFIX,
     DEFAULT_STREAM_NAME,
@@ -26,7 +27,7 @@ from mistral_workflows.core.subjects import (
     stream_subjects,
 )
 
-__all__ = ["StreamSettings", "provision", "streams_ready"]
+__all__ = ["StreamSettings", "provision", "restore", "streams_ready"]
 
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 
@@ -113,8 +114,8 @@ async def streams_ready(nc: NATS, settings: StreamSettings, *, create: bool) -> 
     before = nc.last_error
     names = [settings.name, snapshot_stream(settings.name)]
     if not create:
-        for name in names:
-            await _check_exists(nc, name)
+        for wanted in (settings.config(), settings.snapshot_config()):
+            await _check_exists(nc, wanted)
         return
     try:
         await provision(nc.jetstream(), settings)
@@ -133,16 +134,35 @@ async def streams_ready(nc: NATS, settings: StreamSettings, *, create: bool) -> 
         ) from e
 
 
-async def _check_exists(nc: NATS, name: str) -> None:
-    subject = f"$JS.API.STREAM.INFO.{name}"
+async def restore(
+    js: JetStreamContext, settings: StreamSettings, name: str, *, create: bool
+) -> StreamState:
+    """After a publish found no stream `name`: whether it exists, or was created again
+    (with `create`, as `provision` would), or is missing."""
     try:
-        await permitted(nc, nc.jetstream().stream_info(name), subject, f"reading stream {name}")
+        await js.stream_info(name)
+        return "exists"
+    except nats.js.errors.NotFoundError:
+        if not create:
+            return "missing"
+    wanted = settings.config() if name == settings.name else settings.snapshot_config()
+    await _provision_one(js, wanted)
+    return "created"
+
+
+async def _check_exists(nc: NATS, wanted: StreamConfig) -> None:
+    name = str(wanted.name)
+    subject = f"$JS.API.STREAM.INFO.{name}"
+    reading = nc.jetstream().stream_info(name)
+    try:
+        info = await permitted(nc, reading, subject, f"reading stream {name}")
     except nats.js.errors.NotFoundError:
         raise ConfigurationError(
             f"JetStream stream {name!r} does not exist, and the plugin was told not to "
             "create it (provision_stream=False): ask the administrator to create it (see "
             "docs/security.md), or start a worker that may create it first"
         ) from None
+    _refuse_losses(info.config, losses(info.config, per_subject=wanted.max_msgs_per_subject))
 
 
 async def _provision_one(js: JetStreamContext, wanted: StreamConfig) -> None:
@@ -155,6 +175,7 @@ async def _provision_one(js: JetStreamContext, wanted: StreamConfig) -> None:
             return
         except nats.js.errors.APIError as refused:
             existing = await _created_meanwhile(js, wanted, refused)
+    _refuse_losses(existing, losses(existing, per_subject=wanted.max_msgs_per_subject))
     problems = _differences(existing, wanted)
     if problems:
         raise StreamMismatchError(
@@ -184,6 +205,78 @@ async def _created_meanwhile(
         f"JetStream refused to create stream {wanted.name!r}: {refused.description} "
         f"(error {refused.err_code}).{hint}"
     ) from refused
+
+
+def _refuse_losses(config: StreamConfig, found: list[str]) -> None:
+    if found:
+        name = config.name
+        raise StreamMismatchError(
+            f"JetStream stream {name!r} has settings that lose or refuse events: "
+            + "; ".join(found)
+            + f". It was left unchanged: delete it (nats stream rm {name}) so that the "
+            f"plugin creates it as it should be, or fix these settings (nats stream edit {name})."
+        )
+
+
+def losses(config: StreamConfig, *, per_subject: int | None = -1) -> list[str]:
+    """The settings of an existing stream that delete or refuse the events the plugin sends.
+
+    Args:
+        config: The stream's configuration, as the server reports it.
+        per_subject: The messages per subject the plugin keeps on purpose (-1: all; the
+            snapshot stream keeps one per task).
+    """
+    found = []
+    retention = _value(config.retention)
+    if retention not in (None, "limits"):
+        found.append(
+            f"retention={retention!r} deletes events once read (or at once when no consumer "
+            "is interested), where the plugin needs 'limits'"
+        )
+    found += _count_limits(config, per_subject)
+    flags = {
+        "no_ack": "JetStream does not acknowledge events, so none is known to be stored",
+        "sealed": "the stream refuses every event",
+        "mirror": "a mirror refuses the events published to it",
+        "subject_transform": "events are stored under other subjects, where nobody reads",
+    }
+    found += [
+        f"{k}={getattr(config, k)!r}: {why}" for k, why in flags.items() if getattr(config, k)
+    ]
+    if _value(config.persist_mode) == "async":
+        found.append(
+            "persist_mode='async': events are acknowledged before they are written, so a "
+            "server crash loses acknowledged events"
+        )
+    return found
+
+
+def _count_limits(config: StreamConfig, per_subject: int | None) -> list[str]:
+    """Limits on messages or bytes: each deletes unread events or refuses new ones."""
+    refuses = _value(config.discard) == "new"
+    effect = (
+        "refuses new events once reached"
+        if refuses
+        else "deletes the oldest events once reached, read or not"
+    )
+    found = [
+        f"{key}={value}: {effect}"
+        for key, value in (("max_msgs", config.max_msgs), ("max_bytes", config.max_bytes))
+        if value is not None and value > 0
+    ]
+    kept = config.max_msgs_per_subject
+    if kept is not None and kept > 0:
+        wanted = per_subject if per_subject is not None and per_subject > 0 else None
+        if refuses and config.discard_new_per_subject:
+            found.append(f"max_msgs_per_subject={kept} with discard_new_per_subject: {effect}")
+        elif wanted is None or kept < wanted:
+            found.append(f"max_msgs_per_subject={kept}: keeps only {kept} event(s) per task")
+    return found
+
+
+def _value(setting: object) -> object:
+    """An enum setting as the server spells it ('limits', 'new'...)."""
+    return getattr(setting, "value", setting)
 
 
 def _differences(existing: StreamConfig, wanted: StreamConfig) -> list[str]:
