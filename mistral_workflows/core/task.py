@@ -88,11 +88,11 @@ class Task(Generic[S]):
         writer = self._writer
         await writer.close()
         if exc is None and self._scope.timed_out is None:
-            writer.raise_background_error()
             # The state may also have been changed in place, without an update.
-            await writer.complete(_as_json(self._state))
+            await writer.complete(lambda: _as_json(self._state))
             return
         # Also a block left normally after the library ended the attempt at its deadline.
+        # The state's changes in place are not looked at: the exception says what happened.
         await writer.end(*_terminal_event(exc, self._scope))
 
     async def update_state(self, updates: Mapping[str, Any] | BaseModel) -> None:
