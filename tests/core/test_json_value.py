@@ -143,7 +143,11 @@ _WILD_CHARS = st.characters(exclude_categories=()) | st.sampled_from(["\ud800", 
 _WILD_TEXT = st.text(_WILD_CHARS, max_size=4)
 _WILD_INTS = st.integers() | st.sampled_from([2**64 - 1, 2**64, -(2**63), -(2**63) - 1])
 WILD_VALUES: st.SearchStrategy[Any] = st.recursive(
-    st.none() | st.booleans() | _WILD_INTS | st.floats(allow_nan=False, allow_infinity=False) | _WILD_TEXT,
+    st.none()
+    | st.booleans()
+    | _WILD_INTS
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | _WILD_TEXT,
     lambda children: (
         st.lists(children, max_size=4) | st.dictionaries(_WILD_TEXT, children, max_size=4)
     ),
