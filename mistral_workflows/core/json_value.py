@@ -30,6 +30,7 @@ __all__ = [
     "to_json",
     "to_json_at",
     "type_name",
+    "utf8_safe",
 ]
 
 JSON: TypeAlias = bool | int | float | str | list["JSON"] | dict[str, "JSON"] | None
@@ -177,19 +178,19 @@ def _scalar(value: object, loc: _Loc) -> JSON:
     raise _invalid(loc, f"has type {type_name(value)}, which is not JSON", hint)
 
 
+def utf8_safe(text: str) -> bool:
+    """Whether `text` holds no lone surrogate, so that UTF-8 can encode it."""
+    return _SURROGATE.search(text) is None
+
+
 def check_str(text: str, loc: _Loc, what: str = "a str") -> str:
     """`text` if it can be sent: no lone surrogate (UTF-8 cannot encode one)."""
-    if text.isascii():
-        return text
-    found = _SURROGATE.search(text)
+    found = None if text.isascii() else _SURROGATE.search(text)
     if found is None:
         return text
-    raise _invalid(
-        loc,
-        f"has {what} holding the lone surrogate {found.group()!r}, which UTF-8 (and so "
-        "JSON on the wire) cannot encode",
-        "remove it, or decode the source bytes with errors='replace'",
-    )
+    problem = f"has {what} holding the lone surrogate {found.group()!r}, which UTF-8 "
+    hint = "remove it, or decode the source bytes with errors='replace'"
+    raise _invalid(loc, problem + "(and so JSON on the wire) cannot encode", hint)
 
 
 def check_int(number: int, loc: _Loc) -> int:

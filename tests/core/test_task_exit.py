@@ -11,7 +11,12 @@ from typing import Any
 import pytest
 
 import mistral_workflows as workflows
-from mistral_workflows import InvalidStateError, MistralWorkflowsError, StreamEvent
+from mistral_workflows import (
+    ConfigurationError,
+    InvalidStateError,
+    MistralWorkflowsError,
+    StreamEvent,
+)
 from mistral_workflows.core.events import EventType
 from mistral_workflows.core.json_value import MAX_DEPTH
 from mistral_workflows.core.task import Task
@@ -128,6 +133,10 @@ async def unsendable_values() -> list[str]:
         Task(type="json-limits", state={"a": [-(2**64)]})
     except InvalidStateError as e:
         refused.append(str(e))
+    try:
+        Task(type="json-limits", id="id\udfff")
+    except ConfigurationError as e:
+        refused.append(str(e))
     return refused
 
 
@@ -212,11 +221,14 @@ async def test_unsendable_values_are_refused_with_their_path(
     temporal_address, nats_url, task_queue
 ):
     """Big ints and lone surrogates in keys or values raise InvalidStateError naming the
-    path, from update_state, set_state and Task(state=...); the task goes on."""
+    path, from update_state, set_state and Task(state=...) (in a custom task id: a
+    ConfigurationError); the task goes on."""
     refused, events = await run(temporal_address, nats_url, task_queue, Call("unsendable_values"))
     where = ["'/n'", "'/n'", "'/text'", "'/text'", "'/items/0'", "'' (the root)", "'/items/0'"]
     where += ["'/n'", "'/a/0'"]
+    *refused, bad_id = refused
     assert [m.split(" has ")[0] for m in refused] == [f"task state at {w}" for w in where]
+    assert "Task id must be a non-empty str without lone surrogates, not 'id\\udfff'" in bad_id
     assert sum("64-bit range" in m for m in refused) == 4
     assert sum("lone surrogate" in m for m in refused) == 5
     state = {"n": 2**64 - 1, "text": "abc", "items": []}
