@@ -112,17 +112,12 @@ def diff_keys(shadow: JSON, changes: Mapping[str, Any], str_lists: StrLists) -> 
                 check_str(added, path)
             ops.append({"op": "append", "path": path, "value": added})
         else:
-            ops.append({"op": "replace", "path": path, "value": _checked(value, path)})
+            if kind is int:
+                check_int(value, path)
+            elif kind is str and not value.isascii():
+                check_str(value, path)
+            ops.append({"op": "replace", "path": path, "value": value})
     return ops
-
-
-def _checked(value: Any, path: str) -> Any:
-    """A plain value (see `_PLAIN`) if it can be sent: see `check_str` and `check_int`."""
-    if type(value) is str:
-        return check_str(value, path)
-    if type(value) is int:
-        return check_int(value, path)
-    return value
 
 
 # Exact types whose equality is JSON equality (not float: 0.0 == -0.0).

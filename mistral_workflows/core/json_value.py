@@ -8,7 +8,6 @@ from __future__ import annotations
 import math
 import re
 import reprlib
-from collections.abc import Callable
 from datetime import date, time
 from decimal import Decimal
 from types import NoneType
@@ -44,14 +43,10 @@ _Loc: TypeAlias = str | tuple["_Loc", str | int]
 # A container being copied by `to_json`: source, its copy, where it sits, its nesting level.
 _Frame: TypeAlias = tuple[Any, list[JSON] | dict[str, JSON], _Loc, int]
 
-# Exact types a copy can share as they are once a check in C passes: an ASCII str holds no
-# lone surrogate, and ints in this range are the ones orjson (and JSON parsers in other
-# languages) take. Anything else goes to `_scalar`, which checks it fully.
-_INT_RANGE = range(-(2**63), 2**64)
-_VERBATIM: dict[type, Callable[[Any], bool]] = {
-    str: str.isascii,
-    int: _INT_RANGE.__contains__,
-}
+# A copy shares an exact str as it is once it is ASCII (it then holds no lone surrogate),
+# and an exact int in the range orjson (and JSON parsers in other languages) take: checks
+# in C for the usual leaves. Anything else goes to `_scalar`, which checks it fully.
+_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
 _SURROGATE = re.compile("[\ud800-\udfff]")
 # The JSON type each accepted Python type converts to; subclasses are found via _BASES.
 _KINDS: dict[type, type] = {
@@ -109,8 +104,8 @@ def to_json(value: object, *, path: str = "", max_depth: int = MAX_DEPTH) -> JSO
 
 def to_json_at(value: Any, loc: _Loc, depth: int, max_depth: int) -> JSON:
     """`to_json` for a value with `depth` containers above it."""
-    plain = _VERBATIM.get(type(value))
-    if plain is not None and plain(value):
+    kind = type(value)
+    if (kind is str and value.isascii()) or (kind is int and _INT_MIN <= value <= _INT_MAX):
         return cast("JSON", value)
     if isinstance(value, list | tuple | dict):
         stack: list[_Frame] = []
@@ -154,8 +149,8 @@ def _fill(
 
 def _item(item: Any, loc: _Loc, level: int, max_depth: int, stack: list[_Frame]) -> JSON:
     """The copy of one item of a container at `level`."""
-    plain = _VERBATIM.get(type(item))
-    if plain is not None and plain(item):
+    kind = type(item)
+    if (kind is str and item.isascii()) or (kind is int and _INT_MIN <= item <= _INT_MAX):
         return cast("JSON", item)
     if isinstance(item, list | tuple | dict):
         return _open(item, loc, level + 1, max_depth, stack)
@@ -195,7 +190,7 @@ def check_str(text: str, loc: _Loc, what: str = "a str") -> str:
 
 def check_int(number: int, loc: _Loc) -> int:
     """`number` if it is in the 64-bit range that orjson and most JSON parsers accept."""
-    if number in _INT_RANGE:
+    if _INT_MIN <= number <= _INT_MAX:
         return number
     raise _invalid(
         loc,
