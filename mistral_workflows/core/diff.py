@@ -1,4 +1,5 @@
-"""`diff`: the JSON-patch ops turning a task's last published state into its new one.
+"""`diff`: the JSON-patch ops turning a task's last published state into its new one
+(`diff_keys`: for the top-level keys an update names).
 
 The producer keeps a *shadow*: a private, pure-JSON copy of the last state it published. Each
 update is published as the ops turning the shadow into the user's new values (see
@@ -7,11 +8,16 @@ update is published as the ops turning the shadow into the user's new values (se
 `diff` runs on every token of an LLM stream, so in the streaming shapes (a list or a string
 growing at its end, a few keys changing) its Python work is O(change). What stays proportional
 to the state is a few C-level passes over a list's pointers (a few ns per element).
+
+Every value in the ops is checked as `to_json` checks it (JSON types, finite floats, ints in
+the 64-bit range, no lone surrogate), with nesting counted from the root: what `diff` accepts
+can be sent.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import functools
+from collections.abc import Iterable, Mapping
 from itertools import compress, count, repeat
 from operator import is_, is_not, ne
 from typing import Any, cast
@@ -20,6 +26,9 @@ import orjson
 
 from mistral_workflows.core.json_value import (
     JSON,
+    MAX_DEPTH,
+    check_int,
+    check_str,
     json_key,
     json_kind,
     same_json,
@@ -29,7 +38,7 @@ from mistral_workflows.core.json_value import (
 from mistral_workflows.core.patch import Op
 from mistral_workflows.core.pointer import escape
 
-__all__ = ["StrLists", "diff"]
+__all__ = ["StrLists", "diff", "diff_keys"]
 
 _MISSING = object()
 
@@ -39,7 +48,8 @@ def diff(
     new: object,
     path: str = "",
     *,
-    max_depth: int = 64,
+    depth: int = 0,
+    max_depth: int = MAX_DEPTH,
     str_lists: StrLists | None = None,
 ) -> list[Op]:
     """Return the ops turning `old` into `new`.
@@ -55,7 +65,9 @@ def diff(
         old: Trusted pure JSON (the shadow); it is not mutated.
         new: The user's new value; checked as `to_json` does wherever it differs from `old`.
         path: The pointer of `old` in the document ("" for the root).
-        max_depth: The most containers allowed inside one another, counted from `path`.
+        depth: How many containers hold `old` (0 for the root, 1 for a top-level key's
+            value), so that nesting is counted from the root wherever the diff starts.
+        max_depth: The most containers allowed inside one another, counted from the root.
         str_lists: What is known about `old`'s lists of strings, kept across calls by a
             producer that diffs against the same shadow again and again; it saves a pass
             over each long list of tokens (see `StrLists`).
@@ -67,8 +79,54 @@ def diff(
         InvalidStateError: A changed part of `new` is not JSON; the message names its path.
     """
     differ = _Differ(max_depth, str_lists)
-    differ.value(old, new, path, 0)
+    differ.value(old, new, path, depth)
     return differ.ops
+
+
+def diff_keys(shadow: JSON, changes: Mapping[str, Any], str_lists: StrLists) -> list[Op]:
+    """The ops for the changed top-level keys; strings and exact ints, bools and None (the
+    usual updates: text, counters, flags) are compared here, the rest by `diff`.
+
+    Nesting is counted from the root, as at the end of the task: a key's value is in one
+    container already.
+    """
+    assert isinstance(shadow, dict)
+    ops: list[Op] = []
+    for key, value in changes.items():
+        old: Any = shadow.get(key, _MISSING) if type(key) is str else _MISSING
+        if old is value:
+            continue
+        if old is _MISSING:
+            path = _path(key if type(key) is str and key.isascii() else json_key(key, ""))
+            ops.append({"op": "add", "path": path, "value": to_json_at(value, path, 1, MAX_DEPTH)})
+            continue
+        path = _path(key)
+        kind = type(value)
+        if kind is not type(old) or kind not in _PLAIN:
+            ops += diff(old, value, path, depth=1, str_lists=str_lists)
+        elif old == value:
+            continue
+        elif kind is str and len(value) > len(old) and value.startswith(old):
+            added = value[len(old) :]
+            if not added.isascii():
+                check_str(added, path)
+            ops.append({"op": "append", "path": path, "value": added})
+        else:
+            if kind is int:
+                check_int(value, path)
+            elif kind is str and not value.isascii():
+                check_str(value, path)
+            ops.append({"op": "replace", "path": path, "value": value})
+    return ops
+
+
+# Exact types whose equality is JSON equality (not float: 0.0 == -0.0).
+_PLAIN = frozenset({str, int, bool, type(None)})
+
+
+@functools.lru_cache(maxsize=1024)
+def _path(key: str) -> str:
+    return "/" + escape(key)
 
 
 class StrLists:
@@ -158,9 +216,12 @@ class _Differ:
             return
         if len(new) > len(old) and new.startswith(old):
             # Slicing gives an exact str even for a str subclass.
-            self.ops.append({"op": "append", "path": path, "value": new[len(old) :]})
+            added = check_str(new[len(old) :], path)
+            self.ops.append({"op": "append", "path": path, "value": added})
         else:
-            self.ops.append({"op": "replace", "path": path, "value": str.__str__(new)})
+            self.ops.append(
+                {"op": "replace", "path": path, "value": check_str(str.__str__(new), path)}
+            )
 
     def diff_dict(self, old: dict[str, JSON], new: Any, path: str, depth: int) -> None:
         """Diff two dicts whose items have `depth` containers above them."""
@@ -173,7 +234,7 @@ class _Differ:
         # skipped in C, so only changed keys and nested containers cost Python work.
         changed = compress(new, map(is_not, new.values(), map(old.get, new, repeat(_MISSING))))
         for key in changed:
-            name = key if type(key) is str else json_key(key, path)
+            name = key if type(key) is str and key.isascii() else json_key(key, path)
             child = f"{path}/{escape(name)}"
             if name in old:
                 self.value(old[name], new[key], child, depth)

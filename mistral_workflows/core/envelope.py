@@ -122,4 +122,8 @@ def failure_message(error: BaseException) -> str:
     text = redact(text)  # events are stored in clear text for the whole retention
     if len(text) > _MAX_MESSAGE:
         text = text[:_MAX_MESSAGE] + f"... ({len(text) - _MAX_MESSAGE} more characters)"
-    return f"{kind}: {text}" if text else kind
+    message = f"{kind}: {text}" if text else kind
+    if message.isascii():
+        return message
+    # A lone surrogate cannot be sent (UTF-8 cannot encode it): show it escaped, \ud800.
+    return message.encode("utf-8", "backslashreplace").decode("utf-8")

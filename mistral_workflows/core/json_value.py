@@ -6,6 +6,7 @@ JSON semantics are exact: 1, 1.0 and True are three different values, and so are
 from __future__ import annotations
 
 import math
+import re
 import reprlib
 from datetime import date, time
 from decimal import Decimal
@@ -17,6 +18,9 @@ from mistral_workflows.core.pointer import escape
 
 __all__ = [
     "JSON",
+    "MAX_DEPTH",
+    "check_int",
+    "check_str",
     "json_key",
     "json_kind",
     "same_json",
@@ -25,9 +29,13 @@ __all__ = [
     "to_json",
     "to_json_at",
     "type_name",
+    "utf8_safe",
 ]
 
 JSON: TypeAlias = bool | int | float | str | list["JSON"] | dict[str, "JSON"] | None
+
+MAX_DEPTH = 64
+"""The most containers allowed inside one another in task state, counted from the root."""
 
 # Where a value sits: the pointer a walk started from, extended by (parent, key) pairs. The
 # pointer string is only built when an error needs it.
@@ -35,8 +43,11 @@ _Loc: TypeAlias = str | tuple["_Loc", str | int]
 # A container being copied by `to_json`: source, its copy, where it sits, its nesting level.
 _Frame: TypeAlias = tuple[Any, list[JSON] | dict[str, JSON], _Loc, int]
 
-# Exact types a copy can share as they are (immutable, always valid); floats need a check.
-_VERBATIM = frozenset({str, int, bool, NoneType})
+# A copy shares an exact str as it is once it is ASCII (it then holds no lone surrogate),
+# and an exact int in the range orjson (and JSON parsers in other languages) take: checks
+# in C for the usual leaves. Anything else goes to `_scalar`, which checks it fully.
+_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
+_SURROGATE = re.compile("[\ud800-\udfff]")
 # The JSON type each accepted Python type converts to; subclasses are found via _BASES.
 _KINDS: dict[type, type] = {
     NoneType: NoneType,
@@ -70,7 +81,7 @@ short_repr = _repr.repr
 # --- validation and copy ------------------------------------------------------------------
 
 
-def to_json(value: object, *, path: str = "", max_depth: int = 64) -> JSON:
+def to_json(value: object, *, path: str = "", max_depth: int = MAX_DEPTH) -> JSON:
     """Return an independent pure-JSON copy of `value`.
 
     Tuples become lists and subclasses of str/int/float (StrEnum, IntEnum...) their base type.
@@ -93,7 +104,8 @@ def to_json(value: object, *, path: str = "", max_depth: int = 64) -> JSON:
 
 def to_json_at(value: Any, loc: _Loc, depth: int, max_depth: int) -> JSON:
     """`to_json` for a value with `depth` containers above it."""
-    if type(value) in _VERBATIM:
+    kind = type(value)
+    if (kind is str and value.isascii()) or (kind is int and _INT_MIN <= value <= _INT_MAX):
         return cast("JSON", value)
     if isinstance(value, list | tuple | dict):
         stack: list[_Frame] = []
@@ -131,13 +143,14 @@ def _fill(
             dst.append(_item(item, (loc, index), level, max_depth, stack))
         return
     for key, item in src.items():
-        name = key if type(key) is str else json_key(key, loc)
+        name = key if type(key) is str and key.isascii() else json_key(key, loc)
         dst[name] = _item(item, (loc, name), level, max_depth, stack)
 
 
 def _item(item: Any, loc: _Loc, level: int, max_depth: int, stack: list[_Frame]) -> JSON:
     """The copy of one item of a container at `level`."""
-    if type(item) in _VERBATIM:
+    kind = type(item)
+    if (kind is str and item.isascii()) or (kind is int and _INT_MIN <= item <= _INT_MAX):
         return cast("JSON", item)
     if isinstance(item, list | tuple | dict):
         return _open(item, loc, level + 1, max_depth, stack)
@@ -149,9 +162,9 @@ def _scalar(value: object, loc: _Loc) -> JSON:
     if value is None or type(value) is bool:
         return value
     if isinstance(value, str):
-        return str.__str__(value)
+        return check_str(str.__str__(value), loc)
     if isinstance(value, int):
-        return int.__int__(value)
+        return check_int(int.__int__(value), loc)
     if isinstance(value, float):
         if math.isfinite(value):
             return float.__float__(value)
@@ -160,10 +173,37 @@ def _scalar(value: object, loc: _Loc) -> JSON:
     raise _invalid(loc, f"has type {type_name(value)}, which is not JSON", hint)
 
 
+def utf8_safe(text: str) -> bool:
+    """Whether `text` holds no lone surrogate, so that UTF-8 can encode it."""
+    return _SURROGATE.search(text) is None
+
+
+def check_str(text: str, loc: _Loc, what: str = "a str") -> str:
+    """`text` if it can be sent: no lone surrogate (UTF-8 cannot encode one)."""
+    found = None if text.isascii() else _SURROGATE.search(text)
+    if found is None:
+        return text
+    problem = f"has {what} holding the lone surrogate {found.group()!r}, which UTF-8 "
+    hint = "remove it, or decode the source bytes with errors='replace'"
+    raise _invalid(loc, problem + "(and so JSON on the wire) cannot encode", hint)
+
+
+def check_int(number: int, loc: _Loc) -> int:
+    """`number` if it is in the 64-bit range that orjson and most JSON parsers accept."""
+    if _INT_MIN <= number <= _INT_MAX:
+        return number
+    raise _invalid(
+        loc,
+        f"has an integer outside the 64-bit range ({short_repr(number)}); integers must be "
+        "from -2**63 to 2**64-1",
+        "send a larger number as a str (str(value)) or a float",
+    )
+
+
 def json_key(key: object, loc: _Loc) -> str:
     """A dict key as an exact str; JSON object keys cannot be anything else."""
     if isinstance(key, str):
-        return str.__str__(key)
+        return check_str(str.__str__(key), loc, f"the key {short_repr(key)}")
     raise _invalid(
         loc,
         f"has the non-str key {short_repr(key)} ({type_name(key)})",

@@ -6,7 +6,10 @@
 Entering publishes CUSTOM_TASK_STARTED with the initial state; each update that changes
 something publishes CUSTOM_TASK_IN_PROGRESS with a JSON patch; leaving publishes
 CUSTOM_TASK_COMPLETED with the final state, or CUSTOM_TASK_FAILED / _CANCELED /
-_TIMED_OUT when an exception leaves the block (the exception always propagates).
+_TIMED_OUT when an exception leaves the block (the exception always propagates). A block
+left normally with the state changed in place to something that cannot be sent ends with
+CUSTOM_TASK_FAILED naming the problem, and raises it. Every way out publishes exactly one
+terminal event, after every update that was accepted.
 
 `Task` checks what the user gives it; its `TaskWriter` (`task_writer.py`) numbers, folds,
 sizes and sends the events.
@@ -26,7 +29,7 @@ from mistral_workflows.core.context import Scope, current_scope
 from mistral_workflows.core.envelope import failure_message, stable_id
 from mistral_workflows.core.errors import ConfigurationError, InvalidStateError
 from mistral_workflows.core.events import EventType
-from mistral_workflows.core.json_value import JSON, to_json
+from mistral_workflows.core.json_value import JSON, short_repr, to_json, utf8_safe
 from mistral_workflows.core.subjects import validate_stream_type
 from mistral_workflows.core.task_writer import TaskWriter
 
@@ -88,11 +91,11 @@ class Task(Generic[S]):
         writer = self._writer
         await writer.close()
         if exc is None and self._scope.timed_out is None:
-            writer.raise_background_error()
             # The state may also have been changed in place, without an update.
-            await writer.complete(_as_json(self._state))
+            await writer.complete(lambda: _as_json(self._state))
             return
         # Also a block left normally after the library ended the attempt at its deadline.
+        # The state's changes in place are not looked at: the exception says what happened.
         await writer.end(*_terminal_event(exc, self._scope))
 
     async def update_state(self, updates: Mapping[str, Any] | BaseModel) -> None:
@@ -155,12 +158,12 @@ class Task(Generic[S]):
 
 
 def _custom_id(task_id: object) -> str:
-    if not isinstance(task_id, str) or not task_id:
-        raise ConfigurationError(
-            f"Task id must be a non-empty str, not {task_id!r}; leave it out to get a "
-            "deterministic id derived from the workflow run and the activity"
-        )
-    return task_id
+    if isinstance(task_id, str) and task_id and (task_id.isascii() or utf8_safe(task_id)):
+        return task_id
+    raise ConfigurationError(
+        f"Task id must be a non-empty str without lone surrogates, not {short_repr(task_id)};"
+        " leave it out to get a deterministic id derived from the workflow run and the activity"
+    )
 
 
 def _initial_live_state(state: object) -> Any:

@@ -10,32 +10,34 @@ Updates made while an event of the task is waiting for the event loop's next tur
 producer updating faster than it yields) are folded into one IN_PROGRESS event: nothing
 could reach the socket before that turn anyway, so no latency is added, and a fast stream
 costs one envelope per turn instead of one per update.
+
+A task ends with exactly one terminal event, sent after every update accepted before it:
+COMPLETED, or FAILED naming the problem when the end itself fails (the state was changed in
+place to something that cannot be sent, an earlier update could not be sent).
 """
 
 from __future__ import annotations
 
 import asyncio
 import copy
-import functools
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
 
 from mistral_workflows.core.context import FollowUp, Scope
-from mistral_workflows.core.diff import StrLists, diff
+from mistral_workflows.core.diff import StrLists, diff, diff_keys
 from mistral_workflows.core.encoding import event_size
-from mistral_workflows.core.envelope import envelope, source
+from mistral_workflows.core.envelope import envelope, failure_message, source
 from mistral_workflows.core.errors import (
     InvalidStateError,
     MistralWorkflowsError,
     PayloadTooLargeError,
 )
-from mistral_workflows.core.events import EventType
-from mistral_workflows.core.json_value import JSON, to_json
+from mistral_workflows.core.events import CUSTOM_TASK_EVENT_TYPES, EventType
+from mistral_workflows.core.json_value import JSON
 from mistral_workflows.core.patch import Op, apply_own, merge
-from mistral_workflows.core.pointer import escape
 
 __all__ = ["TaskWriter"]
 
@@ -49,6 +51,7 @@ _FOLD_MAX_BYTES = 32 * 1024
 # number, timestamp digits).
 _SIZE_SLACK = 64
 _IN_PROGRESS = EventType.CUSTOM_TASK_IN_PROGRESS
+_TERMINAL = CUSTOM_TASK_EVENT_TYPES - {EventType.CUSTOM_TASK_STARTED, _IN_PROGRESS}
 
 
 class TaskWriter:
@@ -91,6 +94,7 @@ class TaskWriter:
         self._closed = False
         self._background: asyncio.Task[None] | None = None
         self._background_error: BaseException | None = None
+        self._ended = False  # a terminal event was sent (or is being sent)
 
     async def start(self) -> None:
         """Send CUSTOM_TASK_STARTED with the initial state."""
@@ -99,7 +103,7 @@ class TaskWriter:
 
     async def update(self, changes: Mapping[str, Any]) -> None:
         """Stage the new values of the given top-level keys (see `_stage`)."""
-        ops = _diff_keys(self._shadow, changes, self._str_lists)
+        ops = diff_keys(self._shadow, changes, self._str_lists)
         if ops:
             await self._stage(ops)
 
@@ -121,21 +125,56 @@ class TaskWriter:
         if error is not None:
             raise error
 
-    async def complete(self, state: JSON) -> None:
-        """Stage `state` (changes made to the state in place), send CUSTOM_TASK_COMPLETED."""
-        await self.replace(state)
-        await self._send_folded()
-        attributes = {"payload": {"type": "json", "value": self._shadow}}
-        await self._publish(EventType.CUSTOM_TASK_COMPLETED, attributes)
+    async def complete(self, final: Callable[[], JSON]) -> None:
+        """Send what was accepted, then CUSTOM_TASK_COMPLETED with the state `final()`
+        gives (changes made to the state in place are staged first).
+
+        Whatever fails on the way, the task still ends with one event: CUSTOM_TASK_FAILED
+        naming the problem, after every update accepted before.
+
+        Raises:
+            InvalidStateError: the state was changed in place to something not JSON.
+            PayloadTooLargeError: the changes in place do not fit in an event.
+            MistralWorkflowsError: an earlier update could not be sent.
+        """
+        try:
+            self.raise_background_error()
+            await self._stage_in_place(final)
+            await self._send_folded()
+            attributes = {"payload": {"type": "json", "value": self._shadow}}
+            await self._publish(EventType.CUSTOM_TASK_COMPLETED, attributes)
+        except Exception as e:
+            await self.end(
+                EventType.CUSTOM_TASK_FAILED, {"failure": {"message": failure_message(e)}}
+            )
+            raise
 
     async def end(self, event_type: EventType, attributes: dict[str, Any]) -> None:
-        """Send the event that ends a task left by an exception (best effort)."""
+        """Send the event that ends a task left by an exception (best effort), unless the
+        task has ended already."""
+        if self._ended:
+            return
         try:
             await self._send_folded()
             await self._publish(event_type, attributes)
         except MistralWorkflowsError as e:
             # The task's own exception matters more; the activity's flush reports the rest.
             log.warning("mistral_workflows: could not publish %s: %s", event_type, e)
+
+    async def _stage_in_place(self, final: Callable[[], JSON]) -> None:
+        """Stage the changes made to the state in place, without an update."""
+        ops: list[Op] = []
+        try:
+            ops = diff(self._shadow, final())
+            if ops:
+                await self._stage(ops)
+        except (InvalidStateError, PayloadTooLargeError) as e:
+            where = f" at {_some_paths(ops)}" if ops else ""
+            raise type(e)(
+                f"{e} (found when the task ended: the state was changed in place{where} to "
+                "something that cannot be sent; the updates accepted before were sent and "
+                "the task ended as failed)"
+            ) from e
 
     async def _stage(self, ops: list[Op]) -> None:
         """Apply `ops` to the shadow and send them, or fold them into the next event when
@@ -221,6 +260,7 @@ class TaskWriter:
         payload, headers = self._sink.encode(body, event_id, what)
         then = self._snapshot(body) if self._wants_snapshot(event_type, len(payload)) else None
         self._seq += 1
+        self._ended = self._ended or event_type in _TERMINAL
         if self._coalesce:
             self._sent_this_turn = True
             if not self._watching_turn:
@@ -300,42 +340,8 @@ class TaskWriter:
         return self._channel.encoded_size(len(orjson.dumps(state)), max(1, values))
 
 
-def _diff_keys(shadow: JSON, changes: Mapping[str, Any], str_lists: StrLists) -> list[Op]:
-    """The ops for the changed top-level keys; strings and exact ints, bools and None (the
-    usual updates: text, counters, flags) are compared here, the rest by `diff`."""
-    assert isinstance(shadow, dict)
-    ops: list[Op] = []
-    for key, value in changes.items():
-        old: Any = shadow.get(key, _MISSING) if type(key) is str else _MISSING
-        if old is value:
-            continue
-        if not isinstance(key, str):
-            raise InvalidStateError(
-                f"task state at '' (the root) has the non-str key {key!r} "
-                f"({type(key).__name__}): JSON object keys must be strings: convert the key "
-                "with str()"
-            )
-        path = _path(key)
-        kind = type(value)
-        if kind is not type(old) or kind not in _PLAIN:
-            if old is _MISSING:
-                ops.append({"op": "add", "path": path, "value": to_json(value, path=path)})
-            else:
-                ops += diff(old, value, path, str_lists=str_lists)
-        elif old == value:
-            continue
-        elif kind is str and len(value) > len(old) and value.startswith(old):
-            ops.append({"op": "append", "path": path, "value": value[len(old) :]})
-        else:
-            ops.append({"op": "replace", "path": path, "value": value})
-    return ops
-
-
-# Exact types whose equality is JSON equality (not float: 0.0 == -0.0).
-_PLAIN = frozenset({str, int, bool, type(None)})
-_MISSING = object()
-
-
-@functools.lru_cache(maxsize=1024)
-def _path(key: str) -> str:
-    return "/" + escape(key)
+def _some_paths(ops: list[Op], most: int = 5) -> str:
+    """The paths `ops` change, the first few of them, for an error message."""
+    paths = list(dict.fromkeys(repr(op["path"]) for op in ops))
+    more = f" and {len(paths) - most} more" if len(paths) > most else ""
+    return ", ".join(paths[:most]) + more

@@ -357,7 +357,6 @@ async def test_failure_messages_are_redacted(temporal_address, nats_url, task_qu
 )
 def test_top_level_updates_compare_as_exact_json(old, new, ops):
     """The shortcut for top-level scalars keeps JSON's exactness (1, 1.0, True, -0.0)."""
-    from mistral_workflows.core.diff import StrLists
-    from mistral_workflows.core.task_writer import _diff_keys
+    from mistral_workflows.core.diff import StrLists, diff_keys
 
-    assert _diff_keys(old, new, StrLists()) == ops
+    assert diff_keys(old, new, StrLists()) == ops
