@@ -1,6 +1,6 @@
 """A client resuming by Last-Event-ID on a stream that was recreated (its sequences
 restarted) is told so with a `gap` event, whose id is its new position, then gets the new
-stream's events."""
+stream's events; the live page shows the notice and goes on."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from tests.consumer.test_recreated_stream import delete_stream
 from tests.consumer.test_resume import publish
 from tests.consumer.test_subscribe import lifecycle_event
 from tests.gateway.gateway_support import Gateway, gateway_process, raw_sse
+from tests.gateway.test_live_page import _install_chromium, browser_page
 from tests.support import unique
 
 STREAM = "/v1/workflows/events/stream"
@@ -35,6 +36,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
 def gateway(server: NatsServer) -> Iterator[Gateway]:
     with gateway_process(server.url, None, "--keepalive", "1") as running:
         yield running
+
+
+@pytest.fixture(scope="module")
+def browser() -> str:
+    """The path of a Chromium to drive (skips when none can be had)."""
+    return _install_chromium()
 
 
 def messages(blocks: list[str]) -> list[tuple[str, str, dict[str, object]]]:
@@ -101,3 +108,26 @@ async def test_a_recreation_notice_waits_for_room_behind_a_full_read_ahead():
         ("workflow.event", "1"),
         ("workflow.event", "2"),
     ]
+
+
+async def test_live_page_goes_on_after_the_stream_is_recreated(server, gateway, browser):
+    """The live page, told that its stream was recreated, shows the notice and applies the
+    new stream's events, although their sequences are lower than those it applied."""
+    wid = unique("page-recreated")
+    await delete_stream(server.url)
+    await publish(server.url, wid, 0, 5)
+    async with browser_page(browser) as page:
+        await page.goto(f"{gateway.url}/ui/executions/{wid}")
+        applied = "(n) => window.liveView.applied.length === n"
+        await page.wait_for_function(applied, arg=5, timeout=30_000)
+        await delete_stream(server.url)
+        await publish(server.url, wid, 5, 3)
+        await page.wait_for_function(applied, arg=8, timeout=30_000)
+        view = await page.evaluate(
+            """() => ({applied: window.liveView.applied, gaps: window.liveView.gaps,
+                       connection: document.getElementById("connection").textContent})"""
+        )
+    assert view["applied"] == [1, 2, 3, 4, 5, 1, 2, 3]
+    (notice,) = view["gaps"]
+    assert "recreated" in notice
+    assert "recreated" in view["connection"]
