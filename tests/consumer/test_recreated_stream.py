@@ -179,8 +179,9 @@ async def test_subscriber_hears_of_a_server_restarted_on_an_empty_store(tmp_path
 
 
 async def test_negative_control_same_stream_resumes_without_notice(server):
-    """On the same stream, a resume at last + 1 (nothing new, then new events) and a resume
-    after a purge (which keeps the last sequence) hear no notice and lose nothing."""
+    """On the same stream, a resume at last + 1 (nothing new, then new events), and resumes
+    after a purge (which keeps the last sequence) at the last event of the workflow + 1 or
+    of the stream + 1, are never told the stream was recreated, and lose nothing."""
     wid = unique("same")
     await publish(server.url, wid, 0, 6)
     gaps: list[Gap] = []
@@ -191,12 +192,16 @@ async def test_negative_control_same_stream_resumes_without_notice(server):
     await publish(server.url, wid, 6, 2)
     rest = [e async for e in subscribe(server.url, start_seq=after, **options)]
     assert ids(rest) == expected(6, 7)
+    await publish(server.url, unique("other"), 0, 3)  # the stream goes on past `wid`
     nc = await nats.connect(server.url)
     await nc.jetstream().purge_stream(subjects.DEFAULT_STREAM_NAME)
+    end = (await nc.jetstream().stream_info(subjects.DEFAULT_STREAM_NAME)).state.last_seq
     await nc.close()
-    after = rest[-1].broker_sequence + 1
-    assert [e async for e in subscribe(server.url, start_seq=after, **options)] == []
     assert gaps == []
+    for after in (rest[-1].broker_sequence + 1, end + 1):
+        assert [e async for e in subscribe(server.url, start_seq=after, **options)] == []
+    # Resuming before the purged events is told as expired (what it is), never recreated.
+    assert [gap.recreated for gap in gaps] == [False]
 
 
 async def test_negative_control_a_lost_consumer_is_not_a_new_stream(server):
