@@ -23,9 +23,11 @@ A position means nothing in another stream. When the stream is deleted and creat
 (or its server restarts on an empty store), sequences start again at 1, and a consumer made
 "from sequence N" would wait for sequences the new stream may take days to reach. So the
 reader checks, whenever it makes a consumer from a position and nothing is pending, that
-the stream still reaches that position (`last_sequence`, with the reader's own filter), and
-takes a stream that vanished under a live reader for a new one. Either way it says so with a
-`Gap` and reads the new stream from its start.
+the stream still reaches that position (`last_sequence`: asked with the reader's own filter,
+which tenants are allowed, it answers the stream's last sequence), and takes a stream that
+vanished under a live reader for a new one. Either way it says so with a `Gap` and reads the
+new stream from its start. A new stream that already reaches the position when the reader
+first looks cannot be told apart without its creation time, which tenants may not read.
 """
 
 from __future__ import annotations
@@ -279,8 +281,9 @@ class Reader:
         try:
             await self._create_consumer()
         except nats.js.errors.NotFoundError:
-            # Whatever stream comes back under this name is a new one.
-            self._vanished = self.first_seq is not None
+            if self.first_seq is not None:
+                # Whatever stream comes back under this name is a new one, all newer than us.
+                self._vanished, self._new_only = True, False
             self._stream_missing()
             return False
         except _TRANSIENT:

@@ -16,7 +16,7 @@ from mistral_workflows import Gap, StreamEvent, subscribe
 from mistral_workflows.core import subjects
 from mistral_workflows.dev import NatsServer
 from tests.consumer.test_resume import ids, publish
-from tests.support import unique
+from tests.support import consumer_made, unique
 
 # Bounds every wait: a reader that stays silent fails the test instead of hanging it.
 PATIENCE = 30
@@ -41,14 +41,15 @@ async def delete_stream(url: str) -> None:
 class Follower:
     """A live `subscribe` in a task of its own, recording what it yields and hears."""
 
-    def __init__(self, url: str, wid: str, until: int) -> None:
+    def __init__(self, url: str, wid: str, until: int, from_now: bool = False) -> None:
         self.seen: list[StreamEvent] = []
         self.gaps: list[Gap] = []
         self.read = {n: asyncio.Event() for n in range(1, until + 1)}
-        self.task = asyncio.create_task(self._follow(url, wid, until))
+        self.task = asyncio.create_task(self._follow(url, wid, until, from_now))
 
-    async def _follow(self, url: str, wid: str, until: int) -> None:
-        async for event in subscribe(url, workflow_exec_id=wid, on_gap=self.gaps.append):
+    async def _follow(self, url: str, wid: str, until: int, from_now: bool) -> None:
+        events = subscribe(url, workflow_exec_id=wid, from_now=from_now, on_gap=self.gaps.append)
+        async for event in events:
             self.seen.append(event)
             self.read[len(self.seen)].set()
             if len(self.seen) == until:
@@ -72,6 +73,17 @@ class Heard(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         if self.text in record.getMessage():
             self.event.set()
+
+
+async def delete_stream_under_a_reader(url: str) -> None:
+    """Delete the stream and return once a reader has found it missing (it logs so)."""
+    heard = Heard("does not exist yet")
+    logging.getLogger("mistral_workflows").addHandler(heard)
+    try:
+        await delete_stream(url)
+        await asyncio.wait_for(heard.event.wait(), PATIENCE)
+    finally:
+        logging.getLogger("mistral_workflows").removeHandler(heard)
 
 
 def expected(first: int, last: int) -> list[str]:
@@ -103,17 +115,26 @@ async def test_a_stream_back_longer_than_the_position_is_still_a_new_one(server)
     await publish(server.url, wid, 0, 5)  # sequences 1..5 of a stream of its own
     follower = Follower(server.url, wid, until=5 + 8)
     await follower.has_read(5)
-    heard = Heard("does not exist yet")
-    logging.getLogger("mistral_workflows").addHandler(heard)
-    try:
-        await delete_stream(server.url)
-        await asyncio.wait_for(heard.event.wait(), PATIENCE)  # the reader saw it missing
-    finally:
-        logging.getLogger("mistral_workflows").removeHandler(heard)
+    await delete_stream_under_a_reader(server.url)
     await publish(server.url, wid, 5, 8)  # sequences 1..8: past the old position 6
     await follower.done()
     assert follower.gaps == [Gap(6, 1, recreated=True)]
     assert ids(follower.seen) == expected(0, 12)
+
+
+async def test_a_from_now_reader_reads_all_of_a_new_stream(server):
+    """A `from_now` reader that has read nothing yet, whose stream vanished, reads the new
+    stream from its first event (all of it is newer than the reader), with no notice."""
+    wid = unique("from-now")
+    await publish(server.url, wid, 0, 2)
+    async with consumer_made(server.url) as made:
+        follower = Follower(server.url, wid, until=3, from_now=True)
+        await made()
+    await delete_stream_under_a_reader(server.url)
+    await publish(server.url, wid, 2, 3)
+    await follower.done()
+    assert follower.gaps == []
+    assert ids(follower.seen) == expected(2, 4)
 
 
 async def test_resume_past_the_end_of_a_recreated_stream(server):
