@@ -18,6 +18,16 @@ Every consumer is named (a random, unguessable name) and created with its filter
 request subject (`$JS.API.CONSUMER.CREATE.<stream>.<name>.<filter>`), so that NATS
 permissions can confine a user to the subjects of its tenant; nothing here needs stream
 info or lookups. A denied request fails at once with the server's reason.
+
+A position means nothing in another stream. When the stream is deleted and created again
+(or its server restarts on an empty store), sequences start again at 1, and a consumer made
+"from sequence N" would wait for sequences the new stream may take days to reach. So the
+reader checks, whenever it makes a consumer from a position and nothing is pending, that
+the stream still reaches that position (`last_sequence`: asked with the reader's own filter,
+which tenants are allowed, it answers the stream's last sequence), and takes a stream that
+vanished under a live reader for a new one. Either way it says so with a `Gap` and reads the
+new stream from its start. A new stream that already reaches the position when the reader
+first looks cannot be told apart without its creation time, which tenants may not read.
 """
 
 from __future__ import annotations
@@ -27,7 +37,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import nats.js.errors
 import orjson
@@ -36,6 +46,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js.api import AckPolicy, ConsumerConfig, ConsumerInfo, DeliverPolicy
 
+from mistral_workflows.consumer._gap import Gap, log_gap
 from mistral_workflows.core.connection import denied, permitted
 from mistral_workflows.core.encoding import PENDING_MESSAGES, STATUS
 from mistral_workflows.core.errors import BrokerConnectionError
@@ -129,7 +140,11 @@ def _config(
 
 
 class Reader:
-    """Reads the messages matching `filters` from `stream`, from `start_seq` on, in order."""
+    """Reads the messages matching `filters` from `stream`, from `start_seq` on, in order.
+
+    `on_gap` hears when the stream turns out to be another one than the position came from
+    (it was recreated): reading then goes on from the new stream's first message.
+    """
 
     def __init__(
         self,
@@ -139,6 +154,7 @@ class Reader:
         start_seq: int | None = None,
         batch: int = 256,
         new_only: bool = False,
+        on_gap: Callable[[Gap], None] = log_gap,
     ) -> None:
         self._nc = nc
         self._stream = stream
@@ -146,6 +162,8 @@ class Reader:
         self._next_seq = start_seq
         self._new_only = new_only
         self._batch = batch
+        self._on_gap = on_gap
+        self._vanished = False  # the stream was missing after a consumer of ours existed
         self._sub: Subscription | None = None
         self._inbox = ""
         self._consumer = ""
@@ -263,6 +281,9 @@ class Reader:
         try:
             await self._create_consumer()
         except nats.js.errors.NotFoundError:
+            if self.first_seq is not None:
+                # Whatever stream comes back under this name is a new one, all newer than us.
+                self._vanished, self._new_only = True, False
             self._stream_missing()
             return False
         except _TRANSIENT:
@@ -298,17 +319,51 @@ class Reader:
         if old:
             # It may be gone already, which is why we are here.
             await delete_consumer(self._nc, self._stream, old)
-        config = _config(consumer_name(), self._filters, self._policy(), self._next_seq)
-        info = await create_consumer(self._nc, self._stream, config)
+        name, info = await self._positioned_consumer()
         if self.first_seq is None:
             self.first_seq = start_of(info)
         self.caught_up = not info.num_pending
-        self._consumer = str(config.name)
+        self._consumer = name
         self._consumer_seq = 0
         self._outstanding = 0
         self._last_seen = time.monotonic()
         self._warned.discard("unanswered")
         await self._pull(self._batch)
+
+    async def _positioned_consumer(self) -> tuple[str, ConsumerInfo]:
+        """A consumer from our position; from the start, told to `on_gap`, if the stream is
+        not the one the position came from."""
+        name, info = await self._make(self._policy(), self._next_seq)
+        try:
+            replaced = await self._replaced(info)
+        except BaseException:
+            await delete_consumer(self._nc, self._stream, name)
+            raise
+        if replaced:
+            await delete_consumer(self._nc, self._stream, name)
+            name, info = await self._make(DeliverPolicy.ALL, None)
+            assert self._next_seq is not None
+            gap = Gap(self._next_seq, start_of(info), recreated=True)
+            self._next_seq, self._new_only = None, False
+            self._on_gap(gap)
+        self._vanished = False
+        return name, info
+
+    async def _make(self, policy: DeliverPolicy, start: int | None) -> tuple[str, ConsumerInfo]:
+        config = _config(consumer_name(), self._filters, policy, start)
+        return str(config.name), await create_consumer(self._nc, self._stream, config)
+
+    async def _replaced(self, info: ConsumerInfo) -> bool:
+        """Whether the stream is not the one our position came from: it vanished under us,
+        or it ends before the position (sequences are never reused, so only a new stream
+        can; a purged one keeps its last sequence)."""
+        if self._next_seq is None:
+            return False
+        if self._vanished:
+            return True
+        if info.num_pending:
+            return False  # It holds messages at or after the position.
+        return await last_sequence(self._nc, self._stream, self._filters[0]) + 1 < self._next_seq
 
     async def _listen(self) -> None:
         """Listen on a fresh inbox, dropping the old one and whatever is queued on it."""

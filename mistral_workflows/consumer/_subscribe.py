@@ -14,7 +14,7 @@ from collections.abc import (
     Mapping,
 )
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -22,6 +22,7 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from pydantic import ValidationError
 
+from mistral_workflows.consumer._gap import Gap, log_gap
 from mistral_workflows.consumer._reader import Reader, last_sequence
 from mistral_workflows.consumer._snapshots import Snapshots, backfill, read_snapshots
 from mistral_workflows.core import subjects
@@ -47,24 +48,6 @@ _ENDS_FOR_GOOD = TERMINAL_WORKFLOW_EVENT_TYPES - {EventType.WORKFLOW_EXECUTION_C
 _LIFECYCLE_TOO = (None, subjects.LIFECYCLE_STREAM)
 
 
-@dataclass(frozen=True, slots=True)
-class Gap:
-    """Events before `first_available` were requested but the stream no longer has them."""
-
-    requested: int
-    first_available: int
-
-    def __str__(self) -> str:
-        return (
-            f"events {self.requested}..{self.first_available - 1} are no longer in the stream "
-            f"(expired or deleted); reading from {self.first_available}"
-        )
-
-
-def _log_gap(gap: Gap) -> None:
-    log.warning("mistral_workflows: %s", gap)
-
-
 async def subscribe(
     nats: str | NATS,
     *,
@@ -84,7 +67,7 @@ async def subscribe(
     until_complete: bool = False,
     idle_timeout: float | None = None,
     until_caught_up: bool = False,
-    on_gap: Callable[[Gap], None] = _log_gap,
+    on_gap: Callable[[Gap], None] = log_gap,
     stream_name: str = subjects.DEFAULT_STREAM_NAME,
     subject_prefix: str = subjects.DEFAULT_PREFIX,
     nats_options: Mapping[str, Any] | None = None,
@@ -118,8 +101,12 @@ async def subscribe(
         idle_timeout: Stop after this many seconds without a matching event.
         until_caught_up: Stop once every matching event stored so far has been read (the
             server's count of pending messages reached 0), without waiting for silence.
-        on_gap: Called when `start_seq` is older than the oldest event the stream still
-            holds (default: log a warning); reading then starts at the oldest one.
+        on_gap: Called with a `Gap` (default: log a warning) when `start_seq` is older
+            than the oldest event the stream still holds (reading then starts at the oldest
+            one), or when the stream is not the one the position came from: it was deleted
+            and created again, or its server restarted on an empty store, so `start_seq`
+            is past its end, or it vanished while being read (`Gap.recreated`; reading
+            then starts at the new stream's first event).
         stream_name: The JetStream stream, named explicitly: it is never looked up.
         subject_prefix: The subject prefix the workers use.
         nats_options: Further `nats.connect` options when `nats` is a URL: user, password,
@@ -183,7 +170,7 @@ async def subscribe(
                 if wanted.matches(snapshot):
                     yield opened(snapshot)
             start_seq = snapshots.resume_seq(default=end)
-        reader = Reader(nc, stream_name, filters, start_seq, new_only=from_now)
+        reader = Reader(nc, stream_name, filters, start_seq, new_only=from_now, on_gap=on_gap)
         await reader.open()
         try:
             first = reader.first_seq

@@ -2,9 +2,12 @@
 
 Each event is ``event: workflow.event``, ``id: <broker_sequence>`` and ``data: <envelope
 JSON>``; a failure after the response began is ``event: error`` with ``{"error",
-"reason"}``. Comments keep idle connections open through proxies. The first message
-carries a ``retry:`` hint for browsers' `EventSource`, which then reconnects with a
-`Last-Event-ID` header.
+"reason"}``. A start that expired is told in a comment; a stream that was recreated (its
+sequences restarted) is ``event: gap`` with ``{"error": "stream_recreated", "reason"}`` and,
+as its ``id:``, the sequence before the new stream's first one, so that a client resuming
+by Last-Event-ID starts over at the new stream. Comments keep idle connections open through
+proxies. The first message carries a ``retry:`` hint for browsers' `EventSource`, which
+then reconnects with a `Last-Event-ID` header.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 
@@ -20,7 +24,7 @@ from mistral_workflows.consumer import Gap
 from mistral_workflows.core.errors import MistralWorkflowsError
 from mistral_workflows.core.events import StreamEvent
 
-__all__ = ["RETRY_MS", "EventPump", "error_message", "event_message"]
+__all__ = ["RETRY_MS", "EventPump", "error_message", "event_message", "gap_message"]
 
 log = logging.getLogger("mistral_workflows.gateway")
 
@@ -45,6 +49,13 @@ def error_message(error: str, reason: str, retry: bool = False) -> bytes:
     return f"{head}event: error\ndata: {body}\n\n".encode()
 
 
+def gap_message(gap: Gap) -> bytes:
+    """The SSE message that tells a client its stream was recreated (sequences restarted);
+    its id moves the client's Last-Event-ID to just before the new stream's first event."""
+    body = json.dumps({"error": "stream_recreated", "reason": str(gap)})
+    return f"event: gap\nid: {gap.first_available - 1}\ndata: {body}\n\n".encode()
+
+
 @dataclass(frozen=True, slots=True)
 class _End:
     error: BaseException | None
@@ -61,13 +72,21 @@ class EventPump:
     def __init__(self, keep: Callable[[StreamEvent], bool], keepalive: float) -> None:
         self._keep = keep
         self._keepalive = keepalive
-        self._queue: asyncio.Queue[StreamEvent | str | _End] = asyncio.Queue(_BUFFER)
+        self._queue: asyncio.Queue[StreamEvent | str | bytes | _End] = asyncio.Queue(_BUFFER)
+        # Recreation notices that found the queue full: sent before anything read after them.
+        self._late: deque[bytes] = deque()
 
     def on_gap(self, gap: Gap) -> None:
-        """Tell the client, in a comment, that the start it asked for has expired."""
+        """Tell the client that the start it asked for has expired (in a comment), or that
+        the stream was recreated (a `gap` message, which must not be lost)."""
         log.info("mistral_workflows.gateway: %s", gap)
-        with contextlib.suppress(asyncio.QueueFull):
-            self._queue.put_nowait(f"gap: {gap}")
+        if not gap.recreated:
+            with contextlib.suppress(asyncio.QueueFull):
+                self._queue.put_nowait(f"gap: {gap}")
+            return
+        self._late.append(gap_message(gap))
+        while self._late and not self._queue.full():
+            self._queue.put_nowait(self._late.popleft())
 
     async def body(self, source: AsyncGenerator[StreamEvent, None]) -> AsyncIterator[bytes]:
         """The response body: a first comment, then messages and keep-alive comments."""
@@ -76,12 +95,17 @@ class EventPump:
             yield b": connected\n\n"
             first = True
             while True:
+                if self._queue.empty() and self._late:
+                    yield self._late.popleft()
+                    continue
                 try:
                     item = await asyncio.wait_for(self._queue.get(), self._keepalive)
                 except TimeoutError:
                     yield b": keep-alive\n\n"
                     continue
-                if isinstance(item, str):
+                if isinstance(item, bytes):
+                    yield item
+                elif isinstance(item, str):
                     yield f": {item}\n\n".encode()
                 elif isinstance(item, _End):
                     if item.error is not None:
@@ -99,6 +123,8 @@ class EventPump:
     async def _read(self, source: AsyncGenerator[StreamEvent, None]) -> None:
         try:
             async for event in source:
+                while self._late:
+                    await self._queue.put(self._late.popleft())
                 if self._keep(event):
                     await self._queue.put(event)
             await self._queue.put(_End(None))

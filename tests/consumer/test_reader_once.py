@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
 
 import nats
 import pytest
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
-from nats.js.api import ConsumerInfo
+from nats.js.api import ConsumerConfig, ConsumerInfo, DeliverPolicy
 
 from mistral_workflows.consumer import _reader
 from mistral_workflows.consumer._reader import Reader
@@ -74,10 +73,11 @@ async def replace_consumer(
     created = 0
     create = _reader.create_consumer
 
-    async def counted(*args: Any) -> ConsumerInfo:
+    async def counted(nc: NATS, stream: str, config: ConsumerConfig) -> ConsumerInfo:
         nonlocal created
-        created += 1
-        return await create(*args)
+        # Not counted: the short-lived consumers that ask where the stream ends.
+        created += config.deliver_policy != DeliverPolicy.NEW
+        return await create(nc, stream, config)
 
     monkeypatch.setattr(_reader, "create_consumer", counted)
 

@@ -12,8 +12,9 @@ let lastSeq = 0;
 let source = null;
 let drawQueued = false;
 // What the page did, for debugging (and tests): the sequences it received and applied, in
-// order, and how many times its stream opened (the browser's own reconnections included).
-window.liveView = { received: [], applied: [], opens: 0 };
+// order, how many times its stream opened (the browser's own reconnections included), and
+// the notices of a recreated stream.
+window.liveView = { received: [], applied: [], opens: 0, gaps: [] };
 
 // --- JSON patch (RFC 6902 plus "append": a string suffix) -------------------------------
 
@@ -283,6 +284,15 @@ function connect() {
     } catch (error) {
       console.error("event", seq, error);
     }
+    redraw();
+  });
+  source.addEventListener("gap", (message) => {
+    // The stream was recreated and its sequences restarted: what we applied came from the
+    // old one, and the new one's events have lower sequences. Its id is our new position.
+    const reason = JSON.parse(message.data).reason;
+    window.liveView.gaps.push(reason);
+    lastSeq = Number(message.lastEventId);
+    setConnection("live", "live; notice: " + reason);
     redraw();
   });
   source.addEventListener("error", (message) => {
