@@ -24,9 +24,9 @@ from mistral_workflows.core.errors import ConfigurationError, MistralWorkflowsEr
 from mistral_workflows.core.events import StreamEvent
 from mistral_workflows.core.filter import EventFilter
 from mistral_workflows.gateway._access import Access
+from mistral_workflows.gateway._outbox import ReadAhead
 from mistral_workflows.gateway._problems import Problem
 from mistral_workflows.gateway._query import StreamQuery, list_query, stream_query
-from mistral_workflows.gateway._outbox import ReadAhead
 from mistral_workflows.gateway._sse import EventPump, EventStreamResponse
 
 __all__ = ["GatewaySettings", "create_app"]

@@ -10,7 +10,6 @@ carries a ``retry:`` hint for browsers' `EventSource`, which then reconnects wit
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
@@ -33,6 +32,7 @@ _RECANCEL = 0.5
 
 RETRY_MS = 2000
 """How long a browser waits before reconnecting (the `retry:` hint)."""
+
 
 def event_message(event: StreamEvent, retry: bool = False) -> bytes:
     """One SSE message for an event (JSON holds no raw newline: one `data:` line)."""

@@ -105,7 +105,9 @@ def consumers(server: NatsServer) -> int:
 def gateway_subscriptions(server: NatsServer) -> int:
     """The subscriptions of the gateway's NATS connections: one per reader, plus a few."""
     info = server.monitor("connz?subs=1") or {}
-    return sum(c.get("subscriptions", 0) for c in info["connections"] if c.get("name") == GATEWAY_NAME)
+    return sum(
+        c.get("subscriptions", 0) for c in info["connections"] if c.get("name") == GATEWAY_NAME
+    )
 
 
 def rss_bytes(pid: int) -> int:
@@ -124,3 +126,26 @@ async def until(check: Callable[[], bool], what: Callable[[], str], timeout: flo
         if time.monotonic() > deadline:
             raise AssertionError(f"after {timeout} s: {what()}")
         await asyncio.sleep(0.1)
+
+
+def reading_settled(server: NatsServer) -> bool:
+    """Whether no consumer on the event stream is being delivered to: each has either
+    nothing pending, or no pull request open (its reader waits for its client)."""
+    info = server.monitor("jsz?consumers=true") or {}
+    for account in info.get("account_details", []):
+        for stream in account.get("stream_detail", []):
+            for consumer in stream.get("consumer_detail") or []:
+                if consumer["num_pending"] and consumer["num_waiting"]:
+                    return False
+    return True
+
+
+def delivered_events(server: NatsServer) -> list[int]:
+    """How many events each consumer on the event stream has delivered."""
+    info = server.monitor("jsz?consumers=true") or {}
+    return [
+        consumer["delivered"]["consumer_seq"]
+        for account in info.get("account_details", [])
+        for stream in account.get("stream_detail", [])
+        for consumer in stream.get("consumer_detail") or []
+    ]
