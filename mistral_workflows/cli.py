@@ -61,6 +61,15 @@ def _gateway_commands(commands: Any) -> None:
     gateway.add_argument("--host", default="127.0.0.1", help="address to listen on")
     gateway.add_argument("--port", type=int, default=8000, help="port to listen on")
     gateway.add_argument("--keepalive", type=float, default=15.0, help="seconds between pings")
+    gateway.add_argument(
+        "--read-ahead-bytes", type=int, default=1024 * 1024, help="bytes read ahead per client"
+    )
+    gateway.add_argument(
+        "--total-read-ahead-bytes",
+        type=int,
+        default=64 * 1024 * 1024,
+        help="bytes read ahead for all clients together",
+    )
     _stream_options(gateway)
     _secret_option(gateway)
     _connection_options(gateway)
@@ -107,6 +116,8 @@ def _run_gateway(args: argparse.Namespace) -> None:
         subject_prefix=args.subject_prefix,
         keepalive=args.keepalive,
         nats_options=_nats_options(args),
+        read_ahead_bytes=args.read_ahead_bytes,
+        total_read_ahead_bytes=args.total_read_ahead_bytes,
     )
     serve(settings, host=args.host, port=args.port)
 

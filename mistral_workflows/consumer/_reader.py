@@ -67,6 +67,8 @@ _STREAM_POLL = 0.5
 _PULL_EXPIRES = 30.0
 _INACTIVE_THRESHOLD = 60.0
 _END_OF_REQUEST = frozenset({"404", "408", "409"})
+# A pull request with `max_bytes` ends with this 409 when its next message would not fit.
+_EXCEEDS_MAX_BYTES = "Message Size Exceeds MaxBytes"
 # How long `open` retries a consumer creation the cluster cannot answer (while it elects a
 # leader) before giving up; once open, a reader retries for as long as it is read.
 _OPEN_PATIENCE = 30.0
@@ -117,6 +119,28 @@ async def last_sequence(nc: NATS, stream: str, filter_subject: str) -> int:
     return start_of(info) - 1
 
 
+async def _create_or_clean_up(nc: NATS, stream: str, config: ConsumerConfig) -> ConsumerInfo:
+    """Create a consumer; if the reader is cancelled meanwhile (its client left), delete
+    the consumer as soon as the server has made it, rather than leave it to expire."""
+    creating = asyncio.ensure_future(create_consumer(nc, stream, config))
+    try:
+        return await asyncio.shield(creating)
+    except asyncio.CancelledError:
+        creating.add_done_callback(lambda done: _delete_made(done, nc, stream))
+        raise
+
+
+_deleting: set[asyncio.Task[None]] = set()
+
+
+def _delete_made(done: asyncio.Future[ConsumerInfo], nc: NATS, stream: str) -> None:
+    if done.cancelled() or done.exception() is not None:
+        return  # Nothing was made.
+    task = asyncio.ensure_future(delete_consumer(nc, stream, str(done.result().name)))
+    _deleting.add(task)
+    task.add_done_callback(_deleting.discard)
+
+
 def start_of(info: ConsumerInfo) -> int:
     """The first stream sequence a new consumer delivers: after the last one for NEW, and the
     stream's first one when the requested start sequence is no longer stored."""
@@ -144,6 +168,8 @@ class Reader:
 
     `on_gap` hears when the stream turns out to be another one than the position came from
     (it was recreated): reading then goes on from the new stream's first message.
+    Up to `batch` messages are requested ahead of the caller; with `max_bytes`, each pull
+    request also stops at that many bytes (a larger message comes alone).
     """
 
     def __init__(
@@ -155,6 +181,7 @@ class Reader:
         batch: int = 256,
         new_only: bool = False,
         on_gap: Callable[[Gap], None] = log_gap,
+        max_bytes: int | None = None,
     ) -> None:
         self._nc = nc
         self._stream = stream
@@ -164,6 +191,7 @@ class Reader:
         self._batch = batch
         self._on_gap = on_gap
         self._vanished = False  # the stream was missing after a consumer of ours existed
+        self._max_bytes = max_bytes
         self._sub: Subscription | None = None
         self._inbox = ""
         self._consumer = ""
@@ -270,8 +298,12 @@ class Reader:
         if status == "409" and "Consumer Deleted" in msg.headers.get("Description", ""):
             await self._ensure_consumer()
             return
-        self._outstanding -= int(msg.headers.get(PENDING_MESSAGES, "0") or 0)
-        if status == "404" or self._outstanding <= self._batch // 2:
+        pending = int(msg.headers.get(PENDING_MESSAGES, "0") or 0)
+        self._outstanding -= pending
+        if _EXCEEDS_MAX_BYTES in msg.headers.get("Description", "") and pending == self._batch:
+            # The next message alone is over the byte bound: take it by itself.
+            await self._pull(1, bounded=False)
+        elif status == "404" or self._outstanding <= self._batch // 2:
             self._outstanding = max(self._outstanding, 0)
             await self._pull(self._batch)
 
@@ -351,7 +383,7 @@ class Reader:
 
     async def _make(self, policy: DeliverPolicy, start: int | None) -> tuple[str, ConsumerInfo]:
         config = _config(consumer_name(), self._filters, policy, start)
-        return str(config.name), await create_consumer(self._nc, self._stream, config)
+        return str(config.name), await _create_or_clean_up(self._nc, self._stream, config)
 
     async def _replaced(self, info: ConsumerInfo) -> bool:
         """Whether the stream is not the one our position came from: it vanished under us,
@@ -381,12 +413,14 @@ class Reader:
             return DeliverPolicy.BY_START_SEQUENCE
         return DeliverPolicy.NEW if self._new_only else DeliverPolicy.ALL
 
-    async def _pull(self, n: int) -> None:
+    async def _pull(self, n: int, bounded: bool = True) -> None:
         request = {
             "batch": n,
             "expires": int(_PULL_EXPIRES * 1e9),
             "idle_heartbeat": int(_HEARTBEAT * 1e9),
         }
+        if bounded and self._max_bytes is not None:
+            request["max_bytes"] = self._max_bytes
         subject = f"$JS.API.CONSUMER.MSG.NEXT.{self._stream}.{self._consumer}"
         await self._nc.publish(subject, orjson.dumps(request), reply=self._inbox)
         self._outstanding += n

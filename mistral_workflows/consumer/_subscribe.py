@@ -72,6 +72,7 @@ async def subscribe(
     subject_prefix: str = subjects.DEFAULT_PREFIX,
     nats_options: Mapping[str, Any] | None = None,
     encryption: Encryption | None = None,
+    read_ahead_bytes: int | None = None,
 ) -> AsyncGenerator[StreamEvent, None]:
     """Yield the events that match every given filter, oldest first.
 
@@ -114,6 +115,8 @@ async def subscribe(
             file), inbox_prefix... (see docs/security.md).
         encryption: Decrypt the task state of events encrypted by the workers (the same
             keys); without it, encrypted state is yielded as it is stored.
+        read_ahead_bytes: Bound, in bytes, each request for events read ahead of the
+            caller (a larger event comes alone); default: 256 events, whatever their size.
 
     Raises:
         ConfigurationError: a filter or option is invalid.
@@ -147,6 +150,8 @@ async def subscribe(
             "nats_options apply when subscribe connects by URL; a connected client already "
             "has its options"
         )
+    if read_ahead_bytes is not None and read_ahead_bytes < 1:
+        raise ConfigurationError(f"read_ahead_bytes must be >= 1, not {read_ahead_bytes!r}")
     if start_seq is not None and (type(start_seq) is not int or start_seq < 1):
         raise ConfigurationError(f"start_seq must be an integer >= 1, not {start_seq!r}")
     if not isinstance(stream_name, str) or not _STREAM_NAME.fullmatch(stream_name):
@@ -170,9 +175,18 @@ async def subscribe(
                 if wanted.matches(snapshot):
                     yield opened(snapshot)
             start_seq = snapshots.resume_seq(default=end)
-        reader = Reader(nc, stream_name, filters, start_seq, new_only=from_now, on_gap=on_gap)
-        await reader.open()
+        reader = Reader(
+            nc,
+            stream_name,
+            filters,
+            start_seq,
+            new_only=from_now,
+            on_gap=on_gap,
+            max_bytes=read_ahead_bytes,
+        )
         try:
+            # Inside the try: a reader cancelled while it opens still deletes its consumer.
+            await reader.open()
             first = reader.first_seq
             if start_seq is not None and first is not None and first > start_seq:
                 on_gap(Gap(start_seq, first))

@@ -14,7 +14,7 @@ from nats.aio.client import Client as NATS
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from mistral_workflows.consumer import subscribe
@@ -24,9 +24,10 @@ from mistral_workflows.core.errors import ConfigurationError, MistralWorkflowsEr
 from mistral_workflows.core.events import StreamEvent
 from mistral_workflows.core.filter import EventFilter
 from mistral_workflows.gateway._access import Access
+from mistral_workflows.gateway._outbox import ReadAhead
 from mistral_workflows.gateway._problems import Problem
 from mistral_workflows.gateway._query import StreamQuery, list_query, stream_query
-from mistral_workflows.gateway._sse import EventPump
+from mistral_workflows.gateway._sse import EventPump, EventStreamResponse
 from mistral_workflows.gateway._tokens import secret_from_env
 
 __all__ = ["GatewaySettings", "create_app"]
@@ -54,12 +55,26 @@ class GatewaySettings:
     keepalive: float = 15.0
     """Seconds between keep-alive comments on a quiet stream."""
     nats_options: Mapping[str, Any] = field(default_factory=dict)
+    read_ahead_bytes: int = 1024 * 1024
+    """The most bytes of events read ahead of one client that reads slower than they come
+    (a larger event comes alone); NATS is asked for half of it at a time."""
+    total_read_ahead_bytes: int = 64 * 1024 * 1024
+    """The most bytes of events waiting for all clients together; beyond it, each client
+    gets one event at a time until others catch up."""
+
+    def __post_init__(self) -> None:
+        if self.read_ahead_bytes < 2 or self.total_read_ahead_bytes < 1:
+            raise ConfigurationError(
+                "read_ahead_bytes must be at least 2 and total_read_ahead_bytes at least 1, "
+                f"not {self.read_ahead_bytes} and {self.total_read_ahead_bytes}"
+            )
 
 
 class _Gateway:
     def __init__(self, settings: GatewaySettings) -> None:
         self.settings = settings
         self.access = Access(settings.secret)
+        self.read_ahead = ReadAhead(settings.read_ahead_bytes, settings.total_read_ahead_bytes)
         self._nc: NATS | None = None
 
     @property
@@ -114,11 +129,15 @@ async def _stream(request: Request, query: StreamQuery) -> Response:
     gateway = _gateway(request)
     grant = gateway.access.grant(request)
     wanted = await gateway.access.confine(query.filter, grant, gateway.in_tree)
-    pump = EventPump(query.keeps, gateway.settings.keepalive)
-    source = gateway.read(wanted, start_seq=query.start_seq, on_gap=pump.on_gap)
-    return StreamingResponse(
-        pump.body(source), media_type="text/event-stream", headers=_SSE_HEADERS
+    settings = gateway.settings
+    pump = EventPump(query.keeps, settings.keepalive, gateway.read_ahead)
+    source = gateway.read(
+        wanted,
+        start_seq=query.start_seq,
+        on_gap=pump.on_gap,
+        read_ahead_bytes=settings.read_ahead_bytes // 2,
     )
+    return EventStreamResponse(pump, source, _SSE_HEADERS)
 
 
 async def stream_events(request: Request) -> Response:

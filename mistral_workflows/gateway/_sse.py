@@ -13,26 +13,35 @@ then reconnects with a `Last-Event-ID` header.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
-from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
+
+from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from mistral_workflows.consumer import Gap
 from mistral_workflows.core.errors import MistralWorkflowsError
 from mistral_workflows.core.events import StreamEvent
+from mistral_workflows.gateway._outbox import Outbox, ReadAhead
 
-__all__ = ["RETRY_MS", "EventPump", "error_message", "event_message", "gap_message"]
+__all__ = [
+    "RETRY_MS",
+    "EventPump",
+    "EventStreamResponse",
+    "error_message",
+    "event_message",
+    "gap_message",
+]
 
 log = logging.getLogger("mistral_workflows.gateway")
 
+# Seconds between cancellations of a reading task that has not begun to close.
+_RECANCEL = 0.5
+
 RETRY_MS = 2000
 """How long a browser waits before reconnecting (the `retry:` hint)."""
-
-# Events read ahead of a slow client: beyond this, reading from NATS waits for the client.
-_BUFFER = 256
 
 
 def event_message(event: StreamEvent, retry: bool = False) -> bytes:
@@ -64,77 +73,116 @@ class _End:
 class EventPump:
     """Reads events in a task of its own and hands them to the response as SSE messages.
 
-    The reading task runs ahead of the client by at most `_BUFFER` events; when the
-    response stops (the client went away, or the server shuts down), the task is cancelled,
-    which deletes the JetStream consumer.
+    The reading task runs ahead of the client by at most the bytes `bounds` allow; the
+    response (`EventStreamResponse`) starts it and, however the response ends (the client
+    went away, reset its connection, or the server shuts down), cancels it and waits for it
+    to end, which deletes the JetStream consumer.
     """
 
-    def __init__(self, keep: Callable[[StreamEvent], bool], keepalive: float) -> None:
+    def __init__(
+        self, keep: Callable[[StreamEvent], bool], keepalive: float, bounds: ReadAhead
+    ) -> None:
         self._keep = keep
         self._keepalive = keepalive
-        self._queue: asyncio.Queue[StreamEvent | str | bytes | _End] = asyncio.Queue(_BUFFER)
-        # Recreation notices that found the queue full: sent before anything read after them.
-        self._late: deque[bytes] = deque()
+        self._outbox: Outbox[bytes | _End] = Outbox(bounds)
+        self._reading: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._closing = False
 
     def on_gap(self, gap: Gap) -> None:
         """Tell the client that the start it asked for has expired (in a comment), or that
         the stream was recreated (a `gap` message, which must not be lost)."""
         log.info("mistral_workflows.gateway: %s", gap)
-        if not gap.recreated:
-            with contextlib.suppress(asyncio.QueueFull):
-                self._queue.put_nowait(f"gap: {gap}")
-            return
-        self._late.append(gap_message(gap))
-        while self._late and not self._queue.full():
-            self._queue.put_nowait(self._late.popleft())
+        # In the outbox like events, in order: after what was read before it, before what
+        # is read after it, and never dropped.
+        message = gap_message(gap) if gap.recreated else f": gap: {gap}\n\n".encode()
+        self._outbox.push(message, len(message))
 
-    async def body(self, source: AsyncGenerator[StreamEvent, None]) -> AsyncIterator[bytes]:
+    def start(self, source: AsyncGenerator[StreamEvent, None]) -> None:
+        """Start reading `source` ahead of the client."""
+        self._reading = asyncio.create_task(self._read(source))
+
+    async def stop(self) -> None:
+        """End the reading and wait until its consumer is deleted; drop what waits."""
+        self._stopping = True
+        self._outbox.clear()  # Wakes the reading if it waits for room.
+        reading = self._reading
+        if reading is None:
+            return
+        # Kept alive should the response itself be cancelled while waiting here.
+        _background.add(reading)
+        reading.add_done_callback(_background.discard)
+        while not reading.done():
+            # Python 3.11's `wait_for` (nats-py's `next_msg`) loses a cancellation that
+            # comes as its message arrives: cancel again until the reading closes its source.
+            if not self._closing:
+                reading.cancel()
+            await asyncio.wait({reading}, timeout=_RECANCEL)
+        self._outbox.clear()
+
+    async def body(self) -> AsyncIterator[bytes]:
         """The response body: a first comment, then messages and keep-alive comments."""
-        reading = asyncio.create_task(self._read(source))
-        try:
-            yield b": connected\n\n"
-            first = True
-            while True:
-                if self._queue.empty() and self._late:
-                    yield self._late.popleft()
-                    continue
-                try:
-                    item = await asyncio.wait_for(self._queue.get(), self._keepalive)
-                except TimeoutError:
-                    yield b": keep-alive\n\n"
-                    continue
-                if isinstance(item, bytes):
-                    yield item
-                elif isinstance(item, str):
-                    yield f": {item}\n\n".encode()
-                elif isinstance(item, _End):
-                    if item.error is not None:
-                        yield _failure(item.error, first)
-                    return
-                else:
-                    yield event_message(item, retry=first)
-                    first = False
-        finally:
-            # Not awaited: the response may itself be cancelled; the task cleans up alone.
-            reading.cancel()
-            _background.add(reading)
-            reading.add_done_callback(_background.discard)
+        yield b": connected\n\n"
+        while True:
+            try:
+                item = await asyncio.wait_for(self._outbox.get(), self._keepalive)
+            except TimeoutError:
+                yield b": keep-alive\n\n"
+                continue
+            if isinstance(item, _End):
+                return
+            yield item
 
     async def _read(self, source: AsyncGenerator[StreamEvent, None]) -> None:
+        first = True
         try:
             async for event in source:
-                while self._late:
-                    await self._queue.put(self._late.popleft())
+                if self._stopping:
+                    break
                 if self._keep(event):
-                    await self._queue.put(event)
-            await self._queue.put(_End(None))
+                    message = event_message(event, retry=first)
+                    first = False
+                    await self._outbox.put(message, len(message))
         except MistralWorkflowsError as e:
-            await self._queue.put(_End(e))
+            self._fail(e, first)
         except Exception as e:
             log.exception("mistral_workflows.gateway: reading events failed")
-            await self._queue.put(_End(e))
+            self._fail(e, first)
         finally:
+            self._closing = True
             await source.aclose()
+        self._outbox.push(_End(None), 0)
+
+    def _fail(self, error: BaseException, first: bool) -> None:
+        message = _failure(error, first)
+        self._outbox.push(message, len(message))
+
+
+class EventStreamResponse(StreamingResponse):
+    """The SSE response of one stream: it owns its pump's reading task.
+
+    Cleaning up here, not in the body generator, is what makes every disconnect end the
+    reading: Starlette cancels the response while it waits for the client to drain, and
+    a generator suspended there is never closed.
+    """
+
+    def __init__(
+        self,
+        pump: EventPump,
+        source: AsyncGenerator[StreamEvent, None],
+        headers: Mapping[str, str],
+    ) -> None:
+        super().__init__(pump.body(), media_type="text/event-stream", headers=headers)
+        self._pump = pump
+        self._source = source
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Stream, then end the reading whatever happened."""
+        self._pump.start(self._source)
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self._pump.stop()
 
 
 _background: set[asyncio.Task[None]] = set()

@@ -13,8 +13,8 @@ import pytest
 from mistral_workflows import Gap, StreamEvent
 from mistral_workflows.core.events import EventType
 from mistral_workflows.dev import NatsServer
-from mistral_workflows.gateway import _sse
-from mistral_workflows.gateway._sse import EventPump
+from mistral_workflows.gateway._outbox import ReadAhead
+from mistral_workflows.gateway._sse import EventPump, event_message
 from tests.consumer.test_recreated_stream import delete_stream
 from tests.consumer.test_resume import publish
 from tests.consumer.test_subscribe import lifecycle_event
@@ -85,25 +85,32 @@ def stream_event(seq: int) -> StreamEvent:
 async def test_a_recreation_notice_waits_for_room_behind_a_full_read_ahead():
     """A client so far behind that the read-ahead is full when the stream turns out to be
     recreated still gets the notice, after the old events and before the new ones."""
-    pump = EventPump(lambda event: True, keepalive=60)
+    behind = 20
+    size = len(event_message(stream_event(1)))
+    # Room for a few events only: the reading waits for room long before the notice.
+    pump = EventPump(lambda event: True, 60, ReadAhead(client_bytes=3 * size, total_bytes=1 << 20))
     noticed = asyncio.Event()
 
     async def source() -> AsyncGenerator[StreamEvent, None]:
-        for seq in range(1, _sse._BUFFER + 1):
+        for seq in range(1, behind + 1):
             yield stream_event(seq)
-        pump.on_gap(Gap(_sse._BUFFER + 1, 1, recreated=True))  # the read-ahead is full
+        pump.on_gap(Gap(behind + 1, 1, recreated=True))
         noticed.set()
         for seq in (1, 2):
             yield stream_event(seq)
 
-    body = pump.body(source())
-    assert await anext(body) == b": connected\n\n"  # the reading task starts
-    await asyncio.wait_for(noticed.wait(), 10)
-    blocks = [await anext(body) for _ in range(_sse._BUFFER + 3)]
-    await body.aclose()
+    pump.start(source())
+    body = pump.body()
+    try:
+        assert await anext(body) == b": connected\n\n"
+        blocks = [await anext(body) for _ in range(behind + 3)]
+        assert noticed.is_set()
+    finally:
+        await body.aclose()
+        await pump.stop()
     got = messages([block.decode().rstrip("\n") for block in blocks])
-    assert [(kind, seq) for kind, seq, _ in got[_sse._BUFFER - 1 :]] == [
-        ("workflow.event", str(_sse._BUFFER)),
+    assert [(kind, seq) for kind, seq, _ in got[behind - 1 :]] == [
+        ("workflow.event", str(behind)),
         ("gap", "0"),
         ("workflow.event", "1"),
         ("workflow.event", "2"),
