@@ -33,10 +33,8 @@ first looks cannot be told apart without its creation time, which tenants may no
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-import uuid
 from collections.abc import Callable, Sequence
 
 import nats.js.errors
@@ -44,28 +42,22 @@ import orjson
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
-from nats.js.api import AckPolicy, ConsumerConfig, ConsumerInfo, DeliverPolicy
+from nats.js.api import ConsumerInfo, DeliverPolicy
 
+from mistral_workflows.consumer import _consumers
+from mistral_workflows.consumer._consumers import consumer_config, consumer_name, start_of
 from mistral_workflows.consumer._gap import Gap, log_gap
-from mistral_workflows.core.connection import denied, permitted
+from mistral_workflows.core.connection import denied
 from mistral_workflows.core.encoding import PENDING_MESSAGES, STATUS
 from mistral_workflows.core.errors import BrokerConnectionError
 
-__all__ = [
-    "Reader",
-    "consumer_name",
-    "create_consumer",
-    "delete_consumer",
-    "last_sequence",
-    "start_of",
-]
+__all__ = ["Reader"]
 
 log = logging.getLogger("mistral_workflows")
 
 _HEARTBEAT = 2.0
 _STREAM_POLL = 0.5
 _PULL_EXPIRES = 30.0
-_INACTIVE_THRESHOLD = 60.0
 _END_OF_REQUEST = frozenset({"404", "408", "409"})
 # A pull request with `max_bytes` ends with this 409 when its next message would not fit.
 _EXCEEDS_MAX_BYTES = "Message Size Exceeds MaxBytes"
@@ -74,93 +66,6 @@ _EXCEEDS_MAX_BYTES = "Message Size Exceeds MaxBytes"
 _OPEN_PATIENCE = 30.0
 # Answers that only mean "not now": the request timed out or JetStream is electing.
 _TRANSIENT = (TimeoutError, nats.js.errors.ServiceUnavailableError)
-
-
-def consumer_name() -> str:
-    """A fresh consumer name: 128 random bits, so that no other user can guess it."""
-    return uuid.uuid4().hex
-
-
-async def create_consumer(nc: NATS, stream: str, config: ConsumerConfig) -> ConsumerInfo:
-    """Create the named consumer `config` on `stream`; a denial is an error at once.
-
-    Raises:
-        nats.js.errors.NotFoundError: the stream does not exist.
-        BrokerConnectionError: the NATS user may not create this consumer.
-    """
-    filters = config.filter_subjects or [config.filter_subject or ">"]
-    subject = f"$JS.API.CONSUMER.CREATE.{stream}.{config.name}"
-    if len(filters) == 1 and filters[0] != ">":
-        subject += f".{filters[0]}"
-    what = f"creating a consumer on stream {stream!r} for {' '.join(filters)}"
-    return await permitted(nc, nc.jetstream().add_consumer(stream, config), subject, what)
-
-
-async def delete_consumer(nc: NATS, stream: str, name: str) -> None:
-    """Delete a consumer, best effort: the server drops inactive ones by itself anyway."""
-    subject = f"$JS.API.CONSUMER.DELETE.{stream}.{name}"
-    with contextlib.suppress(Exception):
-        call = nc.jetstream().delete_consumer(stream, name)
-        await permitted(nc, call, subject, f"deleting consumer {name}")
-
-
-async def last_sequence(nc: NATS, stream: str, filter_subject: str) -> int:
-    """The stream's last sequence (0 if it does not exist), asking only for `filter_subject`.
-
-    A consumer that delivers new messages only starts right after the last one, which
-    tells it without `STREAM.INFO` (which a tenant may not be allowed to read).
-    """
-    config = _config(consumer_name(), [filter_subject], DeliverPolicy.NEW, None)
-    try:
-        info = await create_consumer(nc, stream, config)
-    except nats.js.errors.NotFoundError:
-        return 0
-    await delete_consumer(nc, stream, str(config.name))
-    return start_of(info) - 1
-
-
-async def _create_or_clean_up(nc: NATS, stream: str, config: ConsumerConfig) -> ConsumerInfo:
-    """Create a consumer; if the reader is cancelled meanwhile (its client left), delete
-    the consumer as soon as the server has made it, rather than leave it to expire."""
-    creating = asyncio.ensure_future(create_consumer(nc, stream, config))
-    try:
-        return await asyncio.shield(creating)
-    except asyncio.CancelledError:
-        creating.add_done_callback(lambda done: _delete_made(done, nc, stream))
-        raise
-
-
-_deleting: set[asyncio.Task[None]] = set()
-
-
-def _delete_made(done: asyncio.Future[ConsumerInfo], nc: NATS, stream: str) -> None:
-    if done.cancelled() or done.exception() is not None:
-        return  # Nothing was made.
-    task = asyncio.ensure_future(delete_consumer(nc, stream, str(done.result().name)))
-    _deleting.add(task)
-    task.add_done_callback(_deleting.discard)
-
-
-def start_of(info: ConsumerInfo) -> int:
-    """The first stream sequence a new consumer delivers: after the last one for NEW, and the
-    stream's first one when the requested start sequence is no longer stored."""
-    return int(info.delivered.stream_seq) + 1 if info.delivered else 1
-
-
-def _config(
-    name: str, filters: Sequence[str], policy: DeliverPolicy, start: int | None
-) -> ConsumerConfig:
-    return ConsumerConfig(
-        name=name,
-        ack_policy=AckPolicy.NONE,
-        inactive_threshold=_INACTIVE_THRESHOLD,
-        mem_storage=True,
-        num_replicas=1,
-        deliver_policy=policy,
-        opt_start_seq=start,
-        filter_subject=filters[0] if len(filters) == 1 else None,
-        filter_subjects=list(filters) if len(filters) > 1 else None,
-    )
 
 
 class Reader:
@@ -234,7 +139,7 @@ class Reader:
         if self._sub is not None and not self._nc.is_closed:
             await self._sub.unsubscribe()
             if self._consumer:
-                await delete_consumer(self._nc, self._stream, self._consumer)
+                await _consumers.delete_consumer(self._nc, self._stream, self._consumer)
         self._sub = None
 
     async def next(self, timeout: float | None) -> Msg | None:
@@ -350,7 +255,7 @@ class Reader:
             await self._listen()
         if old:
             # It may be gone already, which is why we are here.
-            await delete_consumer(self._nc, self._stream, old)
+            await _consumers.delete_consumer(self._nc, self._stream, old)
         name, info = await self._positioned_consumer()
         if self.first_seq is None:
             self.first_seq = start_of(info)
@@ -369,10 +274,10 @@ class Reader:
         try:
             replaced = await self._replaced(info)
         except BaseException:
-            await delete_consumer(self._nc, self._stream, name)
+            await _consumers.delete_consumer(self._nc, self._stream, name)
             raise
         if replaced:
-            await delete_consumer(self._nc, self._stream, name)
+            await _consumers.delete_consumer(self._nc, self._stream, name)
             name, info = await self._make(DeliverPolicy.ALL, None)
             assert self._next_seq is not None
             gap = Gap(self._next_seq, start_of(info), recreated=True)
@@ -382,8 +287,8 @@ class Reader:
         return name, info
 
     async def _make(self, policy: DeliverPolicy, start: int | None) -> tuple[str, ConsumerInfo]:
-        config = _config(consumer_name(), self._filters, policy, start)
-        return str(config.name), await _create_or_clean_up(self._nc, self._stream, config)
+        config = consumer_config(consumer_name(), self._filters, policy, start)
+        return str(config.name), await _consumers.create_or_clean_up(self._nc, self._stream, config)
 
     async def _replaced(self, info: ConsumerInfo) -> bool:
         """Whether the stream is not the one our position came from: it vanished under us,
@@ -395,7 +300,10 @@ class Reader:
             return True
         if info.num_pending:
             return False  # It holds messages at or after the position.
-        return await last_sequence(self._nc, self._stream, self._filters[0]) + 1 < self._next_seq
+        return (
+            await _consumers.last_sequence(self._nc, self._stream, self._filters[0]) + 1
+            < self._next_seq
+        )
 
     async def _listen(self) -> None:
         """Listen on a fresh inbox, dropping the old one and whatever is queued on it."""

@@ -12,7 +12,7 @@ from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.client import JetStreamContext
 
-from mistral_workflows.consumer._reader import consumer_name, create_consumer, delete_consumer
+from mistral_workflows.consumer._consumers import consumer_name, create_consumer, delete_consumer
 from mistral_workflows.core import subjects
 from mistral_workflows.core.connection import denied
 from mistral_workflows.core.errors import BrokerConnectionError

@@ -22,8 +22,9 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from pydantic import ValidationError
 
+from mistral_workflows.consumer._consumers import last_sequence
 from mistral_workflows.consumer._gap import Gap, log_gap
-from mistral_workflows.consumer._reader import Reader, last_sequence
+from mistral_workflows.consumer._reader import Reader
 from mistral_workflows.consumer._snapshots import Snapshots, backfill, read_snapshots
 from mistral_workflows.core import subjects
 from mistral_workflows.core.connection import connect

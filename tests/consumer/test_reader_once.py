@@ -13,7 +13,7 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js.api import ConsumerConfig, ConsumerInfo, DeliverPolicy
 
-from mistral_workflows.consumer import _reader
+from mistral_workflows.consumer import _consumers
 from mistral_workflows.consumer._reader import Reader
 from tests.support import unique
 
@@ -71,7 +71,7 @@ async def replace_consumer(
     admin, name, subject = stream
     await publish(admin, subject, BEFORE)
     created = 0
-    create = _reader.create_consumer
+    create = _consumers.create_consumer
 
     async def counted(nc: NATS, stream: str, config: ConsumerConfig) -> ConsumerInfo:
         nonlocal created
@@ -79,13 +79,13 @@ async def replace_consumer(
         created += config.deliver_policy != DeliverPolicy.NEW
         return await create(nc, stream, config)
 
-    monkeypatch.setattr(_reader, "create_consumer", counted)
+    monkeypatch.setattr(_consumers, "create_consumer", counted)
 
     async def not_deleted(*args: object) -> None:
         return None
 
     if deletion_fails:
-        monkeypatch.setattr(_reader, "delete_consumer", not_deleted)
+        monkeypatch.setattr(_consumers, "delete_consumer", not_deleted)
     reader = Reader(nc, name, [subject], batch=16)
     await reader.open()
     try:
