@@ -16,6 +16,7 @@ from mistral_workflows import MistralWorkflowsPlugin, StreamEvent, TaskStates, s
 from mistral_workflows.core import subjects
 from mistral_workflows.core.events import CUSTOM_TASK_EVENT_TYPES, EventType
 from mistral_workflows.core.filter import EventFilter
+from tests.workflows import Call, RunActivity
 
 IDLE = 0.5
 
@@ -132,3 +133,15 @@ def rebuilt(events: Sequence[StreamEvent]) -> TaskStates:
     for event in events:
         states.apply(event)
     return states
+
+
+async def run_call(
+    temporal_address: str, nats_url: str, task_queue: str, call: Call, activities: Sequence[Any]
+) -> tuple[Any, list[StreamEvent]]:
+    """Run `call` through `RunActivity` on a plugged worker with `activities`; return the
+    workflow's result and the task events of the run."""
+    client = await plugged_client(temporal_address, nats_url)
+    wid = unique(call.activity)
+    async with running_worker(client, task_queue, [RunActivity], activities):
+        result = await client.execute_workflow(RunActivity.run, call, id=wid, task_queue=task_queue)
+    return result, await task_events(nats_url, workflow_exec_id=wid)

@@ -6,7 +6,7 @@ from mistral_workflows.core.errors import ConfigurationError
 from mistral_workflows.gateway._access import is_loopback
 from mistral_workflows.gateway._app import GatewaySettings, create_app
 
-__all__ = ["is_loopback", "serve"]
+__all__ = ["serve"]
 
 _GRACE = 3
 

@@ -24,8 +24,8 @@ from tests.support import (
     collect,
     plugged_client,
     rebuilt,
+    run_call,
     running_worker,
-    task_events,
     types,
     unique,
 )
@@ -145,11 +145,7 @@ async def bad_type_name() -> str:
 
 
 async def run(temporal_address: str, nats_url: str, task_queue: str, call: Call) -> tuple:
-    client = await plugged_client(temporal_address, nats_url)
-    wid = unique(call.activity)
-    async with running_worker(client, task_queue, [RunActivity], ACTIVITIES):
-        result = await client.execute_workflow(RunActivity.run, call, id=wid, task_queue=task_queue)
-    return result, await task_events(nats_url, workflow_exec_id=wid)
+    return await run_call(temporal_address, nats_url, task_queue, call, ACTIVITIES)
 
 
 def patch_ops(events: list) -> list[dict[str, object]]:

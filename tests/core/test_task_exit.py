@@ -20,8 +20,12 @@ from mistral_workflows import (
 from mistral_workflows.core.events import EventType
 from mistral_workflows.core.json_value import MAX_DEPTH
 from mistral_workflows.core.task import Task
-from tests.support import plugged_client, rebuilt, running_worker, task_events, types, unique
-from tests.workflows import Call, RunActivity
+from tests.support import (
+    rebuilt,
+    run_call,
+    types,
+)
+from tests.workflows import Call
 
 TERMINAL = {
     EventType.CUSTOM_TASK_COMPLETED,
@@ -150,11 +154,7 @@ ACTIVITIES = [
 
 
 async def run(temporal_address: str, nats_url: str, task_queue: str, call: Call) -> tuple:
-    client = await plugged_client(temporal_address, nats_url)
-    wid = unique(call.activity)
-    async with running_worker(client, task_queue, [RunActivity], ACTIVITIES):
-        result = await client.execute_workflow(RunActivity.run, call, id=wid, task_queue=task_queue)
-    return result, await task_events(nats_url, workflow_exec_id=wid)
+    return await run_call(temporal_address, nats_url, task_queue, call, ACTIVITIES)
 
 
 def assert_ends_once(events: Sequence[StreamEvent], state: dict[str, Any], status: str) -> None:

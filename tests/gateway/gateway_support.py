@@ -15,12 +15,15 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 import httpx2 as httpx
+import orjson
 from mistralai.client import Mistral
 
 from examples import token_stream
+from mistral_workflows.core import subjects
+from mistral_workflows.core.envelope import envelope
 from mistral_workflows.core.events import EventType
 from mistral_workflows.dev import free_port
-from tests.support import plugged_client, running_worker
+from tests.support import plugged_client, running_worker, unique
 
 SECRET = "test-secret-" + "x" * 40
 IDLE = 1.0
@@ -160,3 +163,37 @@ async def raw_sse(url: str, params: Any, headers: Any = None, idle: float = IDLE
             if any(not block.startswith(":") for block in done):
                 deadline = time.monotonic() + idle
     return blocks
+
+
+def foreign_event(
+    workflow_id: str, workflow_name: str, metadata: dict[str, object]
+) -> tuple[str, bytes]:
+    """The subject and body of a STARTED event as another producer could publish it
+    straight to NATS, carrying `metadata`."""
+    origin = {
+        "workflow_name": workflow_name,
+        "workflow_exec_id": workflow_id,
+        "root_workflow_exec_id": workflow_id,
+        "parent_workflow_exec_id": None,
+        "workflow_run_id": "run",
+    }
+    body = envelope(
+        stream="notes",
+        event_type=EventType.CUSTOM_TASK_STARTED,
+        event_id=unique("id"),
+        attributes={"custom_task_id": "t", "custom_task_type": "notes"},
+        origin=origin,
+        workflow_context={"namespace": "default", **origin},
+        activity_context=None,
+    )
+    body["metadata"] = metadata
+    subject = subjects.event_subject(
+        subjects.DEFAULT_PREFIX,
+        namespace="default",
+        stream="notes",
+        workflow_name=workflow_name,
+        root_exec_id=workflow_id,
+        parent_exec_id=None,
+        exec_id=workflow_id,
+    )
+    return subject, orjson.dumps(body)

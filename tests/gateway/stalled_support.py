@@ -13,13 +13,11 @@ from collections.abc import Callable
 from urllib.parse import urlencode, urlsplit
 
 import nats
-import orjson
 
 from mistral_workflows.core import subjects
-from mistral_workflows.core.envelope import envelope
 from mistral_workflows.dev import NatsServer
 from mistral_workflows.worker import StreamSettings, provision
-from tests.support import unique
+from tests.gateway.gateway_support import foreign_event
 
 STREAM = "/v1/workflows/events/stream"
 GATEWAY_NAME = "mistral-workflows-gateway"
@@ -31,41 +29,11 @@ async def publish_backlog(nats_url: str, workflow_id: str, count: int, size: int
     try:
         js = nc.jetstream()
         await provision(js, StreamSettings())
-        subject, body = _event(workflow_id, size)
+        subject, body = foreign_event(workflow_id, "Busy", {"pad": "x" * size})
         for _ in range(count):
             await js.publish(subject, body)
     finally:
         await nc.close()
-
-
-def _event(workflow_id: str, size: int) -> tuple[str, bytes]:
-    origin = {
-        "workflow_name": "Busy",
-        "workflow_exec_id": workflow_id,
-        "root_workflow_exec_id": workflow_id,
-        "parent_workflow_exec_id": None,
-        "workflow_run_id": "run",
-    }
-    body = envelope(
-        stream="notes",
-        event_type="CUSTOM_TASK_STARTED",
-        event_id=unique("id"),
-        attributes={"custom_task_id": "t", "custom_task_type": "notes"},
-        origin=origin,
-        workflow_context={"namespace": "default", **origin},
-        activity_context=None,
-    )
-    body["metadata"] = {"pad": "x" * size}
-    subject = subjects.event_subject(
-        "workflows",
-        namespace="default",
-        stream="notes",
-        workflow_name="Busy",
-        root_exec_id=workflow_id,
-        parent_exec_id=None,
-        exec_id=workflow_id,
-    )
-    return subject, orjson.dumps(body)
 
 
 def stalled_client(gateway_url: str, workflow_id: str) -> socket.socket:

@@ -14,10 +14,15 @@ from starlette.datastructures import Headers, QueryParams
 
 from mistral_workflows.consumer import _subscribe, subscribe
 from mistral_workflows.core import subjects
-from mistral_workflows.core.envelope import envelope
 from mistral_workflows.gateway._query import stream_query
 from mistral_workflows.worker import StreamSettings, provision
-from tests.gateway.gateway_support import chat_worker, raw_sse, read_until, start_chat
+from tests.gateway.gateway_support import (
+    chat_worker,
+    foreign_event,
+    raw_sse,
+    read_until,
+    start_chat,
+)
 from tests.gateway.test_resume import ids_of
 from tests.support import collect, unique
 
@@ -108,7 +113,7 @@ async def test_metadata_filters_in_both_forms(gateway, nats_url):
     try:
         await provision(nc.jetstream(), StreamSettings())
         for metadata in ({"tenant": "acme", "n": 2}, {"tenant": "other"}, {}):
-            await nc.jetstream().publish(*_foreign_event(workflow_id, metadata))
+            await nc.jetstream().publish(*foreign_event(workflow_id, "Foreign", metadata))
     finally:
         await nc.close()
     seqs = [e.broker_sequence for e in await collect(nats_url, workflow_exec_id=workflow_id)]
@@ -132,39 +137,6 @@ async def test_metadata_filters_in_both_forms(gateway, nats_url):
         assert ids_of(blocks) == expected, raw
     for (filters, expected), got in zip(top_level, results[len(as_json) :], strict=True):
         assert [e.broker_sequence for e in got] == expected, filters
-
-
-def _foreign_event(workflow_id: str, metadata: dict[str, object]) -> tuple[str, bytes]:
-    """An event as another producer could publish it, with metadata."""
-    import orjson
-
-    origin = {
-        "workflow_name": "Foreign",
-        "workflow_exec_id": workflow_id,
-        "root_workflow_exec_id": workflow_id,
-        "parent_workflow_exec_id": None,
-        "workflow_run_id": "run",
-    }
-    body = envelope(
-        stream="notes",
-        event_type="CUSTOM_TASK_STARTED",
-        event_id=unique("id"),
-        attributes={"custom_task_id": "t", "custom_task_type": "notes"},
-        origin=origin,
-        workflow_context={"namespace": "default", **origin},
-        activity_context=None,
-    )
-    body["metadata"] = metadata
-    subject = subjects.event_subject(
-        "workflows",
-        namespace="default",
-        stream="notes",
-        workflow_name="Foreign",
-        root_exec_id=workflow_id,
-        parent_exec_id=None,
-        exec_id=workflow_id,
-    )
-    return subject, orjson.dumps(body)
 
 
 @pytest.mark.parametrize(
