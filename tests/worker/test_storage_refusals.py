@@ -111,6 +111,16 @@ class Streams:
     def name(self) -> str:
         return self.plugin.stream.name
 
+    async def create(self) -> None:
+        """Create both streams by hand, as an administrator would without provisioning."""
+        settings = self.plugin.stream
+
+        async def both(js: JetStreamContext) -> None:
+            await js.add_stream(settings.config())
+            await js.add_stream(settings.snapshot_config())
+
+        await self.change(both)
+
     async def change(self, act: Act) -> None:
         nc = await nats.connect(self.nats_url)
         try:
@@ -221,13 +231,7 @@ async def test_without_provisioning_a_deleted_stream_is_named(
 ):
     """With provision_stream=False, a deleted stream fails the attempt naming it."""
     streams = make_streams(nats_url, temporal_address, provision_stream=False)
-    settings = streams.plugin.stream
-
-    async def create(js: JetStreamContext) -> None:
-        await js.add_stream(settings.config())
-        await js.add_stream(settings.snapshot_config())
-
-    await streams.change(create)
+    await streams.create()
     _, result = await streams.run(
         task_queue, "loses_its_stream", lambda js: js.delete_stream(streams.name)
     )
@@ -268,13 +272,7 @@ async def test_negative_control_snapshots_treated_as_events_fail_the_attempt(
     """Snapshots that must be stored like events fail the attempt when their stream is
     deleted: the test above would see that failure."""
     streams = make_streams(nats_url, temporal_address, provision_stream=False)
-    settings = streams.plugin.stream
-
-    async def create(js: JetStreamContext) -> None:
-        await js.add_stream(settings.config())
-        await js.add_stream(settings.snapshot_config())
-
-    await streams.change(create)
+    await streams.create()
     monkeypatch.setattr(emitter_module, "Pending", SnapshotAsEvent)
     snapshots = f"{streams.name}_STATE"
     _, result = await streams.run(
