@@ -18,12 +18,14 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from temporalio.client import Client
+
 from examples.follow_progress import show_progress
 from examples.follow_tokens import show_tokens
 from examples.progress import ProgressWorkflow
 from examples.research import ResearchWorkflow, follow_tree
 from examples.token_stream import ChatWorkflow
-from examples.worker import TASK_QUEUE, connect, servers
+from examples.worker import TASK_QUEUE, servers
 
 # name: (workflow run method, default argument, follower of one execution's events)
 WORKFLOWS: dict[str, tuple[Any, str, Callable[[str, str], Awaitable[Any]]]] = {
@@ -31,6 +33,17 @@ WORKFLOWS: dict[str, tuple[Any, str, Callable[[str, str], Awaitable[Any]]]] = {
     "progress": (ProgressWorkflow.run, "Stream every step to a progress bar", show_progress),
     "research": (ResearchWorkflow.run, "tides", follow_tree),
 }
+
+
+async def connect(temporal_address: str) -> Client:
+    """A Temporal client, or an exit with a message saying what to start."""
+    try:
+        return await Client.connect(temporal_address)
+    except RuntimeError as e:
+        raise SystemExit(
+            f"start: cannot reach Temporal at {temporal_address} ({e}); start one with "
+            "`mistral-workflows dev` or set TEMPORAL_ADDRESS"
+        ) from None
 
 
 async def start(
@@ -44,7 +57,7 @@ async def start(
     """Start workflow `name`; return its result, or None when not waiting for it."""
     run, default, follower = WORKFLOWS[name]
     nats_url, temporal_address = servers()
-    client = await connect(temporal_address, [])
+    client = await connect(temporal_address)
     workflow_id = workflow_id or f"{name}-{uuid.uuid4().hex[:8]}"
     following = asyncio.create_task(follower(nats_url, workflow_id)) if follow else None
     handle = await client.start_workflow(

@@ -35,17 +35,6 @@ def servers() -> tuple[str, str]:
     return nats_url, os.environ.get("TEMPORAL_ADDRESS", "127.0.0.1:7233")
 
 
-async def connect(temporal_address: str, plugins: list[MistralWorkflowsPlugin]) -> Client:
-    """A Temporal client, or an exit with a message saying what to start."""
-    try:
-        return await Client.connect(temporal_address, plugins=plugins)
-    except RuntimeError as e:
-        raise SystemExit(
-            f"cannot reach Temporal at {temporal_address} ({e}); start one with "
-            "`mistral-workflows dev` or set TEMPORAL_ADDRESS"
-        ) from None
-
-
 async def run_worker(nats_url: str, temporal_address: str, task_queue: str = TASK_QUEUE) -> None:
     """Serve the example workflows until SIGINT or SIGTERM."""
     stop = asyncio.Event()
@@ -54,7 +43,7 @@ async def run_worker(nats_url: str, temporal_address: str, task_queue: str = TAS
         with contextlib.suppress(NotImplementedError):
             asyncio.get_running_loop().add_signal_handler(signum, stop.set)
     plugin = MistralWorkflowsPlugin(nats_url=nats_url)
-    client = await connect(temporal_address, [plugin])
+    client = await Client.connect(temporal_address, plugins=[plugin])
     async with Worker(client, task_queue=task_queue, workflows=WORKFLOWS, activities=ACTIVITIES):
         await asyncio.wait_for(plugin.wait_connected(), 30)  # The worker is starting.
         print(f"Worker ready on task queue {task_queue!r}; Ctrl-C to stop.", flush=True)
@@ -67,10 +56,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task-queue", default=TASK_QUEUE, help="Temporal task queue")
     args = parser.parse_args()
+    nats_url, temporal_address = servers()
     try:
-        asyncio.run(run_worker(*servers(), args.task_queue))
+        asyncio.run(run_worker(nats_url, temporal_address, args.task_queue))
     except MistralWorkflowsError as e:
         sys.exit(f"worker: {e}")
+    except RuntimeError as e:
+        if "client connect" not in str(e):
+            raise
+        sys.exit(
+            f"worker: cannot reach Temporal at {temporal_address} ({e}); start one with "
+            "`mistral-workflows dev` or set TEMPORAL_ADDRESS"
+        )
 
 
 if __name__ == "__main__":

@@ -94,7 +94,7 @@ async def test_worker_without_temporal_says_what_to_start(nats_url):
     address = f"127.0.0.1:{free_port()}"
     status, _, err = await run(environment(nats_url, address), "examples.worker")
     assert status == 1
-    assert f"cannot reach Temporal at {address}" in err
+    assert f"worker: cannot reach Temporal at {address}" in err
     assert "TEMPORAL_ADDRESS" in err
 
 
