@@ -151,6 +151,15 @@ async def test_run_snippet_succeeds(snippet: Snippet, nats_url, temporal_address
     assert process.returncode == 0, f"{snippet} failed:\n{out.decode()}"
 
 
+def test_no_python_block_escapes_the_check():
+    """Every fence opening Python code (indented, or tagged py/python3) is one checked here."""
+    fences = sum(
+        len(re.findall(r"^\s*```\s*(?:py|python|python3|pycon)\b", doc.read_text(), re.M))
+        for doc in DOCS
+    )
+    assert fences == len(ALL), "write Python blocks as a ```python fence at the line start"
+
+
 def test_docs_show_code_of_both_kinds():
     """The check looks at something: the docs hold example code and run blocks."""
     assert sum(not s.run for s in ALL) >= 8
