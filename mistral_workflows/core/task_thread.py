@@ -1,0 +1,92 @@
+"""`Task` in `def` activities: Temporal runs those in a thread pool, and the task's events
+are published by the worker's event loop.
+
+Each call the thread makes (`with Task(...)`, `update_state`, `set_state`, leaving the
+block) runs the task's own coroutine on the loop and waits for its outcome: the same checks,
+events, errors and guarantees as in an `async def` activity, and the thread never touches
+the NATS client. While it waits, temporalio's cancellation exception is held back, so it
+arrives between two calls, never in the middle of one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager, nullcontext
+from typing import Any, TypeVar
+
+from temporalio import activity
+from temporalio.exceptions import CancelledError
+
+from mistral_workflows.core.context import Scope
+
+__all__ = ["ASYNC_IN_THREAD", "LoopBridge", "running_loop"]
+
+T = TypeVar("T")
+
+ASYNC_IN_THREAD = (
+    "`async with Task(...)` runs on the worker's event loop, in an `async def` activity; "
+    "in a `def` activity (which Temporal runs in a thread) use `with Task(...) as task:` "
+    "and call `task.update_state(...)` without await"
+)
+_SYNC_ON_LOOP = (
+    "`with Task(...)` is for `def` activities, which Temporal runs in a thread; in an "
+    "`async def` activity use `async with Task(...) as task:` and "
+    "`await task.update_state(...)`"
+)
+
+
+def running_loop() -> asyncio.AbstractEventLoop | None:
+    """The event loop running in this thread, if any."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+class LoopBridge:
+    """Runs one task's coroutines on the worker's loop for the thread that entered it."""
+
+    def __init__(self, scope: Scope) -> None:
+        if running_loop() is not None:
+            raise RuntimeError(_SYNC_ON_LOOP)
+        if scope.loop is None:
+            raise RuntimeError(
+                "`with Task(...)` works in a `def` activity of a plugged worker; in workflow "
+                "code use `async with Task(...)`"
+            )
+        self._scope = scope
+        self._loop = scope.loop
+        self.thread = threading.get_ident()
+
+    def call(self, fn: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> T:
+        """Run `fn(*args)` on the loop and return its result (or raise its error).
+
+        Raises:
+            temporalio.exceptions.CancelledError: the library ended the attempt at its
+                deadline (start-to-close, schedule-to-close or heartbeat timeout); the
+                thread stops at its next call, as an `async def` activity does at its
+                next await.
+        """
+        timed_out = self._scope.timed_out
+        if timed_out is not None:
+            raise CancelledError(f"activity {timed_out} timeout")
+        return self.finish(fn, *args)
+
+    def finish(self, fn: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> T:
+        """Like `call`, also once the attempt has timed out (to end the task)."""
+        if self._loop.is_closed():
+            raise RuntimeError(
+                "the worker that ran this activity has stopped; its tasks cannot publish"
+            )
+        with _shielded():
+            return asyncio.run_coroutine_threadsafe(fn(*args), self._loop).result()
+
+
+@contextmanager
+def _shielded() -> Iterator[None]:
+    """Hold temporalio's cancellation exception back until the call has returned."""
+    guard = activity.shield_thread_cancel_exception() if activity.in_activity() else nullcontext()
+    with guard:
+        yield
