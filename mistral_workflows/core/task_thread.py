@@ -59,6 +59,11 @@ class LoopBridge:
         self._scope = scope
         self._loop = scope.loop
         self.thread = threading.get_ident()
+        # One call at a time: the loop releases this lock when the call's coroutine is done
+        # (lighter than a concurrent future per call, which matters at one call per update).
+        self._done = threading.Lock()
+        self._done.acquire()
+        self._outcome: asyncio.Task[Any] | None = None
 
     def call(self, fn: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> T:
         """Run `fn(*args)` on the loop and return its result (or raise its error).
@@ -80,8 +85,21 @@ class LoopBridge:
             raise RuntimeError(
                 "the worker that ran this activity has stopped; its tasks cannot publish"
             )
+        coroutine = fn(*args)
         with _shielded():
-            return asyncio.run_coroutine_threadsafe(fn(*args), self._loop).result()
+            self._loop.call_soon_threadsafe(self._start, coroutine)
+            self._done.acquire()
+        outcome, self._outcome = self._outcome, None
+        assert outcome is not None
+        return outcome.result()  # type: ignore[no-any-return]
+
+    def _start(self, coroutine: Coroutine[Any, Any, Any]) -> None:
+        """On the loop: run the call, with the thread's context (the activity's scope)."""
+        self._loop.create_task(coroutine).add_done_callback(self._finished)
+
+    def _finished(self, outcome: asyncio.Task[Any]) -> None:
+        self._outcome = outcome
+        self._done.release()
 
 
 @contextmanager
