@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Coroutine, Iterator
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable, Coroutine
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, TypeVar
 
 from temporalio import activity
@@ -64,6 +64,10 @@ class LoopBridge:
         self._done = threading.Lock()
         self._done.acquire()
         self._outcome: asyncio.Task[Any] | None = None
+        # While a call waits for the loop, temporalio's cancellation exception is held back.
+        self._shield: Callable[[], AbstractContextManager[None]] = (
+            activity.shield_thread_cancel_exception if activity.in_activity() else nullcontext
+        )
 
     def call(self, fn: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> T:
         """Run `fn(*args)` on the loop and return its result (or raise its error).
@@ -86,7 +90,7 @@ class LoopBridge:
                 "the worker that ran this activity has stopped; its tasks cannot publish"
             )
         coroutine = fn(*args)
-        with _shielded():
+        with self._shield():
             self._loop.call_soon_threadsafe(self._start, coroutine)
             self._done.acquire()
         outcome, self._outcome = self._outcome, None
@@ -100,11 +104,3 @@ class LoopBridge:
     def _finished(self, outcome: asyncio.Task[Any]) -> None:
         self._outcome = outcome
         self._done.release()
-
-
-@contextmanager
-def _shielded() -> Iterator[None]:
-    """Hold temporalio's cancellation exception back until the call has returned."""
-    guard = activity.shield_thread_cancel_exception() if activity.in_activity() else nullcontext()
-    with guard:
-        yield
