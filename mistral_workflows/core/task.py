@@ -91,11 +91,21 @@ class Task(Generic[S]):
         if loop is not None and running_loop() is not loop:
             raise RuntimeError(ASYNC_IN_THREAD)
         await self._enter()
+        self._thread = threading.get_ident()
         return self
 
     def __enter__(self) -> Task[S]:
         bridge = LoopBridge(self._scope)
-        bridge.call(self._enter)
+        entered_before = self._entered
+        try:
+            bridge.call(self._enter)
+        except BaseException as e:
+            if entered_before or not self._entered:
+                bridge.close()
+                raise
+            # Cancelled as the task started: it still ends with one terminal event.
+            bridge.finish(self.__aexit__, type(e), e, e.__traceback__, last=True)
+            raise
         self._bridge, self._thread = bridge, bridge.thread
         return self
 
@@ -103,7 +113,6 @@ class Task(Generic[S]):
         if self._entered:
             raise RuntimeError("a Task can be entered only once; create a new Task instead")
         self._entered = True
-        self._thread = threading.get_ident()
         await self._writer.start()
 
     async def __aexit__(
@@ -130,7 +139,7 @@ class Task(Generic[S]):
         tb: TracebackType | None,
     ) -> None:
         assert self._bridge is not None
-        self._bridge.finish(self.__aexit__, exc_type, exc, tb)
+        self._bridge.finish(self.__aexit__, exc_type, exc, tb, last=True)
 
     def update_state(self, updates: Mapping[str, Any] | BaseModel) -> Awaitable[None]:
         """Merge `updates` into the state and publish the change as a JSON patch.

@@ -59,11 +59,15 @@ class LoopBridge:
         self._scope = scope
         self._loop = scope.loop
         self.thread = threading.get_ident()
-        # One call at a time: the loop releases this lock when the call's coroutine is done
-        # (lighter than a concurrent future per call, which matters at one call per update).
+        # One call at a time: the loop releases this lock when the call is done. A task's
+        # calls run one after the other in one coroutine on the loop (`_serve`), which
+        # takes each from the thread as it comes: lighter than a concurrent future and an
+        # asyncio task per call, which matters at one call per update.
         self._done = threading.Lock()
         self._done.acquire()
-        self._outcome: asyncio.Task[Any] | None = None
+        self._outcome: tuple[bool, Any] = (True, None)
+        self._server: asyncio.Task[None] | None = None
+        self._next: asyncio.Future[_Call] | None = None
         # While a call waits for the loop, temporalio's cancellation exception is held back.
         self._shield: Callable[[], AbstractContextManager[None]] = (
             activity.shield_thread_cancel_exception if activity.in_activity() else nullcontext
@@ -83,24 +87,60 @@ class LoopBridge:
             raise CancelledError(f"activity {timed_out} timeout")
         return self.finish(fn, *args)
 
-    def finish(self, fn: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> T:
-        """Like `call`, also once the attempt has timed out (to end the task)."""
+    def finish(
+        self, fn: Callable[..., Coroutine[Any, Any, T]], *args: Any, last: bool = False
+    ) -> T:
+        """Like `call`, also once the attempt has timed out (to end the task); `last`
+        says that no call follows."""
         if self._loop.is_closed():
             raise RuntimeError(
                 "the worker that ran this activity has stopped; its tasks cannot publish"
             )
-        coroutine = fn(*args)
+        call = (fn(*args), last)
         with self._shield():
-            self._loop.call_soon_threadsafe(self._start, coroutine)
+            self._loop.call_soon_threadsafe(self._take, call)
             self._done.acquire()
-        outcome, self._outcome = self._outcome, None
-        assert outcome is not None
-        return outcome.result()  # type: ignore[no-any-return]
+        ok, value = self._outcome
+        if not ok:
+            raise value
+        return value  # type: ignore[no-any-return]
 
-    def _start(self, coroutine: Coroutine[Any, Any, Any]) -> None:
-        """On the loop: run the call, with the thread's context (the activity's scope)."""
-        self._loop.create_task(coroutine).add_done_callback(self._finished)
+    def close(self) -> None:
+        """Stop serving calls (when no `last` call will come)."""
+        if not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._stop)
 
-    def _finished(self, outcome: asyncio.Task[Any]) -> None:
-        self._outcome = outcome
-        self._done.release()
+    def _stop(self) -> None:
+        if self._next is not None:
+            self._next.cancel()
+        elif self._server is not None and not self._server.done():
+            self._server.cancel()
+
+    def _take(self, call: _Call) -> None:
+        """On the loop: hand the call to the serving coroutine, started by the first call
+        (it then runs with the thread's context: the activity's scope)."""
+        waiting = self._next
+        if waiting is not None and not waiting.done():
+            waiting.set_result(call)
+        elif self._server is None:
+            self._server = self._loop.create_task(self._serve(call))
+        else:  # The server was cancelled (the loop is closing): run the call on its own.
+            self._loop.create_task(self._serve(call, alone=True))
+
+    async def _serve(self, call: _Call, *, alone: bool = False) -> None:
+        while True:
+            coroutine, last = call
+            try:
+                self._outcome = (True, await coroutine)
+            except BaseException as e:
+                self._outcome = (False, e)
+            current = asyncio.current_task()
+            stop = alone or last or (current is not None and current.cancelling() > 0)
+            self._next = None if stop else self._loop.create_future()
+            self._done.release()
+            if self._next is None:
+                return
+            call = await self._next
+
+
+_Call = tuple[Coroutine[Any, Any, Any], bool]
