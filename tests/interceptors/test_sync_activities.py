@@ -262,3 +262,41 @@ async def test_sync_task_in_a_plain_thread_is_refused():
     (error,) = errors
     assert isinstance(error, NotInPluggedActivityError)
     assert "MistralWorkflowsPlugin" in str(error)
+
+
+async def test_the_plugin_gives_def_activities_a_thread_pool(
+    temporal_address, nats_url, task_queue
+):
+    """A plugged worker with `def` activities and no executor gets a thread pool, shut down
+    with the worker; one given to the worker is used as it is and left running."""
+    import concurrent.futures
+
+    client = await plugged_client(temporal_address, nats_url)
+    async with running_worker(client, task_queue, [RunActivity], s.SYNC_ACTIVITIES) as worker:
+        executor = worker.config(active_config=True).get("activity_executor")
+        assert isinstance(executor, concurrent.futures.ThreadPoolExecutor)
+        result = await client.execute_workflow(
+            RunActivity.run, Call("sync_bad_inputs"), id=unique("pool"), task_queue=task_queue
+        )
+        assert len(result) == 4
+    with pytest.raises(RuntimeError, match="shutdown"):
+        executor.submit(print)
+    own = concurrent.futures.ThreadPoolExecutor(4)
+    async with Worker(
+        client, task_queue=task_queue, activities=s.SYNC_ACTIVITIES, activity_executor=own
+    ) as worker:
+        assert worker.config(active_config=True).get("activity_executor") is own
+    assert own.submit(lambda: 1).result() == 1
+    own.shutdown()
+
+
+async def test_negative_control_without_the_plugin_def_activities_need_an_executor(
+    temporal_address, task_queue
+):
+    """Negative control: temporalio itself refuses a worker with `def` activities and no
+    executor, so the plugin's thread pool is what makes the worker above start."""
+    from temporalio.client import Client
+
+    client = await Client.connect(temporal_address)
+    with pytest.raises(ValueError, match="activity_executor must be present"):
+        Worker(client, task_queue=task_queue, activities=s.SYNC_ACTIVITIES)
