@@ -79,7 +79,7 @@ class Task(Generic[S]):
         self._entered = False
         self._finished = False
         self._bridge: LoopBridge | None = None  # set by `with`: a def activity's thread
-        self._thread = 0  # the thread that entered the task
+        self._thread = 0  # the thread that entered the task (0: not checked)
 
     @property
     def state(self) -> S:
@@ -91,7 +91,8 @@ class Task(Generic[S]):
         if loop is not None and running_loop() is not loop:
             raise RuntimeError(ASYNC_IN_THREAD)
         await self._enter()
-        self._thread = threading.get_ident()
+        if loop is not None:  # (workflow code may run on another thread at each activation)
+            self._thread = threading.get_ident()
         return self
 
     def __enter__(self) -> Task[S]:
@@ -205,15 +206,8 @@ class Task(Generic[S]):
                 "update the state inside `async with Task(...) as task:` (`with Task(...) "
                 "as task:` in a `def` activity), not before or after"
             )
-        if threading.get_ident() != self._thread:
-            raise RuntimeError(
-                "a Task is updated from the thread that entered it: "
-                + (
-                    ASYNC_IN_THREAD
-                    if self._bridge is None
-                    else "call it from the thread that entered `with Task(...)`"
-                )
-            )
+        if self._thread and threading.get_ident() != self._thread:
+            raise RuntimeError(_OTHER_THREAD_ASYNC if self._bridge is None else _OTHER_THREAD_SYNC)
 
     def _scoped(self, custom_id: str) -> str:
         ctx, act = self._scope.context, self._scope.activity
@@ -225,6 +219,17 @@ class Task(Generic[S]):
         ordinal = self._scope.next_task_ordinal(self.type)
         where = [ctx.namespace, ctx.workflow_exec_id, ctx.workflow_run_id]
         return stable_id(*where, act.activity_id if act else "", self.type, str(ordinal))
+
+
+_OTHER_THREAD_ASYNC = (
+    "this Task was entered with `async with` on the worker's event loop: update it there "
+    "with `await task.update_state(...)`, not from another thread (work that runs in a "
+    "thread belongs in a `def` activity, which uses `with Task(...) as task:`)"
+)
+_OTHER_THREAD_SYNC = (
+    "this Task was entered with `with` in a `def` activity's thread: update it from the "
+    "thread that entered it, not from threads that one starts"
+)
 
 
 class _Done:

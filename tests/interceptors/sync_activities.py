@@ -117,13 +117,21 @@ def sync_misuses() -> list[str]:
 
 
 @workflows.activity()
-async def async_uses_sync_api() -> str:
+async def async_uses_sync_api() -> list[str]:
+    """`with Task(...)` in an async activity, and an `async with` task updated from a
+    thread: the messages of the errors raised."""
+    messages = []
     try:
         with Task(type="wrong", state={}):
             pass
     except RuntimeError as e:
-        return str(e)
-    return "no error"
+        messages.append(str(e))
+    async with Task(type="right", state={"n": 0}) as task:
+        try:
+            await asyncio.to_thread(task.update_state, {"n": 1})
+        except RuntimeError as e:
+            messages.append(str(e))
+    return messages
 
 
 @workflows.activity()

@@ -230,7 +230,8 @@ async def test_mixing_the_sync_and_async_apis_says_which_to_use(
     temporal_address, nats_url, task_queue
 ):
     """`async with` in a def activity's thread, `with` in an async activity and an update
-    from another thread are refused with a message naming the right form."""
+    from another thread (of either form) are refused with a message naming the right
+    form."""
     client = await plugged_client(temporal_address, nats_url)
     async with running_worker(client, task_queue, [RunActivity], s.SYNC_ACTIVITIES):
         in_thread = await client.execute_workflow(
@@ -241,8 +242,11 @@ async def test_mixing_the_sync_and_async_apis_says_which_to_use(
         )
     async_in_thread, other_thread = in_thread
     assert "in a `def` activity" in async_in_thread and "`with Task(...)" in async_in_thread
-    assert "thread that entered" in other_thread
-    assert "`async def` activity use `async with Task(...)" in on_loop
+    assert "from the thread that entered it" in other_thread
+    sync_on_loop, from_a_thread = on_loop
+    assert "`async def` activity use `async with Task(...)" in sync_on_loop
+    assert "not from another thread" in from_a_thread
+    assert "`def` activity, which uses `with Task(...) as task:`" in from_a_thread
 
 
 async def test_sync_task_in_a_plain_thread_is_refused():
