@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from datetime import timedelta
+from typing import Any
 
+from pydantic import BaseModel
 from temporalio import activity, workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
     import mistral_workflows as workflows
+    from mistral_workflows import InvalidStateError
     from mistral_workflows.core.task import Task
     from tests.faults.worker_process import _count, _keep, _token
 
@@ -148,6 +152,25 @@ def sync_bad_inputs() -> list[str]:
     return messages
 
 
+class Progress(BaseModel):
+    done: int = 0
+    notes: list[str] = []
+
+
+@workflows.activity()
+def sync_set_state_and_model() -> list[Any]:
+    """`set_state` with dict state, `update_state` with pydantic state (validated: a bad
+    field raises and changes nothing); returns both final states."""
+    with Task(type="plain", state={"a": 1, "b": [1]}) as plain:
+        plain.set_state({"a": 2, "c": "x"})
+    with Task(type="model", state=Progress()) as model:
+        model.update_state({"done": 1, "notes": ["one"]})
+        with contextlib.suppress(InvalidStateError):
+            model.update_state({"done": "not a number"})
+        model.update_state(Progress(done=2))
+    return [plain.state, model.state.model_dump()]
+
+
 SYNC_ACTIVITIES = [
     sync_flaky_stream,
     sync_too_slow,
@@ -157,6 +180,7 @@ SYNC_ACTIVITIES = [
     sync_misuses,
     async_uses_sync_api,
     sync_bad_inputs,
+    sync_set_state_and_model,
 ]
 
 FAST_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=100), maximum_attempts=5)

@@ -226,6 +226,23 @@ async def test_sync_bad_input_gives_the_async_errors(temporal_address, nats_url,
     assert rebuilt(events).get(events[0].data.attributes.custom_task_id).state == {"ok": 2}
 
 
+async def test_sync_set_state_and_pydantic_state(temporal_address, nats_url, task_queue):
+    """`set_state` publishes the difference, and pydantic state is merged and validated,
+    as in an async activity."""
+    result, events = await run_call(
+        temporal_address, nats_url, task_queue, Call("sync_set_state_and_model"), s.SYNC_ACTIVITIES
+    )
+    assert result == [{"a": 2, "c": "x"}, {"done": 2, "notes": ["one"]}]
+    states = {t.task_type: t for t in rebuilt(events)}
+    assert states["plain"].state == result[0] and states["model"].state == result[1]
+    assert [e.data.event_type for e in events if e.stream == "model"] == [
+        EventType.CUSTOM_TASK_STARTED,
+        EventType.CUSTOM_TASK_IN_PROGRESS,
+        EventType.CUSTOM_TASK_IN_PROGRESS,
+        EventType.CUSTOM_TASK_COMPLETED,
+    ]
+
+
 async def test_mixing_the_sync_and_async_apis_says_which_to_use(
     temporal_address, nats_url, task_queue
 ):
