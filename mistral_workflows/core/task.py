@@ -25,6 +25,7 @@ sizes and sends the events.
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 from collections.abc import Awaitable, Generator, Mapping
 from types import TracebackType
@@ -75,7 +76,12 @@ class Task(Generic[S]):
         # Event ids (JetStream's message ids, for deduplication) are built from this key:
         # unique to the task in its activity, and safe in a header whatever the id holds.
         key = self.id if id is None else self._scoped(self.id)
-        self._writer = TaskWriter(self._scope, self.type, self.id, key, shadow)
+        writer = functools.partial(TaskWriter, self._scope, self.type, self.id, key, shadow)
+        # In a `def` activity's thread, the writer is made on the loop, where it works.
+        self._writer: TaskWriter
+        self._new_writer = writer if self._scope.loop and not running_loop() else None
+        if self._new_writer is None:
+            self._writer = writer()
         self._entered = False
         self._finished = False
         self._bridge: LoopBridge | None = None  # set by `with`: a def activity's thread
@@ -114,6 +120,8 @@ class Task(Generic[S]):
         if self._entered:
             raise RuntimeError("a Task can be entered only once; create a new Task instead")
         self._entered = True
+        if self._new_writer is not None:
+            self._writer, self._new_writer = self._new_writer(), None
         await self._writer.start()
 
     async def __aexit__(
