@@ -16,6 +16,7 @@ from bench import (
     memory,
     publish,
     scale,
+    sync_task,
     temporal_cost,
     tokens,
     workflow_streams,
@@ -25,6 +26,7 @@ from mistral_workflows.dev import EmbeddedServers
 
 FULL = {
     "publish": 20_000,
+    "sync": 10_000,
     "tokens": 10_000,
     "latency": 2_000,
     "temporal": 2_000,
@@ -35,6 +37,7 @@ FULL = {
 }
 TINY = {
     "publish": 50,
+    "sync": 50,
     "tokens": 250,
     "latency": 20,
     "temporal": 20,
@@ -48,6 +51,7 @@ TINY = {
 async def run_all(servers: Servers, sizes: dict[str, int]) -> list[Row]:
     rows: list[Row] = []
     rows += await publish.run(servers, sizes["publish"])
+    rows += await sync_task.run(servers, sizes["sync"])
     rows += await tokens.run(servers, sizes["tokens"])
     rows += await latency.run(servers, sizes["latency"])
     rows += await temporal_cost.run(servers, sizes["temporal"])

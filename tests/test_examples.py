@@ -61,3 +61,26 @@ async def test_research_tree_followed_by_its_root(temporal_address, nats_url, ta
     }
     plan = next(t for t in rebuilt(events) if t.task_type == "plan")
     assert plan.state == result
+
+
+async def test_cpu_scoring_streams_progress_from_a_def_activity(
+    temporal_address, nats_url, task_queue
+):
+    """The `def` activity example streams one update per document from its thread, each
+    event before the result, and ends with the final state."""
+    from examples import cpu_scoring
+    from tests.support import rebuilt, task_events
+
+    documents = [f"document {i}" for i in range(5)]
+    wid, result = await cpu_scoring.score_with_a_worker(
+        temporal_address, nats_url, documents, task_queue
+    )
+    events = await task_events(nats_url, workflow_exec_id=wid)
+    assert result["scored"] == 5 and result["best"] in documents
+    assert [e.data.event_type for e in events] == [
+        EventType.CUSTOM_TASK_STARTED,
+        *[EventType.CUSTOM_TASK_IN_PROGRESS] * 5,
+        EventType.CUSTOM_TASK_COMPLETED,
+    ]
+    (task,) = rebuilt(events)
+    assert task.state == {"done": 5, "total": 5, "best": result["best"]}

@@ -69,9 +69,10 @@ MAY_IMPORT = {
     "gateway": {"core", "consumer"},
     "cli": {"core", "consumer", "dev", "gateway"},
 }
-# Temporal is the write side's. In `core`, Task reads an activity's cancellation, and the
-# failure message names an ApplicationError's own type (importing it only when called).
-TEMPORAL_IN_CORE = {"task.py", "envelope.py"}
+# Temporal is the write side's. In `core`, Task reads an activity's cancellation (and holds
+# temporalio's thread cancellation back while a `def` activity's call runs on the loop), and
+# the failure message names an ApplicationError's own type (importing it only when called).
+TEMPORAL_IN_CORE = {"task.py", "task_thread.py", "envelope.py"}
 PACKAGE = Path(__file__).resolve().parent.parent / "mistral_workflows"
 
 

@@ -7,6 +7,7 @@ through a ContextVar.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -171,6 +172,9 @@ class Scope:
     heartbeat_missed: bool = False
     """Set when the attempt went longer than its heartbeat timeout without a heartbeat:
     Temporal refusing a later heartbeat (cancellation details `not_found`) is that timeout."""
+    loop: asyncio.AbstractEventLoop | None = None
+    """The worker's event loop, which publishes the events of a `def` activity's thread
+    (None in workflow code)."""
 
     def next_task_ordinal(self, task_type: str) -> int:
         """Number the tasks of one type in start order, so task ids are deterministic."""

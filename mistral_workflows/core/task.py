@@ -11,6 +11,13 @@ left normally with the state changed in place to something that cannot be sent e
 CUSTOM_TASK_FAILED naming the problem, and raises it. Every way out publishes exactly one
 terminal event, after every update that was accepted.
 
+In a `def` activity (which Temporal runs in a thread), the same task is used with `with`:
+
+    with Task(type="progress", state={"done": 0}) as task:
+        task.update_state({"done": 1})
+
+and each call runs on the worker's event loop (`task_thread.py`).
+
 `Task` checks what the user gives it; its `TaskWriter` (`task_writer.py`) numbers, folds,
 sizes and sends the events.
 """
@@ -18,12 +25,15 @@ sizes and sends the events.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+import functools
+import threading
+from collections.abc import Awaitable, Generator, Mapping
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from temporalio import activity
+from temporalio.exceptions import CancelledError
 
 from mistral_workflows.core.context import Scope, current_scope
 from mistral_workflows.core.envelope import failure_message, stable_id
@@ -31,6 +41,7 @@ from mistral_workflows.core.errors import ConfigurationError, InvalidStateError
 from mistral_workflows.core.events import EventType
 from mistral_workflows.core.json_value import JSON, short_repr, to_json, utf8_safe
 from mistral_workflows.core.subjects import validate_stream_type
+from mistral_workflows.core.task_thread import ASYNC_IN_THREAD, LoopBridge, running_loop
 from mistral_workflows.core.task_writer import TaskWriter
 
 __all__ = ["Task"]
@@ -65,9 +76,16 @@ class Task(Generic[S]):
         # Event ids (JetStream's message ids, for deduplication) are built from this key:
         # unique to the task in its activity, and safe in a header whatever the id holds.
         key = self.id if id is None else self._scoped(self.id)
-        self._writer = TaskWriter(self._scope, self.type, self.id, key, shadow)
+        writer = functools.partial(TaskWriter, self._scope, self.type, self.id, key, shadow)
+        # In a `def` activity's thread, the writer is made on the loop, where it works.
+        self._writer: TaskWriter
+        self._new_writer = writer if self._scope.loop and not running_loop() else None
+        if self._new_writer is None:
+            self._writer = writer()
         self._entered = False
         self._finished = False
+        self._bridge: LoopBridge | None = None  # set by `with`: a def activity's thread
+        self._thread = 0  # the thread that entered the task (0: not checked)
 
     @property
     def state(self) -> S:
@@ -75,11 +93,36 @@ class Task(Generic[S]):
         return self._state  # type: ignore[no-any-return]
 
     async def __aenter__(self) -> Task[S]:
+        loop = self._scope.loop
+        if loop is not None and running_loop() is not loop:
+            raise RuntimeError(ASYNC_IN_THREAD)
+        await self._enter()
+        if loop is not None:  # (workflow code may run on another thread at each activation)
+            self._thread = threading.get_ident()
+        return self
+
+    def __enter__(self) -> Task[S]:
+        bridge = LoopBridge(self._scope)
+        entered_before = self._entered
+        try:
+            bridge.call(self._enter)
+        except BaseException as e:
+            if entered_before or not self._entered:
+                bridge.close()
+                raise
+            # Cancelled as the task started: it still ends with one terminal event.
+            bridge.finish(self.__aexit__, type(e), e, e.__traceback__, last=True)
+            raise
+        self._bridge, self._thread = bridge, bridge.thread
+        return self
+
+    async def _enter(self) -> None:
         if self._entered:
             raise RuntimeError("a Task can be entered only once; create a new Task instead")
         self._entered = True
+        if self._new_writer is not None:
+            self._writer, self._new_writer = self._new_writer(), None
         await self._writer.start()
-        return self
 
     async def __aexit__(
         self,
@@ -98,8 +141,20 @@ class Task(Generic[S]):
         # The state's changes in place are not looked at: the exception says what happened.
         await writer.end(*_terminal_event(exc, self._scope))
 
-    async def update_state(self, updates: Mapping[str, Any] | BaseModel) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        assert self._bridge is not None
+        self._bridge.finish(self.__aexit__, exc_type, exc, tb, last=True)
+
+    def update_state(self, updates: Mapping[str, Any] | BaseModel) -> Awaitable[None]:
         """Merge `updates` into the state and publish the change as a JSON patch.
+
+        Await it in an `async def` activity; in a `def` activity (`with Task(...)`) just
+        call it: it returns once the update is accepted.
 
         Only the given top-level keys are compared, so the cost follows the size of the
         change, not of the state. An update that changes nothing publishes nothing.
@@ -111,6 +166,12 @@ class Task(Generic[S]):
                 state is unchanged.
         """
         self._check_open()
+        if self._bridge is None:
+            return self._update_state(updates)
+        self._bridge.call(self._update_state, updates)
+        return _DONE
+
+    async def _update_state(self, updates: Mapping[str, Any] | BaseModel) -> None:
         if self._state is None:
             raise InvalidStateError(
                 f"task {self.type!r} was created without state; pass state={{...}} to "
@@ -125,14 +186,22 @@ class Task(Generic[S]):
             await self._writer.update(plain)
             self._state.update(plain)
 
-    async def set_state(self, new_state: S) -> None:
+    def set_state(self, new_state: S) -> Awaitable[None]:
         """Replace the whole state and publish the difference as a JSON patch.
+
+        Await it in an `async def` activity; in a `def` activity just call it.
 
         Raises:
             InvalidStateError: `new_state` is not JSON (or not the state's model type).
             PayloadTooLargeError: the event or the state would exceed the size limit.
         """
         self._check_open()
+        if self._bridge is None:
+            return self._set_state(new_state)
+        self._bridge.call(self._set_state, new_state)
+        return _DONE
+
+    async def _set_state(self, new_state: S) -> None:
         live = _initial_live_state(new_state)
         if isinstance(self._state, BaseModel) and not isinstance(live, type(self._state)):
             live = _validate_model(type(self._state), live)
@@ -142,8 +211,11 @@ class Task(Generic[S]):
     def _check_open(self) -> None:
         if not self._entered or self._finished:
             raise RuntimeError(
-                "update the state inside `async with Task(...) as task:`, not before or after"
+                "update the state inside `async with Task(...) as task:` (`with Task(...) "
+                "as task:` in a `def` activity), not before or after"
             )
+        if self._thread and threading.get_ident() != self._thread:
+            raise RuntimeError(_OTHER_THREAD_ASYNC if self._bridge is None else _OTHER_THREAD_SYNC)
 
     def _scoped(self, custom_id: str) -> str:
         ctx, act = self._scope.context, self._scope.activity
@@ -155,6 +227,30 @@ class Task(Generic[S]):
         ordinal = self._scope.next_task_ordinal(self.type)
         where = [ctx.namespace, ctx.workflow_exec_id, ctx.workflow_run_id]
         return stable_id(*where, act.activity_id if act else "", self.type, str(ordinal))
+
+
+_OTHER_THREAD_ASYNC = (
+    "this Task was entered with `async with` on the worker's event loop: update it there "
+    "with `await task.update_state(...)`, not from another thread (work that runs in a "
+    "thread belongs in a `def` activity, which uses `with Task(...) as task:`)"
+)
+_OTHER_THREAD_SYNC = (
+    "this Task was entered with `with` in a `def` activity's thread: update it from the "
+    "thread that entered it, not from threads that one starts"
+)
+
+
+class _Done:
+    """What `update_state` returns in a `def` activity: the update is already done."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return
+        yield
+
+
+_DONE = _Done()
 
 
 def _custom_id(task_id: object) -> str:
@@ -220,7 +316,7 @@ def _validate_model(cls: type[BaseModel], value: object) -> BaseModel:
 def _terminal_event(exc: BaseException | None, scope: Scope) -> tuple[EventType, dict[str, Any]]:
     """The event that ends a task left by `exc` (None: left normally after the attempt's
     deadline), following the attempt's timeout, then Temporal's cancellation cause."""
-    if exc is not None and not isinstance(exc, asyncio.CancelledError):
+    if exc is not None and not _is_cancellation(exc, scope):
         return EventType.CUSTOM_TASK_FAILED, {"failure": {"message": failure_message(exc)}}
     if scope.timed_out is not None or exc is None:
         return EventType.CUSTOM_TASK_TIMED_OUT, {"timeout_type": scope.timed_out}
@@ -237,3 +333,14 @@ def _terminal_event(exc: BaseException | None, scope: Scope) -> tuple[EventType,
     if details is not None and (details.paused or details.reset):
         reason = "activity paused" if details.paused else "activity reset"
     return EventType.CUSTOM_TASK_CANCELED, {"reason": reason}
+
+
+def _is_cancellation(exc: BaseException, scope: Scope) -> bool:
+    """Whether `exc` is how the attempt was cancelled: asyncio's in an `async def`
+    activity, temporalio's raised in the thread of a `def` activity (or by the library at
+    the attempt's deadline)."""
+    if isinstance(exc, asyncio.CancelledError):
+        return True
+    if not isinstance(exc, CancelledError):
+        return False
+    return scope.timed_out is not None or (activity.in_activity() and activity.is_cancelled())

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from temporalio import activity
+from temporalio.exceptions import CancelledError
 from temporalio.worker import (
     ActivityInboundInterceptor,
     ActivityOutboundInterceptor,
@@ -65,9 +66,11 @@ class ActivityInbound(ActivityInboundInterceptor):
         emitter = publisher.emitter(context, ref)
         report = _Reporter(emitter, info, ref)
         await report.started(input.args)
-        scope = Scope(context, ref, emitter)
+        # A `def` activity runs in a thread (temporalio passes the executor): its tasks
+        # publish through this loop, and it learns of a timeout at its next call.
+        scope = Scope(context, ref, emitter, loop=asyncio.get_running_loop())
         token = use_scope(scope)
-        self._watchdog = _Watchdog(info, scope)
+        self._watchdog = _Watchdog(info, scope, threaded=input.executor is not None)
         try:
             with self._watchdog.watching():
                 result = await super().execute_activity(input)
@@ -158,8 +161,9 @@ class _Watchdog:
     never report its end. Local activities are timed by the SDK.
     """
 
-    def __init__(self, info: activity.Info, scope: Scope) -> None:
+    def __init__(self, info: activity.Info, scope: Scope, *, threaded: bool = False) -> None:
         self._scope = scope
+        self._threaded = threaded
         self._task = asyncio.current_task()
         self._kind, self._at = _first_deadline(info)
         timeout = info.heartbeat_timeout.total_seconds() if info.heartbeat_timeout else 0.0
@@ -174,7 +178,14 @@ class _Watchdog:
         self._active = not info.is_local and (self._at is not None or timeout > 0)
 
     def beat(self) -> None:
-        """Note a heartbeat: one that comes after the heartbeat timeout may be refused."""
+        """Note a heartbeat: one that comes after the heartbeat timeout may be refused.
+
+        Raises:
+            CancelledError: a `def` activity's attempt has timed out (it stops here, as an
+                `async def` activity does at its next await).
+        """
+        if self._threaded and self._scope.timed_out is not None:
+            raise CancelledError(f"activity {self._scope.timed_out} timeout")
         now, timeout = time.monotonic(), self._heartbeat_timeout
         if not timeout:
             return
@@ -198,7 +209,7 @@ class _Watchdog:
         finally:
             if self._timer is not None:
                 self._timer.cancel()
-            if self._scope.timed_out is not None:
+            if self._scope.timed_out is not None and not self._threaded:
                 task.uncancel()  # Our own cancellation: the attempt ends here, reported as such.
         if self._scope.timed_out is not None:
             # The attempt caught the cancellation and returned: Temporal rejects the result,
@@ -224,7 +235,10 @@ class _Watchdog:
     def _expire(self, kind: str) -> None:
         assert self._task is not None
         self._scope.timed_out = kind
-        self._task.cancel()
+        if not self._threaded:
+            self._task.cancel()
+        # A thread cannot be cancelled from here: it stops at its next Task call or
+        # heartbeat, which raise temporalio's CancelledError (see task_thread.py).
 
 
 def _first_deadline(info: activity.Info) -> tuple[str, float | None]:

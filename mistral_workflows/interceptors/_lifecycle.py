@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 import temporalio.converter
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, CancelledError
 
 from mistral_workflows.core.context import ActivityRef, EventSink, ExecutionContext
 from mistral_workflows.core.envelope import envelope, failure_message, source
@@ -56,7 +56,9 @@ def activity_failure_event(
         message = f"activity {timed_out} timeout"
         if timed_out == "SCHEDULE_TO_CLOSE":
             return EventType.ACTIVITY_TASK_FAILED, message
-    elif isinstance(error, asyncio.CancelledError):
+    elif isinstance(error, asyncio.CancelledError) or (
+        isinstance(error, CancelledError) and activity.is_cancelled()
+    ):
         details = activity.cancellation_details()
         if details is not None and details.worker_shutdown:
             return EventType.ACTIVITY_TASK_RETRYING, "the worker shut down during the attempt"

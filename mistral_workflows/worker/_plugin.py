@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import dataclasses
 import functools
+import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -14,7 +16,7 @@ import orjson
 from nats.aio.client import Client as NATS
 from temporalio import activity
 from temporalio.plugin import SimplePlugin
-from temporalio.worker import Worker, WorkflowRunner
+from temporalio.worker import Worker, WorkerConfig, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from mistral_workflows.core.connection import connect, display_url
@@ -48,6 +50,11 @@ class MistralWorkflowsPlugin(SimplePlugin):
     other settings is an error and is left unchanged) and installs the interceptors.
     Every activity's events are acknowledged by JetStream before its result is returned.
     Replaying workflow histories does not need NATS.
+
+    `Task` works in `def` activities too (Temporal runs them in a thread pool, and their
+    events are published by the worker's event loop). A worker with such activities and
+    no `activity_executor` gets a thread pool of `max_concurrent_activities` threads
+    (100 by default) from the plugin, shut down with the worker.
 
     Args:
         nats_url: One NATS URL or a list of them.
@@ -123,6 +130,7 @@ class MistralWorkflowsPlugin(SimplePlugin):
             **(nats_options or {}),
         }
         self._publisher: Publisher | None = None
+        self._executors: set[concurrent.futures.Executor] = set()
         self._users = 0
         self._lock = asyncio.Lock()
         self._connected_event = asyncio.Event()
@@ -148,6 +156,20 @@ class MistralWorkflowsPlugin(SimplePlugin):
         """Wait until a worker of this plugin has connected to NATS and set up the stream."""
         await self._connected_event.wait()
 
+    def configure_worker(self, config: WorkerConfig) -> WorkerConfig:
+        """Add the interceptors and the local activity; give a worker that has `def`
+        activities and no `activity_executor` a thread pool for them."""
+        config = super().configure_worker(config)
+        activities = config.get("activities") or ()
+        if config.get("activity_executor") is None and any(map(_runs_in_thread, activities)):
+            threads = config.get("max_concurrent_activities") or _DEFAULT_ACTIVITY_SLOTS
+            executor = concurrent.futures.ThreadPoolExecutor(
+                threads, thread_name_prefix="mistral-workflows-activity"
+            )
+            self._executors.add(executor)
+            config["activity_executor"] = executor
+        return config
+
     async def run_worker(self, worker: Worker, next: Callable[[Worker], Awaitable[None]]) -> None:
         """Open the NATS connection (shared by this plugin's workers) around the worker.
 
@@ -163,6 +185,12 @@ class MistralWorkflowsPlugin(SimplePlugin):
             if not worker.is_running and not worker.is_shutdown:
                 _mark_stopped_without_running(worker)
             raise
+        finally:
+            executor = worker.config(active_config=True).get("activity_executor")
+            if executor in self._executors:
+                assert executor is not None
+                self._executors.discard(executor)
+                executor.shutdown(wait=False)
 
     @asynccontextmanager
     async def _connected(self) -> AsyncIterator[Publisher]:
@@ -249,6 +277,16 @@ def _mark_stopped_without_running(worker: Worker) -> None:
             "temporalio version it was tested with"
         )
     done.set()
+
+
+# temporalio's default of max_concurrent_activities.
+_DEFAULT_ACTIVITY_SLOTS = 100
+
+
+def _runs_in_thread(fn: object) -> bool:
+    """Whether temporalio runs the activity `fn` in its executor (it is not async)."""
+    call = getattr(fn, "__call__", None)  # noqa: B004
+    return not (inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(call))
 
 
 def _as_list(urls: str | Sequence[str]) -> Sequence[str]:
