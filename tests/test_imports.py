@@ -67,6 +67,7 @@ MAY_IMPORT = {
     "worker": {"core", "interceptors", "temporalio"},
     "dev": {"core"},
     "gateway": {"core", "consumer"},
+    "tracing": {"core"},
     "cli": {"core", "consumer", "dev", "gateway"},
 }
 # Temporal is the write side's. In `core`, Task reads an activity's cancellation (and holds
@@ -127,3 +128,25 @@ def test_negative_control_an_outward_import_is_seen():
     found["consumer"] = found.get("consumer", set()) | {"worker"}
     found["core"] = found.get("core", set()) | {"temporalio"}
     assert wrong_imports(found) == {"consumer": {"worker"}, "core": {"temporalio"}}
+
+
+def opentelemetry_loaded_after(code: str) -> bool:
+    """Whether a fresh interpreter holds OpenTelemetry after running `code`."""
+    probe = f"{code}\nimport sys\nprint('opentelemetry' in sys.modules)"
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    return done.stdout.splitlines()[-1] == "True"
+
+
+def test_opentelemetry_is_not_loaded_by_the_package():
+    """Importing the package, its read side and its write side loads no OpenTelemetry
+    (a worker imports it only when it starts with tracing on)."""
+    code = "import mistral_workflows, mistral_workflows.consumer\n"
+    code += "mistral_workflows.Task, mistral_workflows.MistralWorkflowsPlugin"
+    assert not opentelemetry_loaded_after(code)
+
+
+def test_negative_control_the_check_sees_opentelemetry_from_the_tracing_helpers():
+    """Negative control: `mistral_workflows.tracing` loads it, and the check sees it."""
+    assert opentelemetry_loaded_after("import mistral_workflows.tracing")

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from mistral_workflows.core import subjects
 from mistral_workflows.core.errors import NotInPluggedActivityError
+from mistral_workflows.core.metrics import TaskWatch
 
 __all__ = [
     "ActivityRef",
@@ -115,6 +116,8 @@ class Channel:
     """Whether a task may fold updates made within one event-loop turn into one event."""
     clock: Callable[[], int]
     """The event time in Unix nanoseconds."""
+    watch: TaskWatch = field(default_factory=TaskWatch)
+    """Told of the task's events and folded updates, for the worker's metrics."""
     encrypted: bool = False
     """Whether task state is encrypted, which makes events larger."""
 

@@ -29,8 +29,9 @@ from mistral_workflows.core.context import (
     FollowUp,
     scope_subject,
 )
-from mistral_workflows.core.encoding import encode_event
+from mistral_workflows.core.encoding import encode_event, event_size
 from mistral_workflows.core.errors import PublishError
+from mistral_workflows.core.metrics import TaskWatch
 from mistral_workflows.core.refusal import Refusal, refused
 
 if TYPE_CHECKING:
@@ -41,6 +42,7 @@ __all__ = ["Emitter", "Pending"]
 log = logging.getLogger("mistral_workflows")
 
 _RESEND_PAUSE = 0.25
+_NO_WATCH = TaskWatch()
 
 
 @dataclass(slots=True)
@@ -53,6 +55,7 @@ class Pending:
     then: FollowUp | None = None
     snapshot: bool = False  # for the snapshot stream: best effort, never fails an attempt
     token: str | None = None  # while sent and waiting for its acknowledgement
+    sent_at: float = 0.0  # when it was first sent (monotonic), for the metrics
     ack: int | Exception | None = None  # the stream sequence it was stored at, or the error
 
 
@@ -102,6 +105,7 @@ class Emitter:
             # turn ends anyway: tasks fold them into one event.
             coalesce=True,
             clock=time.time_ns,
+            watch=publisher.metrics.task(stream) if task_id is not None else _NO_WATCH,
             encrypted=publisher.encryption is not None,
         )
 
@@ -114,7 +118,10 @@ class Emitter:
         stream = publisher.stream_name
         if snapshot:
             stream = subjects.snapshot_stream(stream)
-        return encode_event(body, msg_id, stream, publisher.limit, what, publisher.encryption)
+        trace = None if snapshot or publisher.trace is None else publisher.trace()
+        return encode_event(
+            body, msg_id, stream, publisher.limit, what, publisher.encryption, trace
+        )
 
     async def send(
         self,
@@ -133,6 +140,7 @@ class Emitter:
         """
         self._raise_refusal()
         entry = Pending(subject, payload, headers, then)
+        self.publisher.metrics.sent(event_size(payload, headers))
         self._pending.append(entry)
         await self._send(entry)
         await self._release_acknowledged()
@@ -245,6 +253,10 @@ class Emitter:
             # Not into nats-py's reconnection buffer, which would send it ahead of older
             # events lost with the connection: it is sent again once reconnected.
             return
+        if entry.sent_at:
+            publisher.metrics.resent()
+        else:
+            entry.sent_at = time.monotonic()
         inbox = await publisher.ack_inbox()
         token = publisher.track(entry, self)
         try:
@@ -338,6 +350,7 @@ class Emitter:
         message = entry.then(entry.ack)
         if message is not None:
             entry = Pending(*message, snapshot=True)
+            self.publisher.metrics.snapshot_sent()
             self._pending.append(entry)
             await self._send(entry)
 
@@ -358,6 +371,7 @@ class Emitter:
         )
 
     def _fail(self, message: str, cause: BaseException | None) -> None:
+        self.publisher.metrics.failed(sum(not entry.snapshot for entry in self._pending))
         self.discard()
         if self.publisher.strict:
             raise PublishError(message) from cause

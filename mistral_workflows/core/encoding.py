@@ -15,6 +15,8 @@ __all__ = [
     "MSG_ID",
     "PENDING_MESSAGES",
     "STATUS",
+    "TRACEPARENT",
+    "TRACESTATE",
     "encode_event",
     "event_size",
 ]
@@ -27,6 +29,10 @@ STATUS = "Status"
 """The status code of a NATS control message (503: no responders; 100: heartbeat...)."""
 PENDING_MESSAGES = "Nats-Pending-Messages"
 """In a pull request's status message: how many of the requested messages did not come."""
+TRACEPARENT = "traceparent"
+"""The W3C trace context of the span that produced an event (with tracing on)."""
+TRACESTATE = "tracestate"
+"""The W3C vendor trace state that goes with `TRACEPARENT`, when the span has one."""
 
 # nats-py frames headers as "NATS/1.0\r\n" + "Key: value\r\n"... + "\r\n"; the server
 # counts them against max_payload, nats-py does not (an oversized message then makes the
@@ -53,10 +59,13 @@ def encode_event(
     limit: int,
     what: str,
     encryption: Encryption | None = None,
+    trace: dict[str, str] | None = None,
 ) -> tuple[bytes, dict[str, str]]:
     """Serialise an event with its headers and check its size, headers included.
 
     With `encryption`, the task state is encrypted first (the size counts the ciphertext).
+    The `trace` headers (W3C trace context) are added when they fit within `limit`: an
+    event is never refused for its trace context, which is left out instead.
 
     Raises:
         PayloadTooLargeError: the event is over `limit`; nothing was sent.
@@ -74,4 +83,6 @@ def encode_event(
             "sent. Store large data elsewhere (object storage, a database) and stream "
             "a reference to it, e.g. {'url': ..., 'size': ...}."
         )
+    if trace and size + _header_bytes(trace) - _HEADER_OVERHEAD <= limit:
+        headers.update(trace)
     return payload, headers

@@ -384,6 +384,11 @@ class StreamEvent(_Model):
 
     `broker_sequence` is the JetStream stream sequence of the message, filled in by the
     consumer from the message metadata: strictly increasing, never reused.
+
+    `trace_context` holds the W3C trace headers the worker sent with the event
+    (`traceparent`, and `tracestate` if any) when tracing was on and the producing
+    activity had an OpenTelemetry span; None otherwise. It is not part of the event's
+    JSON (see `mistral_workflows.tracing` to link a span to it).
     """
 
     stream: str
@@ -393,3 +398,4 @@ class StreamEvent(_Model):
     activity_context: ActivityContext | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
     broker_sequence: int | None = None
+    trace_context: dict[str, str] | None = Field(default=None, exclude=True)

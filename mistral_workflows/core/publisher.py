@@ -26,7 +26,9 @@ from mistral_workflows.core.emitter import Emitter, Pending
 from mistral_workflows.core.encoding import STATUS
 from mistral_workflows.core.encryption import Encryption
 from mistral_workflows.core.errors import PublishError
+from mistral_workflows.core.metrics import NO_METRICS, PublishMetrics
 from mistral_workflows.core.refusal import StreamState
+from mistral_workflows.core.tracecontext import TraceHeaders
 
 __all__ = ["ConnectionHooks", "Publisher"]
 
@@ -50,6 +52,9 @@ class Publisher:
         restore: Called with a stream's name when a publish found no stream: checks it,
             creates it again where allowed, and says which (see `StreamState`). Without
             it, the stream is taken to exist and the events are re-sent.
+        trace: Returns the W3C trace headers of the current span, added to each event
+            (see `tracecontext.py`); None: no trace context is sent.
+        metrics: Where the publishing figures go (see `metrics.py`); default: nowhere.
     """
 
     def __init__(
@@ -66,8 +71,12 @@ class Publisher:
         strict: bool = True,
         encryption: Encryption | None = None,
         restore: Callable[[str], Awaitable[StreamState]] | None = None,
+        trace: TraceHeaders | None = None,
+        metrics: PublishMetrics = NO_METRICS,
     ) -> None:
         self.nc = nc
+        self.trace = trace
+        self.metrics = metrics
         self.max_in_flight = max_in_flight
         self.stream_name = stream_name
         self.prefix = prefix
@@ -128,6 +137,7 @@ class Publisher:
         token = str(next(self._tokens))
         entry.token = token
         self._in_flight[token] = (entry, emitter)
+        self.metrics.in_flight(len(self._in_flight))
         if len(self._in_flight) >= self.max_in_flight:
             self._has_room.clear()
         return token
@@ -146,13 +156,17 @@ class Publisher:
             return  # for an event sent again since, or given up
         entry, emitter = found
         entry.token = None
-        entry.ack = _parse_ack(msg)
+        entry.ack = ack = _parse_ack(msg)
+        if type(ack) is int:
+            self.metrics.acknowledged(time.monotonic() - entry.sent_at)
         if len(self._in_flight) < self.max_in_flight:
             self._has_room.set()
         emitter.acknowledged(entry)
 
     async def wait_for_room(self, deadline: float, where: str) -> None:
         """Backpressure: wait until the window of unacknowledged events has room."""
+        if len(self._in_flight) >= self.max_in_flight:
+            self.metrics.window_full()
         while len(self._in_flight) >= self.max_in_flight:
             remaining = deadline - time.monotonic()
             try:
@@ -177,6 +191,7 @@ class Publisher:
     def reconnected(self) -> None:
         """A new connection is up: every emitter re-sends its unacknowledged events."""
         self.epoch += 1
+        self.metrics.reconnected()
         for emitter in list(self._emitters):
             emitter.catch_up()
 

@@ -199,6 +199,7 @@ class TaskWriter:
             await self._send_folded()
         self._apply_within_limit(ops, size)
         if self._folded:
+            self._channel.watch.folded()
             merge(self._folded, ops)
         else:
             self._folded = ops
@@ -261,6 +262,7 @@ class TaskWriter:
         then = self._snapshot(body) if self._wants_snapshot(event_type, len(payload)) else None
         self._seq += 1
         self._ended = self._ended or event_type in _TERMINAL
+        self._channel.watch.event(event_type)
         if self._coalesce:
             self._sent_this_turn = True
             if not self._watching_turn:

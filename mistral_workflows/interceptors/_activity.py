@@ -83,6 +83,7 @@ class ActivityInbound(ActivityInboundInterceptor):
         # The result goes back to Temporal only once every event is stored, so consumers
         # see all of an activity's events before the workflow can react to its result.
         await emitter.flush()
+        publisher.metrics.report()
         return result
 
     def _heartbeat(self) -> None:

@@ -10,12 +10,14 @@ import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from nats.aio.client import Client as NATS
 from temporalio import activity
+from temporalio.common import MetricMeter
 from temporalio.plugin import SimplePlugin
+from temporalio.runtime import Runtime
 from temporalio.worker import Worker, WorkerConfig, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
@@ -23,8 +25,10 @@ from mistral_workflows.core.connection import connect, display_url
 from mistral_workflows.core.encoding import EXPECTED_STREAM, MSG_ID, encode_event
 from mistral_workflows.core.encryption import Encryption
 from mistral_workflows.core.errors import ConfigurationError
+from mistral_workflows.core.metrics import NO_METRICS, Meter, PublishMetrics
 from mistral_workflows.core.publisher import ConnectionHooks, Publisher
 from mistral_workflows.core.subjects import DEFAULT_PREFIX, DEFAULT_STREAM_NAME, validate_prefix
+from mistral_workflows.core.tracecontext import trace_headers
 from mistral_workflows.interceptors import (
     PUBLISH_ACTIVITY,
     StreamingInterceptor,
@@ -77,6 +81,11 @@ class MistralWorkflowsPlugin(SimplePlugin):
             permission to create streams.
         encryption: Encrypt task state before it leaves the worker (see `Encryption` and
             docs/security.md); consumers need the same keys.
+        tracing: Add the W3C trace context of the activity's current OpenTelemetry span
+            to each event's headers (with `opentelemetry-api` installed and a span
+            active; otherwise nothing is added). See docs/observability.md.
+        metrics: Record the publishing figures through the metric meter of the worker's
+            Temporal runtime (nothing is recorded when the runtime has no metrics set up).
     """
 
     def __init__(
@@ -96,6 +105,8 @@ class MistralWorkflowsPlugin(SimplePlugin):
         nats_options: dict[str, Any] | None = None,
         provision_stream: bool = True,
         encryption: Encryption | None = None,
+        tracing: bool = True,
+        metrics: bool = True,
     ) -> None:
         if not nats_url or not all(isinstance(u, str) and u for u in _as_list(nats_url)):
             raise ConfigurationError(f"nats_url must be a URL or a list of URLs, not {nats_url!r}")
@@ -124,6 +135,8 @@ class MistralWorkflowsPlugin(SimplePlugin):
                 f"{encryption!r} has several keys: name the one that encrypts with active=..."
             )
         self._encryption = encryption
+        self._tracing = tracing
+        self._metrics = metrics
         self._connect = {
             "connect_timeout": connect_timeout,
             "attempts": connect_attempts,
@@ -179,7 +192,7 @@ class MistralWorkflowsPlugin(SimplePlugin):
         for a run that never began.
         """
         try:
-            async with self._connected():
+            async with self._connected(_meter(worker) if self._metrics else None):
                 await next(worker)
         except BaseException:
             if not worker.is_running and not worker.is_shutdown:
@@ -193,10 +206,10 @@ class MistralWorkflowsPlugin(SimplePlugin):
                 executor.shutdown(wait=False)
 
     @asynccontextmanager
-    async def _connected(self) -> AsyncIterator[Publisher]:
+    async def _connected(self, meter: Meter | None) -> AsyncIterator[Publisher]:
         async with self._lock:
             if self._publisher is None:
-                self._publisher = await self._open()
+                self._publisher = await self._open(meter)
                 self._connected_event.set()
             self._users += 1
             publisher = self._publisher
@@ -208,9 +221,10 @@ class MistralWorkflowsPlugin(SimplePlugin):
                 if self._users == 0 and self._publisher is not None:
                     closing, self._publisher = self._publisher, None
                     self._connected_event.clear()
+                    closing.metrics.close()
                     await _close(closing.nc)
 
-    async def _open(self) -> Publisher:
+    async def _open(self, meter: Meter | None) -> Publisher:
         hooks = ConnectionHooks(self._connect)
         nc = await connect(self.nats_url, **{**self._connect, **hooks.options()})
         try:
@@ -228,6 +242,8 @@ class MistralWorkflowsPlugin(SimplePlugin):
             strict=self._strict,
             encryption=self._encryption,
             restore=functools.partial(restore, nc.jetstream(), self.stream, create=self._provision),
+            trace=trace_headers() if self._tracing else None,
+            metrics=NO_METRICS if meter is None else PublishMetrics.recording(meter),
         )
         return hooks.publisher
 
@@ -287,6 +303,13 @@ def _runs_in_thread(fn: object) -> bool:
     """Whether temporalio runs the activity `fn` in its executor (it is not async)."""
     call = getattr(fn, "__call__", None)  # noqa: B004
     return not (inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(call))
+
+
+def _meter(worker: Worker) -> Meter | None:
+    """The metric meter of the worker's Temporal runtime; None when it records nothing."""
+    runtime = worker.client.service_client.config.runtime or Runtime.default()
+    meter = runtime.metric_meter
+    return None if meter is MetricMeter.noop else cast(Meter, meter)
 
 
 def _as_list(urls: str | Sequence[str]) -> Sequence[str]:
