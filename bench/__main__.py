@@ -17,6 +17,7 @@ from bench import (
     publish,
     scale,
     sync_task,
+    telemetry,
     temporal_cost,
     tokens,
     workflow_streams,
@@ -26,6 +27,7 @@ from mistral_workflows.dev import EmbeddedServers
 
 FULL = {
     "publish": 20_000,
+    "telemetry": 20_000,
     "sync": 10_000,
     "tokens": 10_000,
     "latency": 2_000,
@@ -37,6 +39,7 @@ FULL = {
 }
 TINY = {
     "publish": 50,
+    "telemetry": 50,
     "sync": 50,
     "tokens": 250,
     "latency": 20,
@@ -51,6 +54,7 @@ TINY = {
 async def run_all(servers: Servers, sizes: dict[str, int]) -> list[Row]:
     rows: list[Row] = []
     rows += await publish.run(servers, sizes["publish"])
+    rows += await telemetry.run(servers, sizes["telemetry"])
     rows += await sync_task.run(servers, sizes["sync"])
     rows += await tokens.run(servers, sizes["tokens"])
     rows += await latency.run(servers, sizes["latency"])

@@ -29,35 +29,9 @@ from mistral_workflows import MistralWorkflowsPlugin
 # Histogram buckets (seconds) for the library's figures; Temporal's defaults are meant for
 # its own, longer durations.
 BUCKETS = {
-    "mistral_workflows_publish_ack_latency": [
-        0.0005,
-        0.001,
-        0.0025,
-        0.005,
-        0.01,
-        0.025,
-        0.05,
-        0.1,
-        0.25,
-        1,
-        5,
-    ],
+    "mistral_workflows_publish_ack_latency": [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5],
     "mistral_workflows_task_first_update_delay": [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
-    "mistral_workflows_task_update_gap": [
-        0.001,
-        0.005,
-        0.01,
-        0.025,
-        0.05,
-        0.1,
-        0.25,
-        0.5,
-        1,
-        2.5,
-        5,
-        10,
-        30,
-    ],
+    "mistral_workflows_task_update_gap": [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30],
 }
 
 

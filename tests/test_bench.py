@@ -14,6 +14,7 @@ def test_benchmarks_run_at_a_tiny_size():
     assert done.returncode == 0, done.stderr[-2000:]
     figures = (
         "ratio ours / raw",
+        "instrumented / bare",
         "growth, token",
         "make_patch / ours",
         "p50 ours - raw",

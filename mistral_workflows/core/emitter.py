@@ -29,7 +29,7 @@ from mistral_workflows.core.context import (
     FollowUp,
     scope_subject,
 )
-from mistral_workflows.core.encoding import encode_event, event_size
+from mistral_workflows.core.encoding import encode_event
 from mistral_workflows.core.errors import PublishError
 from mistral_workflows.core.metrics import TaskWatch
 from mistral_workflows.core.refusal import Refusal, refused
@@ -140,7 +140,7 @@ class Emitter:
         """
         self._raise_refusal()
         entry = Pending(subject, payload, headers, then)
-        self.publisher.metrics.sent(event_size(payload, headers))
+        self.publisher.metrics.sent(payload, headers)
         self._pending.append(entry)
         await self._send(entry)
         await self._release_acknowledged()

@@ -14,6 +14,7 @@ import asyncio
 import time
 from typing import Protocol
 
+from mistral_workflows.core.encoding import event_size
 from mistral_workflows.core.events import EventType
 
 __all__ = [
@@ -99,8 +100,8 @@ class TaskWatch:
 class PublishMetrics:
     """The worker's publishing figures. This one records nothing (see `recording`)."""
 
-    def sent(self, size: int) -> None:
-        """An event of `size` bytes (payload and headers) was sent for the first time."""
+    def sent(self, payload: bytes, headers: dict[str, str]) -> None:
+        """An event was sent for the first time."""
 
     def snapshot_sent(self) -> None:
         """A task snapshot was sent (to the snapshot stream)."""
@@ -175,10 +176,10 @@ class _Recording(PublishMetrics):
             self._loop = None
         self._schedule()
 
-    def sent(self, size: int) -> None:
+    def sent(self, payload: bytes, headers: dict[str, str]) -> None:
         counts = self._counts
         counts[EVENTS] += 1
-        counts[EVENT_BYTES] += size
+        counts[EVENT_BYTES] += event_size(payload, headers)
 
     def snapshot_sent(self) -> None:
         self._counts[SNAPSHOTS] += 1
