@@ -109,3 +109,10 @@ def test_subpackage_names(package, names):
     """The consumer, worker and dev packages export exactly their documented names."""
     assert package.__all__ == names
     assert all(hasattr(package, name) for name in names)
+
+
+def test_tracing_names():
+    """The tracing helpers are the three documented functions."""
+    import mistral_workflows.tracing as tracing
+
+    assert tracing.__all__ == ["parent_context", "span_context", "span_links"]
