@@ -3,9 +3,11 @@
 The worker hands its Temporal runtime's meter to `PublishMetrics`, so the figures go
 wherever the worker's Temporal metrics already go (Prometheus, OpenTelemetry), with no
 dependency of our own. Counters are kept as plain integers on the hot path and added to
-the meter about once a second and whenever an activity's events are all stored;
-histograms are recorded as they happen. Without a meter (`NO_METRICS`), every call does
-nothing.
+the meter about once a second and whenever an activity's events are all stored.
+Histograms are recorded as they happen, at most one value per millisecond each (per task
+for a task's gaps): a stream of thousands of events a second then costs a thousand
+records, not one per event, and a slower one is recorded in full. Without a meter
+(`NO_METRICS`), every call does nothing.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ FIRST_UPDATE = "mistral_workflows_task_first_update_delay"
 UPDATE_GAP = "mistral_workflows_task_update_gap"
 
 _TICK = 1.0  # seconds between reports of the counters and the in-flight gauge
+_SAMPLE = 0.001  # seconds: the most often a histogram records (per task for the gaps)
 _STARTED = EventType.CUSTOM_TASK_STARTED
 _IN_PROGRESS = EventType.CUSTOM_TASK_IN_PROGRESS
 
@@ -109,8 +112,8 @@ class PublishMetrics:
     def resent(self) -> None:
         """An event was sent again (no acknowledgement in time, a reconnection...)."""
 
-    def acknowledged(self, seconds: float) -> None:
-        """An event was stored `seconds` after its first send."""
+    def acknowledged(self, sent_at: float) -> None:
+        """An event first sent at `sent_at` (monotonic) was stored now."""
 
     def in_flight(self, n: int) -> None:
         """`n` events wait for their acknowledgement now."""
@@ -166,6 +169,7 @@ class _Recording(PublishMetrics):
         self._in_flight = meter.create_gauge(
             IN_FLIGHT, "The most events waiting for their acknowledgement in the last second"
         )
+        self._ack_recorded = 0.0
         self._peak = 0
         self._now = 0
         self._watches: dict[str, tuple[_Histogram, _Histogram]] = {}
@@ -187,8 +191,11 @@ class _Recording(PublishMetrics):
     def resent(self) -> None:
         self._counts[RESENT] += 1
 
-    def acknowledged(self, seconds: float) -> None:
-        self._ack.record(seconds)
+    def acknowledged(self, sent_at: float) -> None:
+        now = time.monotonic()
+        if now - self._ack_recorded >= _SAMPLE:
+            self._ack_recorded = now
+            self._ack.record(now - sent_at)
 
     def in_flight(self, n: int) -> None:
         self._now = n
@@ -246,7 +253,7 @@ class _Recording(PublishMetrics):
 
 
 class _Watch(TaskWatch):
-    __slots__ = ("_first", "_gap", "_last", "_metrics", "_started")
+    __slots__ = ("_first", "_gap", "_gap_recorded", "_last", "_metrics", "_started")
 
     def __init__(self, metrics: _Recording, first: _Histogram, gap: _Histogram) -> None:
         self._metrics = metrics
@@ -254,12 +261,15 @@ class _Watch(TaskWatch):
         self._gap = gap
         self._started = 0.0
         self._last = 0.0
+        self._gap_recorded = 0.0
 
     def event(self, event_type: str) -> None:
         if event_type == _IN_PROGRESS:
             now = time.monotonic()
             if self._last:
-                self._gap.record(now - self._last)
+                if now - self._gap_recorded >= _SAMPLE:
+                    self._gap_recorded = now
+                    self._gap.record(now - self._last)
             elif self._started:
                 self._first.record(now - self._started)
             self._last = now

@@ -158,7 +158,7 @@ class Publisher:
         entry.token = None
         entry.ack = ack = _parse_ack(msg)
         if type(ack) is int:
-            self.metrics.acknowledged(time.monotonic() - entry.sent_at)
+            self.metrics.acknowledged(entry.sent_at)
         if len(self._in_flight) < self.max_in_flight:
             self._has_room.set()
         emitter.acknowledged(entry)

@@ -142,15 +142,15 @@ async def run_workload(temporal_address: str, nats_url: str, queue: str, **optio
 
 
 async def test_counts_after_a_known_workload_are_exact(temporal_address, nats_url, task_queue):
-    """Events and bytes published match what the stream stored, one ack latency per
-    message, folded updates are the updates that got no event of their own, and a
-    healthy run re-sends, reconnects and fails nothing."""
+    """Events and bytes published match what the stream stored, acknowledgement latencies
+    are recorded (at most one per millisecond), folded updates are the updates that got no
+    event of their own, and a healthy run re-sends, reconnects and fails nothing."""
     figures, events = await run_workload(temporal_address, nats_url, task_queue)
     counters = figures.counters
     assert counters[metrics.EVENTS] == len(events)
     assert counters[metrics.EVENT_BYTES] == sum(await stored_sizes(nats_url, events))
     acks = figures.histograms[metrics.ACK_LATENCY, ""]
-    assert len(acks) == len(events) + counters[metrics.SNAPSHOTS]
+    assert 1 <= len(acks) <= len(events) + counters[metrics.SNAPSHOTS]
     assert counters[metrics.SNAPSHOTS] >= 4  # each task's start and end, at least
     assert all(latency >= 0 for latency in acks)
     updates = PACED + BURST
@@ -164,13 +164,15 @@ async def test_counts_after_a_known_workload_are_exact(temporal_address, nats_ur
 
 
 async def test_task_pace_is_recorded_per_task_type(temporal_address, nats_url, task_queue):
-    """Each task type gets one time-to-first-update and one gap per later update event."""
+    """Each task type gets one time-to-first-update, and one gap per later update event
+    when they come more than a millisecond apart (faster ones are sampled)."""
     figures, events = await run_workload(temporal_address, nats_url, task_queue)
     histograms = figures.histograms
     for task_type in ("paced", "burst"):
         assert len(histograms[metrics.FIRST_UPDATE, task_type]) == 1
         gaps = histograms[metrics.UPDATE_GAP, task_type]
-        assert len(gaps) == in_progress(events, task_type) - 1
+        assert len(gaps) <= in_progress(events, task_type) - 1
+    assert len(histograms[metrics.UPDATE_GAP, "paced"]) == PACED - 1  # 10 ms apart
     assert in_progress(events, "paced") == PACED
     assert all(gap > 0 for gap in histograms[metrics.UPDATE_GAP, "paced"])
 
