@@ -45,10 +45,24 @@ RETRY_MS = 2000
 
 
 def event_message(event: StreamEvent, retry: bool = False) -> bytes:
-    """One SSE message for an event (JSON holds no raw newline: one `data:` line)."""
+    """One SSE message for an event (JSON holds no raw newline: one `data:` line).
+
+    The event's trace context, when it has one, goes in `traceparent:` and `tracestate:`
+    fields of the message: clients that know them can link their spans to the producer's,
+    and the SSE rules make every other client (a browser's `EventSource`) ignore them.
+    """
     head = f"retry: {RETRY_MS}\n" if retry else ""
     body = event.model_dump_json()
-    return f"{head}event: workflow.event\nid: {event.broker_sequence}\ndata: {body}\n\n".encode()
+    trace = event.trace_context
+    fields = "".join(f"{k}: {v}\n" for k, v in trace.items() if _one_line(v)) if trace else ""
+    return (
+        f"{head}event: workflow.event\nid: {event.broker_sequence}\n{fields}data: {body}\n\n"
+    ).encode()
+
+
+def _one_line(value: str) -> bool:
+    """A header value that cannot break the SSE framing (no line break)."""
+    return "\n" not in value and "\r" not in value
 
 
 def error_message(error: str, reason: str, retry: bool = False) -> bytes:
