@@ -83,7 +83,7 @@ class MistralWorkflowsPlugin(SimplePlugin):
             docs/security.md); consumers need the same keys.
         tracing: Add the W3C trace context of the activity's current OpenTelemetry span
             to each event's headers (with `opentelemetry-api` installed and a span
-            active; otherwise nothing is added). See docs/observability.md.
+            active; otherwise nothing is added). See docs/deployment.md.
         metrics: Record the publishing figures through the metric meter of the worker's
             Temporal runtime (nothing is recorded when the runtime has no metrics set up).
     """
@@ -135,6 +135,10 @@ class MistralWorkflowsPlugin(SimplePlugin):
                 f"{encryption!r} has several keys: name the one that encrypts with active=..."
             )
         self._encryption = encryption
+        if not isinstance(tracing, bool) or not isinstance(metrics, bool):
+            raise ConfigurationError(
+                f"tracing and metrics must be True or False, not {tracing!r} and {metrics!r}"
+            )
         self._tracing = tracing
         self._metrics = metrics
         self._connect = {

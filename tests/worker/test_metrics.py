@@ -8,6 +8,7 @@ from collections import defaultdict
 from typing import Any
 
 import nats
+import pytest
 from temporalio.client import Client
 from temporalio.runtime import (
     BUFFERED_METRIC_KIND_COUNTER,
@@ -20,7 +21,7 @@ from temporalio.runtime import (
 )
 
 import mistral_workflows as workflows
-from mistral_workflows import MistralWorkflowsPlugin, StreamEvent
+from mistral_workflows import ConfigurationError, MistralWorkflowsPlugin, StreamEvent
 from mistral_workflows.core import metrics, subjects
 from mistral_workflows.core.encoding import event_size
 from mistral_workflows.core.events import EventType
@@ -210,3 +211,9 @@ async def test_a_restart_counts_one_reconnect_and_the_resent_events(
     assert counters[metrics.RESENT] >= 1
     assert counters[metrics.FAILURES] == 0
     assert counters[metrics.EVENTS] == len(events)  # re-sends are not new events
+
+
+def test_the_switches_take_booleans_only():
+    """A misspelt switch is a clear error when the plugin is built, not a silent choice."""
+    with pytest.raises(ConfigurationError, match="tracing and metrics must be True or False"):
+        MistralWorkflowsPlugin(metrics="off")  # type: ignore[arg-type]
