@@ -214,7 +214,8 @@ def _caching(request: Request, page: Page, grant: Grant, development: bool) -> d
     if grant.expires_at is not None:
         ttl = max(0, min(ttl, grant.expires_at - int(time.time())))
     shared = development or "authorization" not in request.headers
-    return {"Cache-Control": f"{'public' if shared else 'private'}, max-age={ttl}, immutable", **vary}
+    scope = "public" if shared else "private"
+    return {"Cache-Control": f"{scope}, max-age={ttl}, immutable", **vary}
 
 
 def _matches(if_none_match: str | None, etag: str) -> bool:

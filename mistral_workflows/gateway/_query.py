@@ -117,9 +117,7 @@ def stream_query(
         raise invalid("late_join", "give late_join or start_seq, not both")
     # A client reconnecting with its last event id resumes after it, snapshots or not.
     late_join = late_join and start is None
-    return StreamQuery(
-        wanted, metadata=_metadata(params), start_seq=start, late_join=late_join
-    )
+    return StreamQuery(wanted, metadata=_metadata(params), start_seq=start, late_join=late_join)
 
 
 def list_query(params: QueryParams) -> ListQuery:
