@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.gateway.gateway_support import gateway_process
+from examples import gateway_catchup
+from tests.gateway.gateway_support import gateway_process, raw_sse
 from tests.gateway.page_support import PAGES, get_page, publish, sequences_of, walk
+from tests.gateway.test_resume import ids_of
 from tests.support import collect, unique
 
 
@@ -97,3 +99,19 @@ async def test_bad_page_parameters_are_named(gateway):
         assert page.json["reason"].startswith(name), page.json
     missing = await get_page(url, {})
     assert missing.status == 422 and "workflow_exec_id" in missing.json["reason"]
+
+
+async def test_catch_up_example_then_stream_from_its_cursor(gateway, nats_url):
+    """examples/gateway_catchup.py walks the pages to every stored event; streaming from its
+    cursor gives what is published after, with nothing repeated."""
+    exec_id = unique("pages-example")
+    await publish(nats_url, exec_id, 130)
+    events, start = await asyncio.to_thread(gateway_catchup.catch_up, gateway.url, exec_id)
+    stored = [e.broker_sequence for e in await collect(nats_url, workflow_exec_id=exec_id)]
+    assert [e["broker_sequence"] for e in events] == stored
+    later = await publish(nats_url, exec_id, 3)
+    blocks = await raw_sse(
+        gateway.url + "/v1/workflows/events/stream",
+        {"workflow_exec_id": exec_id, "start_seq": start},
+    )
+    assert ids_of(blocks) == later
