@@ -27,7 +27,6 @@ class PageCache:
     least-recently-used store of at most `max_bytes`; a growing page for `tail_seconds`.
 
     Requests for a page being read wait for that read instead of starting their own.
-    `reads` counts the pages read from JetStream.
     """
 
     def __init__(self, max_bytes: int, tail_seconds: float) -> None:
@@ -37,7 +36,6 @@ class PageCache:
         self._size = 0
         self._tails: dict[str, tuple[float, Page]] = {}
         self._reading: dict[str, asyncio.Future[Page]] = {}
-        self.reads = 0
 
     async def get(self, key: str, read: Callable[[], Awaitable[Page]]) -> Page:
         """The page of `key`: kept, being read, or read now by `read`."""
@@ -66,7 +64,6 @@ class PageCache:
 
     async def _read(self, key: str, read: Callable[[], Awaitable[Page]]) -> Page:
         try:
-            self.reads += 1
             page = await read()
         finally:
             del self._reading[key]

@@ -111,10 +111,11 @@ def _supervise(processes: list[multiprocessing.process.BaseProcess]) -> None:
         stopping = True
         _terminate(processes)
 
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
     for process in processes:
         process.start()
+    # Only now: forked workers must not inherit this handler (uvicorn installs its own).
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     ended = wait([p.sentinel for p in processes])
     if not stopping:
         _terminate(processes)
