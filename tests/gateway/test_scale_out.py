@@ -11,8 +11,11 @@ import sys
 from pathlib import Path
 
 import httpx2 as httpx
+import pytest
 
+from mistral_workflows.core.errors import ConfigurationError
 from mistral_workflows.dev import free_port
+from mistral_workflows.gateway import GatewaySettings, serve
 from tests.gateway.gateway_support import gateway_process
 from tests.gateway.page_support import publish
 from tests.support import collect, unique
@@ -109,3 +112,19 @@ async def test_workers_share_the_port_and_stop_together(nats_url):
 
 def _alive(pids: list[int]) -> list[int]:
     return [pid for pid in pids if Path(f"/proc/{pid}").exists()]
+
+
+def test_a_worker_that_dies_stops_the_command(nats_url):
+    """When one of the --workers processes dies, the command stops the others and exits
+    with an error naming it, for a supervisor to restart it."""
+    with gateway_process(nats_url, None, "--workers", "2") as running:
+        first, second = _children(running.process.pid)
+        os.kill(first, signal.SIGKILL)
+        assert running.process.wait(15) == 1
+        assert _alive([second]) == []
+
+
+def test_workers_below_one_are_refused():
+    """--workers 0 is a configuration error said at once."""
+    with pytest.raises(ConfigurationError, match="workers must be an integer >= 1"):
+        serve(GatewaySettings(secret=None), workers=0)
