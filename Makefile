@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: venv demo test lint bench dev clean
+.PHONY: venv demo test lint docs bench dev clean
 
 venv: $(VENV)/.installed
 
@@ -25,6 +25,9 @@ lint: venv
 	$(VENV)/bin/ruff format --check mistral_workflows tests examples bench
 	$(VENV)/bin/mypy
 
+docs: venv
+	$(VENV)/bin/mkdocs build --strict
+
 bench: venv
 	$(PY) -m bench
 
@@ -32,4 +35,4 @@ dev: venv
 	$(VENV)/bin/mistral-workflows dev
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache site

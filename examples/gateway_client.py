@@ -1,9 +1,11 @@
 """Read a workflow's token stream through the HTTP gateway with the official Mistral client.
 
-Start a gateway (`mistral-workflows gateway --nats-url nats://127.0.0.1:4222`), run the
-token-stream example, then:
+With local servers (`mistral-workflows dev`) and the example worker
+(`python -m examples.worker`) running, start a gateway and a chat workflow, then read it:
 
-    python -m examples.gateway_client --gateway http://127.0.0.1:8000 --exec <workflow id>
+    mistral-workflows gateway --nats-url nats://127.0.0.1:4222
+    python -m examples.start chat --id chat-1 --no-wait
+    python -m examples.gateway_client --gateway http://127.0.0.1:8000 --exec chat-1
 
 Code written for Mistral Workflows' events API only needs `server_url` changed.
 """

@@ -1,18 +1,13 @@
-"""The examples run end to end, and the docs' code is the examples' code."""
+"""The examples run end to end (the docs' code is checked by test_doc_snippets.py)."""
 
 from __future__ import annotations
 
 import asyncio
-import re
-from pathlib import Path
 
 import examples.demo
 import examples.follow_progress
 import mistral_workflows as workflows
 from mistral_workflows.core.events import EventType
-
-ROOT = Path(__file__).resolve().parent.parent
-CODE_BLOCK = re.compile(r"```python\n(.*?)```", re.DOTALL)
 
 
 async def test_demo_streams_both_examples(temporal_address, nats_url, capsys):
@@ -22,28 +17,6 @@ async def test_demo_streams_both_examples(temporal_address, nats_url, capsys):
     assert "".join(examples.fake_llm.tokens()) in out
     assert "[" + "#" * examples.follow_progress.BAR_WIDTH + "]" in out
     assert "Both streams arrived complete." in out
-
-
-def lines(text: str) -> str:
-    """Non-blank lines without their indentation, so a snippet may be dedented."""
-    return "\n".join(line.strip() for line in text.splitlines() if line.strip()) + "\n"
-
-
-def test_every_doc_snippet_is_tested_example_code():
-    """Each python block of README.md and docs/ is code of a tested example, line for line."""
-    sources = [lines(p.read_text()) for p in (ROOT / "examples").glob("*.py")]
-    docs = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-    blocks = [b for doc in docs for b in CODE_BLOCK.findall(doc.read_text())]
-    assert len(blocks) >= 3, "the docs show no code"
-    for block in blocks:
-        assert any(lines(block) in s for s in sources), f"not in examples/:\n{block}"
-
-
-def test_snippet_check_catches_drift():
-    """Negative control: a snippet edited away from the example is not found."""
-    source = lines((ROOT / "examples" / "token_stream.py").read_text())
-    assert lines('async with Task(type="token-stream", state=initial_state) as task:') in source
-    assert lines('async with Task(type="token_stream", state=initial_state) as task:') not in source
 
 
 def test_activity_decorator_forms():
