@@ -24,7 +24,8 @@ class Page:
 
 class PageCache:
     """Pages by key (what was asked, confined to the token's grant): complete pages in a
-    least-recently-used store of at most `max_bytes`; a growing page for `tail_seconds`.
+    least-recently-used store of at most `max_bytes`; a growing page for `tail_seconds`
+    (growing pages together up to a quarter of `max_bytes`).
 
     Requests for a page being read wait for that read instead of starting their own.
     """
@@ -35,6 +36,7 @@ class PageCache:
         self._complete: OrderedDict[str, Page] = OrderedDict()
         self._size = 0
         self._tails: dict[str, tuple[float, Page]] = {}
+        self._tail_size = 0
         self._reading: dict[str, asyncio.Future[Page]] = {}
 
     async def get(self, key: str, read: Callable[[], Awaitable[Page]]) -> Page:
@@ -59,7 +61,7 @@ class PageCache:
         tail = self._tails.get(key)
         if tail is not None and time.monotonic() < tail[0]:
             return tail[1]
-        self._tails.pop(key, None)
+        self._drop_tail(key)
         return None
 
     async def _read(self, key: str, read: Callable[[], Awaitable[Page]]) -> Page:
@@ -67,15 +69,14 @@ class PageCache:
             page = await read()
         finally:
             del self._reading[key]
+        self._drop_tail(key)
         if page.complete:
             self._keep(key, page)
         elif self._tail_seconds > 0:
-            self._drop_old_tails()
-            self._tails[key] = (time.monotonic() + self._tail_seconds, page)
+            self._keep_tail(key, page)
         return page
 
     def _keep(self, key: str, page: Page) -> None:
-        self._tails.pop(key, None)
         size = len(page.body)
         if size > self._max_bytes:
             return
@@ -85,7 +86,15 @@ class PageCache:
             _, oldest = self._complete.popitem(last=False)
             self._size -= len(oldest.body)
 
-    def _drop_old_tails(self) -> None:
+    def _keep_tail(self, key: str, page: Page) -> None:
         now = time.monotonic()
-        for key in [k for k, (until, _) in self._tails.items() if until <= now]:
-            del self._tails[key]
+        for old in [k for k, (until, _) in self._tails.items() if until <= now]:
+            self._drop_tail(old)
+        if self._tail_size + len(page.body) <= self._max_bytes // 4:
+            self._tails[key] = (now + self._tail_seconds, page)
+            self._tail_size += len(page.body)
+
+    def _drop_tail(self, key: str) -> None:
+        tail = self._tails.pop(key, None)
+        if tail is not None:
+            self._tail_size -= len(tail[1].body)
