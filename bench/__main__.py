@@ -11,6 +11,7 @@ import asyncio
 from pathlib import Path
 
 from bench import (
+    catchup,
     gateway,
     latency,
     memory,
@@ -34,6 +35,7 @@ FULL = {
     "memory": 20_000,
     "wfstreams": 2_000,
     "gateway": 2_000,
+    "catchup": 1_000,
 }
 TINY = {
     "publish": 50,
@@ -45,6 +47,7 @@ TINY = {
     "memory": 300,
     "wfstreams": 20,
     "gateway": 20,
+    "catchup": 10,
 }
 
 
@@ -59,6 +62,7 @@ async def run_all(servers: Servers, sizes: dict[str, int]) -> list[Row]:
     rows += await memory.run(servers, sizes["memory"])
     rows += await workflow_streams.run(servers, sizes["wfstreams"])
     rows += await gateway.run(servers, sizes["gateway"])
+    rows += await catchup.run(servers, sizes["catchup"])
     return rows
 
 

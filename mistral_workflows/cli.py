@@ -70,6 +70,14 @@ def _gateway_commands(commands: Any) -> None:
         default=64 * 1024 * 1024,
         help="bytes read ahead for all clients together",
     )
+    gateway.add_argument(
+        "--workers", type=int, default=1, help="gateway processes sharing the port (SO_REUSEPORT)"
+    )
+    gateway.add_argument(
+        "--reuse-port",
+        action="store_true",
+        help="open the port with SO_REUSEPORT, so that other gateway processes share it",
+    )
     _stream_options(gateway)
     _secret_option(gateway)
     _connection_options(gateway)
@@ -119,7 +127,9 @@ def _run_gateway(args: argparse.Namespace) -> None:
         read_ahead_bytes=args.read_ahead_bytes,
         total_read_ahead_bytes=args.total_read_ahead_bytes,
     )
-    serve(settings, host=args.host, port=args.port)
+    serve(
+        settings, host=args.host, port=args.port, workers=args.workers, reuse_port=args.reuse_port
+    )
 
 
 def _print_token(args: argparse.Namespace) -> None:

@@ -25,6 +25,7 @@ from mistral_workflows.core.events import StreamEvent
 from mistral_workflows.core.filter import EventFilter
 from mistral_workflows.gateway._access import Access
 from mistral_workflows.gateway._outbox import ReadAhead
+from mistral_workflows.gateway._pages import event_pages, execution_pages
 from mistral_workflows.gateway._problems import Problem
 from mistral_workflows.gateway._query import StreamQuery, list_query, stream_query
 from mistral_workflows.gateway._sse import EventPump, EventStreamResponse
@@ -134,6 +135,7 @@ async def _stream(request: Request, query: StreamQuery) -> Response:
     source = gateway.read(
         wanted,
         start_seq=query.start_seq,
+        late_join=query.late_join,
         on_gap=pump.on_gap,
         read_ahead_bytes=settings.read_ahead_bytes // 2,
     )
@@ -247,6 +249,8 @@ def create_app(settings: GatewaySettings | None = None) -> Starlette:
         routes=[
             Route("/v1/workflows/events/stream", stream_events),
             Route("/v1/workflows/executions/{execution_id:path}/stream", stream_execution),
+            Route("/v1/workflows/executions/{execution_id:path}/pages", execution_pages),
+            Route("/v1/workflows/events/pages", event_pages),
             Route("/v1/workflows/events/list", list_events),
             Route("/ui/executions/{execution_id:path}", live_page),
             Route("/ui/live.js", live_script),

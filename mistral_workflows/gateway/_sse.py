@@ -45,10 +45,15 @@ RETRY_MS = 2000
 
 
 def event_message(event: StreamEvent, retry: bool = False) -> bytes:
-    """One SSE message for an event (JSON holds no raw newline: one `data:` line)."""
+    """One SSE message for an event (JSON holds no raw newline: one `data:` line).
+
+    A snapshot (late join) has no sequence, hence no `id:`: a client that reconnects before
+    the first event after the snapshots starts over with them."""
     head = f"retry: {RETRY_MS}\n" if retry else ""
+    seq = event.broker_sequence
     body = event.model_dump_json()
-    return f"{head}event: workflow.event\nid: {event.broker_sequence}\ndata: {body}\n\n".encode()
+    position = "" if seq is None else f"id: {seq}\n"
+    return f"{head}event: workflow.event\n{position}data: {body}\n\n".encode()
 
 
 def error_message(error: str, reason: str, retry: bool = False) -> bytes:
