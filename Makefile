@@ -32,4 +32,4 @@ dev: venv
 	$(VENV)/bin/mistral-workflows dev
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-ci-* .pytest_cache .mypy_cache .ruff_cache

@@ -24,13 +24,13 @@ DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 NATS_URL_ENV = "NATS_URL"
 
 
-def url_option(parser: argparse.ArgumentParser) -> None:
+def url_option(parser: argparse.ArgumentParser, several: bool = True) -> None:
     """`--nats-url` (and its old spelling `--nats`, kept working but not shown)."""
+    what = "NATS server URL, or several separated by commas" if several else "NATS server URL"
     parser.add_argument(
         "--nats-url",
         metavar="URL",
-        help=f"NATS server URL, or several separated by commas (default: ${NATS_URL_ENV} if "
-        f"set, else {DEFAULT_NATS_URL})",
+        help=f"{what} (default: ${NATS_URL_ENV} if set, else {DEFAULT_NATS_URL})",
     )
     parser.add_argument(
         "--nats", dest="nats_url", default=argparse.SUPPRESS, help=argparse.SUPPRESS

@@ -105,7 +105,7 @@ def _gateway_commands(commands: Any) -> None:
         help="serve the events over HTTP/SSE (the official events API) and a live page",
         formatter_class=_Formatter,
     )
-    url_option(gateway)
+    url_option(gateway, several=False)
     gateway.add_argument("--host", default="127.0.0.1", help="address to listen on")
     gateway.add_argument("--port", type=int, default=8000, help="port to listen on")
     gateway.add_argument("--keepalive", type=float, default=15.0, help="seconds between pings")
