@@ -279,7 +279,7 @@ async def _check_stream_exists(nc: NATS, stream_name: str) -> None:
             f"JetStream stream {stream_name!r} does not exist on {where}: {hint} Add "
             "--follow to wait for a worker to create it."
         ) from None
-    except (BrokerConnectionError, nats.errors.TimeoutError, nats.js.errors.APIError):
+    except (BrokerConnectionError, nats.errors.Error, TimeoutError):
         return
 
 
