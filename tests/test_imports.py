@@ -67,7 +67,8 @@ MAY_IMPORT = {
     "worker": {"core", "interceptors", "temporalio"},
     "dev": {"core"},
     "gateway": {"core", "consumer"},
-    "cli": {"core", "consumer", "dev", "gateway"},
+    "cli": {"_cli_nats", "core", "consumer", "dev", "gateway"},
+    "_cli_nats": {"core"},
 }
 # Temporal is the write side's. In `core`, Task reads an activity's cancellation (and holds
 # temporalio's thread cancellation back while a `def` activity's call runs on the loop), and

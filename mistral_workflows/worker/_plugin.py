@@ -25,6 +25,7 @@ from mistral_workflows.core.encryption import Encryption
 from mistral_workflows.core.errors import ConfigurationError
 from mistral_workflows.core.publisher import ConnectionHooks, Publisher
 from mistral_workflows.core.subjects import DEFAULT_PREFIX, DEFAULT_STREAM_NAME, validate_prefix
+from mistral_workflows.core.urls import check_nats_urls
 from mistral_workflows.interceptors import (
     PUBLISH_ACTIVITY,
     StreamingInterceptor,
@@ -97,8 +98,7 @@ class MistralWorkflowsPlugin(SimplePlugin):
         provision_stream: bool = True,
         encryption: Encryption | None = None,
     ) -> None:
-        if not nats_url or not all(isinstance(u, str) and u for u in _as_list(nats_url)):
-            raise ConfigurationError(f"nats_url must be a URL or a list of URLs, not {nats_url!r}")
+        check_nats_urls(nats_url)
         if persist_timeout <= 0 or connect_timeout <= 0 or connect_attempts < 1:
             raise ConfigurationError(
                 "persist_timeout and connect_timeout must be positive, connect_attempts >= 1"
@@ -287,10 +287,6 @@ def _runs_in_thread(fn: object) -> bool:
     """Whether temporalio runs the activity `fn` in its executor (it is not async)."""
     call = getattr(fn, "__call__", None)  # noqa: B004
     return not (inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(call))
-
-
-def _as_list(urls: str | Sequence[str]) -> Sequence[str]:
-    return [urls] if isinstance(urls, str) else urls
 
 
 def _with_passthrough(runner: WorkflowRunner | None) -> WorkflowRunner:
