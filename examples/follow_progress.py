@@ -1,12 +1,13 @@
 """Follow a workflow's progress task from the command line, as a progress bar.
 
-python -m examples.follow_progress --nats nats://127.0.0.1:4222 --exec progress-1234
+python -m examples.follow_progress --nats-url nats://127.0.0.1:4222 --exec progress-1234
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 
 from mistral_workflows import TaskStates, subscribe
@@ -35,10 +36,10 @@ async def show_progress(nats_url: str, workflow_id: str) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--nats", default="nats://127.0.0.1:4222")
+    parser.add_argument("--nats-url", default=os.environ.get("NATS_URL", "nats://127.0.0.1:4222"))
     parser.add_argument("--exec", dest="workflow_id", required=True)
     args = parser.parse_args()
-    asyncio.run(show_progress(args.nats, args.workflow_id))
+    asyncio.run(show_progress(args.nats_url, args.workflow_id))
 
 
 if __name__ == "__main__":
