@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import ssl
 import sys
@@ -17,6 +18,9 @@ from mistral_workflows.consumer._view import HumanView
 from mistral_workflows.core import subjects
 from mistral_workflows.core.errors import ConfigurationError, MistralWorkflowsError
 from mistral_workflows.core.filter import SCOPES, EventFilter
+from mistral_workflows.core.logfields import LOG_FORMATS, configure_logging
+
+LOG_FORMAT_ENV = "MISTRAL_WORKFLOWS_LOG_FORMAT"
 
 __all__ = ["main"]
 
@@ -70,6 +74,15 @@ def _gateway_commands(commands: Any) -> None:
         default=64 * 1024 * 1024,
         help="bytes read ahead for all clients together",
     )
+    gateway.add_argument(
+        "--cors-origin",
+        dest="cors_origins",
+        action="append",
+        metavar="ORIGIN",
+        help="let web pages of this origin (https://host[:port], or *) read the gateway; "
+        "repeatable (default: the MISTRAL_WORKFLOWS_GATEWAY_CORS_ORIGINS variable)",
+    )
+    _log_option(gateway)
     _stream_options(gateway)
     _secret_option(gateway)
     _connection_options(gateway)
@@ -80,6 +93,16 @@ def _gateway_commands(commands: Any) -> None:
     )
     token.add_argument("--ttl", type=float, default=3600, help="lifetime in seconds")
     _secret_option(token)
+
+
+def _log_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default=os.environ.get(LOG_FORMAT_ENV) or None,
+        help=f"log lines as text or as JSON objects (default: the {LOG_FORMAT_ENV} "
+        "variable, else text)",
+    )
 
 
 def _stream_options(parser: argparse.ArgumentParser) -> None:
@@ -118,8 +141,9 @@ def _run_gateway(args: argparse.Namespace) -> None:
         nats_options=_nats_options(args),
         read_ahead_bytes=args.read_ahead_bytes,
         total_read_ahead_bytes=args.total_read_ahead_bytes,
+        **({"cors_origins": tuple(args.cors_origins)} if args.cors_origins else {}),
     )
-    serve(settings, host=args.host, port=args.port)
+    serve(settings, host=args.host, port=args.port, log_format=args.log_format or "text")
 
 
 def _print_token(args: argparse.Namespace) -> None:
@@ -150,6 +174,7 @@ def _reading_options(parser: argparse.ArgumentParser, default_format: str) -> No
         default=default_format,
         help="JSON lines (one envelope per line) or a live human view",
     )
+    _log_option(parser)
     _stream_options(parser)
     _connection_options(parser)
 
@@ -286,6 +311,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "token":
             _print_token(args)
         else:
+            if args.log_format is not None:
+                configure_logging(args.log_format, logging.WARNING)
             asyncio.run(_print_events(args))
     except KeyboardInterrupt:
         return 130

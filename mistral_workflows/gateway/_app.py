@@ -24,6 +24,8 @@ from mistral_workflows.core.errors import ConfigurationError, MistralWorkflowsEr
 from mistral_workflows.core.events import StreamEvent
 from mistral_workflows.core.filter import EventFilter
 from mistral_workflows.gateway._access import Access
+from mistral_workflows.gateway._cors import check_origins, origins_from_env
+from mistral_workflows.gateway._ops import Operations
 from mistral_workflows.gateway._outbox import ReadAhead
 from mistral_workflows.gateway._problems import Problem
 from mistral_workflows.gateway._query import StreamQuery, list_query, stream_query
@@ -61,6 +63,10 @@ class GatewaySettings:
     total_read_ahead_bytes: int = 64 * 1024 * 1024
     """The most bytes of events waiting for all clients together; beyond it, each client
     gets one event at a time until others catch up."""
+    cors_origins: tuple[str, ...] = field(default_factory=origins_from_env)
+    """Origins (`https://app.example.com`, or `*`) whose pages may read the gateway; by
+    default the `MISTRAL_WORKFLOWS_GATEWAY_CORS_ORIGINS` variable (comma-separated). In
+    development mode, pages of loopback origins may too."""
 
     def __post_init__(self) -> None:
         if self.read_ahead_bytes < 2 or self.total_read_ahead_bytes < 1:
@@ -68,6 +74,7 @@ class GatewaySettings:
                 "read_ahead_bytes must be at least 2 and total_read_ahead_bytes at least 1, "
                 f"not {self.read_ahead_bytes} and {self.total_read_ahead_bytes}"
             )
+        object.__setattr__(self, "cors_origins", check_origins(self.cors_origins))
 
 
 class _Gateway:
@@ -76,6 +83,11 @@ class _Gateway:
         self.access = Access(settings.secret)
         self.read_ahead = ReadAhead(settings.read_ahead_bytes, settings.total_read_ahead_bytes)
         self._nc: NATS | None = None
+
+    @property
+    def connection(self) -> NATS | None:
+        """The NATS connection, None before the gateway starts."""
+        return self._nc
 
     @property
     def nc(self) -> NATS:
@@ -185,12 +197,6 @@ async def live_script(request: Request) -> Response:
     return _static("live.js")
 
 
-async def health(request: Request) -> Response:
-    """`GET /healthz`: whether the gateway is connected to NATS."""
-    connected = _gateway(request).nc.is_connected
-    return JSONResponse({"nats": "connected" if connected else "disconnected"})
-
-
 def _static(name: str) -> Response:
     text = resources.files("mistral_workflows.gateway").joinpath("static", name).read_text()
     return Response(text, media_type=_PAGES[name], headers={"Cache-Control": "no-cache"})
@@ -235,6 +241,16 @@ def create_app(settings: GatewaySettings | None = None) -> Starlette:
             "are refused"
         )
 
+    settings = gateway.settings
+    ops = Operations(
+        lambda: gateway.connection,
+        nats_url=settings.nats_url,
+        stream_name=settings.stream_name,
+        subject_prefix=settings.subject_prefix,
+        cors_origins=settings.cors_origins,
+        development=gateway.access.development,
+    )
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await gateway.start()
@@ -250,9 +266,11 @@ def create_app(settings: GatewaySettings | None = None) -> Starlette:
             Route("/v1/workflows/events/list", list_events),
             Route("/ui/executions/{execution_id:path}", live_page),
             Route("/ui/live.js", live_script),
-            Route("/healthz", health),
+            *ops.routes,
         ],
+        middleware=ops.middleware,
         exception_handlers={
+            **ops.exception_handlers,
             Problem: _problem,
             HTTPException: _http_error,
             MistralWorkflowsError: _library_error,
@@ -260,4 +278,5 @@ def create_app(settings: GatewaySettings | None = None) -> Starlette:
         lifespan=lifespan,
     )
     app.state.gateway = gateway
+    app.state.metrics = ops.metrics
     return app
