@@ -18,7 +18,7 @@ from mistral_workflows.consumer._view import HumanView
 from mistral_workflows.core import subjects
 from mistral_workflows.core.errors import ConfigurationError, MistralWorkflowsError
 from mistral_workflows.core.filter import SCOPES, EventFilter
-from mistral_workflows.core.logfields import LOG_FORMATS, configure_logging
+from mistral_workflows.core.logfields import LOG_FORMATS, bind_log_fields, configure_logging
 
 LOG_FORMAT_ENV = "MISTRAL_WORKFLOWS_LOG_FORMAT"
 
@@ -252,6 +252,12 @@ def _trusting(path: str) -> ssl.SSLContext:
         ) from None
 
 
+def _log_ids(args: argparse.Namespace) -> dict[str, Any]:
+    """The ids the command reads, as fields of its log lines."""
+    names = ["workflow_exec_id", "root_workflow_exec_id", "parent_workflow_exec_id"]
+    return {name: getattr(args, name, None) for name in [*names, "namespace", "activity_id"]}
+
+
 def _gap_notice(gap: Gap) -> None:
     print(f"mistral-workflows: notice: {gap}", file=sys.stderr, flush=True)
 
@@ -313,7 +319,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             if args.log_format is not None:
                 configure_logging(args.log_format, logging.WARNING)
-            asyncio.run(_print_events(args))
+            with bind_log_fields(**_log_ids(args)):
+                asyncio.run(_print_events(args))
     except KeyboardInterrupt:
         return 130
     except MistralWorkflowsError as e:

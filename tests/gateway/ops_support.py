@@ -73,11 +73,13 @@ class OpenStream:
 
 
 @contextlib.asynccontextmanager
-async def open_stream(base_url: str, params: Any, headers: Any = None) -> AsyncIterator[OpenStream]:
+async def open_stream(
+    base_url: str, params: Any, headers: Any = None, path: str = STREAM
+) -> AsyncIterator[OpenStream]:
     """An event stream read in the background until the block ends."""
     stream = OpenStream()
     async with httpx.AsyncClient(timeout=httpx.Timeout(10, read=None)) as http:
-        reading = asyncio.create_task(stream.read(http, base_url + STREAM, params, headers))
+        reading = asyncio.create_task(stream.read(http, base_url + path, params, headers))
         try:
             yield stream
         finally:
