@@ -12,8 +12,12 @@ from collections.abc import AsyncIterator, Iterator
 
 import httpx2 as httpx
 import pytest
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from mistral_workflows.dev import NatsServer
+from mistral_workflows.gateway import GatewaySettings, create_app
 from tests.faults.test_nats_crash import AckRelay
 from tests.gateway.gateway_support import Gateway, gateway_process
 from tests.gateway.ops_support import STREAM, open_stream, publish
@@ -152,3 +156,27 @@ async def test_a_jetstream_that_does_not_answer_gets_a_json_503_in_bounded_time(
         await poll_readiness(http, gateway.url, 200, 30)
         listed = await http.get(gateway.url + listing[0], params=listing[1])
         assert listed.status_code == 200 and len(listed.json()["events"]) == 2
+
+
+async def test_an_unexpected_failure_is_a_json_500_counted_by_kind(nats_url):
+    """A route that fails in a way nobody foresaw answers a JSON 500 `internal_error`
+    (never a plain-text page) and counts in the metrics; the route's own error stays in the
+    log, not in the answer."""
+    app = create_app(GatewaySettings(nats_url=nats_url, secret=None))
+
+    async def broken(request: Request) -> Response:
+        raise KeyError("a detail for the log only")
+
+    app.router.routes.append(Route("/v1/broken", broken))
+    transport = httpx.ASGITransport(app, client=("127.0.0.1", 1234))
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http,
+    ):
+        response = await http.get("/v1/broken")
+        metrics = (await http.get("/metrics")).text
+    assert response.status_code == 500
+    assert response.headers["content-type"] == "application/json"
+    assert response.json()["error"] == "internal_error"
+    assert "a detail" not in response.text
+    assert 'mistral_workflows_gateway_errors_total{kind="internal_error"} 1.0' in metrics
