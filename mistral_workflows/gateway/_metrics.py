@@ -9,6 +9,7 @@ code of a JSON error response, or of an `error` or `gap` message within a stream
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -33,6 +34,7 @@ stored events read on a resume or a late start land in the last buckets."""
 # Error bodies are short; a longer one is not parsed for its code.
 _ERROR_BODY_LIMIT = 64 * 1024
 _EVENT = b"workflow.event"
+UNMEASURED = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
 class GatewayMetrics:
@@ -58,12 +60,21 @@ class GatewayMetrics:
             ["kind"],
             registry=registry,
         )
+        self.nats_connected = Gauge(
+            f"{PREFIX}_nats_connected",
+            "1 while the gateway's NATS connection is up, 0 while it is down",
+            registry=registry,
+        )
         self.lag = Histogram(
             f"{PREFIX}_delivery_lag_seconds",
             "Time from an event's creation by its producer to its sending by the gateway",
             buckets=LAG_BUCKETS,
             registry=registry,
         )
+
+    def watch_connection(self, connected: Callable[[], bool]) -> None:
+        """Read `nats_connected` from `connected` at each scrape."""
+        self.nats_connected.set_function(lambda: 1.0 if connected() else 0.0)
 
     async def endpoint(self, request: Request) -> Response:
         """`GET /metrics`: the Prometheus text format."""
@@ -87,14 +98,15 @@ class GatewayMetrics:
 
 
 class MetricsMiddleware:
-    """ASGI middleware that measures what each response sends."""
+    """ASGI middleware that measures what each response sends (the probes' and the
+    scrapes' own answers aside: a 503 of `/readyz` is a state, told by `nats_connected`)."""
 
     def __init__(self, app: ASGIApp, metrics: GatewayMetrics) -> None:
         self.app = app
         self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["path"] in UNMEASURED:
             await self.app(scope, receive, send)
             return
         watch = _Watch(self.metrics)

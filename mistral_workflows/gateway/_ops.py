@@ -34,6 +34,7 @@ class Operations:
     ) -> None:
         self.readiness = Readiness(nc, nats_url, stream_name, subject_prefix)
         self.metrics = GatewayMetrics()
+        self.metrics.watch_connection(lambda: self.readiness.disconnected() is None)
         self._cors_origins = cors_origins
         self._development = development
 

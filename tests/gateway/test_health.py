@@ -20,9 +20,10 @@ from mistral_workflows.dev import NatsServer
 from mistral_workflows.gateway import GatewaySettings, create_app
 from tests.faults.test_nats_crash import AckRelay
 from tests.gateway.gateway_support import Gateway, gateway_process
-from tests.gateway.ops_support import STREAM, open_stream, publish
+from tests.gateway.ops_support import STREAM, open_stream, publish, scrape
 from tests.support import unique
 
+M = "mistral_workflows_gateway"
 ROUTES = [
     (STREAM, {"workflow_exec_id": "wf"}),
     ("/v1/workflows/executions/wf/stream", {}),
@@ -72,10 +73,11 @@ def lost_and_repeated(expected: list[int], got: list[int]) -> tuple[set[int], se
 
 async def test_readyz_follows_nats_and_open_streams_go_on(server, gateway):
     """/readyz is 200 with NATS up, 503 `nats_unavailable` within 2 s of its death, and 200
-    again once it is back; meanwhile every API route answers a JSON 503 within 5 s and
-    /healthz stays 200. A stream opened before the outage then delivers the events stored
-    before and after it, each once, in order. Negative control: a resume one event too
-    early is caught by the same check as a repeat."""
+    again once it is back; meanwhile every API route answers a JSON 503 within 5 s (each
+    counted in the metrics, the probes' own answers not), /healthz stays 200 and the
+    metrics say NATS is disconnected. A stream opened before the outage then delivers the
+    events stored before and after it, each once, in order. Negative control: a resume one
+    event too early is caught by the same check as a repeat."""
     workflow_id = unique("gw-outage")
     before = await publish(server.url, workflow_id, 3)
     async with httpx.AsyncClient(timeout=ANSWER_BOUND) as http:
@@ -92,12 +94,16 @@ async def test_readyz_follows_nats_and_open_streams_go_on(server, gateway):
                 assert response.status_code == 503, (path, response.text)
                 assert response.headers["content-type"] == "application/json"
                 assert response.json()["error"] == "nats_unavailable"
+            samples = await asyncio.to_thread(scrape, gateway.url)
+            assert samples[f"{M}_nats_connected"] == 0
+            assert samples[f'{M}_errors_total{{kind="nats_unavailable"}}'] == len(ROUTES)
             health = await http.get(gateway.url + "/healthz")
             assert health.status_code == 200
             assert health.json() == {"status": "alive", "nats": "disconnected"}
 
             server.restart()
             assert await poll_readiness(http, gateway.url, 200, 30) == {"status": "ready"}
+            assert (await asyncio.to_thread(scrape, gateway.url))[f"{M}_nats_connected"] == 1
             after = await publish(server.url, workflow_id, 3)
             # A last event after the others: any repeat would come before it, in order.
             last = await publish(server.url, workflow_id, 1)
