@@ -228,10 +228,14 @@ def create_app(settings: GatewaySettings | None = None) -> Starlette:
     It enforces the rules of `mistral-workflows gateway` wherever it is served: tokens
     signed with the settings' secret (by default the `MISTRAL_WORKFLOWS_GATEWAY_SECRET`
     variable) are required; without a secret (development mode) only connections between
-    loopback addresses are answered, whatever address the server listens on.
+    loopback addresses are answered, whatever address the server listens on. It serves
+    `/healthz`, `/readyz` and Prometheus `/metrics`, answers the API with a JSON 503 while
+    NATS is away, and lets pages of `settings.cors_origins` (plus loopback pages in
+    development mode) read it from other origins.
 
     Raises:
-        ConfigurationError: the secret in the variable is shorter than 32 bytes.
+        ConfigurationError: the secret in the variable is shorter than 32 bytes, or a CORS
+            origin in the variable is not `scheme://host[:port]`.
     """
     gateway = _Gateway(settings or GatewaySettings())
     if gateway.access.development:
