@@ -306,6 +306,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = _parser().parse_args(argv)
     try:
+        if getattr(args, "log_format", None) not in (None, *LOG_FORMATS):
+            raise ConfigurationError(
+                f"{LOG_FORMAT_ENV} must be one of {', '.join(LOG_FORMATS)}, not {args.log_format!r}"
+            )
         if args.command == "dev":
             from mistral_workflows.dev import serve
 

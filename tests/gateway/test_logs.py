@@ -79,3 +79,17 @@ def test_cli_logs_json_lines_with_the_ids_it_reads(nats_url):
     assert missing[0]["workflow_exec_id"] == workflow_id
     plain = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert "does not exist yet" in plain.stderr and not plain.stderr.startswith("{")
+
+
+def test_a_bad_log_format_in_the_variable_is_named():
+    """MISTRAL_WORKFLOWS_LOG_FORMAT=xml stops the command with the variable's name."""
+    env = {**os.environ, "MISTRAL_WORKFLOWS_LOG_FORMAT": "xml"}
+    done = subprocess.run(
+        [sys.executable, "-m", "mistral_workflows", "gateway", "--port", "1"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert "MISTRAL_WORKFLOWS_LOG_FORMAT" in done.stderr and "'xml'" in done.stderr
