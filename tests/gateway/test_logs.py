@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import subprocess
 import sys
 import time
 from typing import Any
 
+from mistral_workflows.core.logfields import (
+    JsonFormatter,
+    LogFields,
+    TextFormatter,
+    bind_log_fields,
+)
 from tests.gateway.gateway_support import Gateway, gateway_process
 from tests.gateway.ops_support import open_stream, publish
 from tests.support import unique
@@ -93,3 +100,42 @@ def test_a_bad_log_format_in_the_variable_is_named():
     )
     assert done.returncode == 1
     assert "MISTRAL_WORKFLOWS_LOG_FORMAT" in done.stderr and "'xml'" in done.stderr
+
+
+def test_bound_fields_reach_records_of_inner_tasks_and_extra_wins():
+    """Fields bound around a block reach records logged in tasks started inside it, as JSON
+    fields or as text `key="value"`; a call's own `extra=` wins; nothing leaks after."""
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    handler = Keep()
+    handler.addFilter(LogFields())
+    logger = logging.getLogger("tests.logfields")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+    async def inner() -> None:
+        logger.info("in a task")
+        logger.info("own id", extra={"workflow_exec_id": "own"})
+
+    try:
+        with (
+            bind_log_fields(workflow_exec_id="wf-1", activity_id=None),
+            bind_log_fields(root_workflow_exec_id="root-1"),  # nested: both apply
+        ):
+            asyncio.run(inner())
+        logger.info("after")
+    finally:
+        logger.removeHandler(handler)
+    first, own, after = records
+    as_json = json.loads(JsonFormatter().format(first))
+    assert as_json["workflow_exec_id"] == "wf-1" and as_json["root_workflow_exec_id"] == "root-1"
+    assert "activity_id" not in as_json
+    assert TextFormatter().format(first) == (
+        'INFO tests.logfields: in a task workflow_exec_id="wf-1" root_workflow_exec_id="root-1"'
+    )
+    assert json.loads(JsonFormatter().format(own))["workflow_exec_id"] == "own"
+    assert "workflow_exec_id" not in json.loads(JsonFormatter().format(after))
