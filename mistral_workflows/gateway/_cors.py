@@ -39,11 +39,14 @@ _ORIGIN = re.compile(r"https?://[^/?#@\s]+")
 
 
 def check_origins(origins: Iterable[str]) -> tuple[str, ...]:
-    """The origins, checked: each `scheme://host[:port]` (http or https, no path), or `*`.
+    """The origins, checked: each `scheme://host[:port]` (http or https, no path), or `*`
+    (one string is taken as origins separated by commas or spaces).
 
     Raises:
         ConfigurationError: naming the first origin that is not one.
     """
+    if isinstance(origins, str):
+        origins = origins.replace(",", " ").split()
     checked = []
     for origin in origins:
         value = origin.strip().rstrip("/")
@@ -62,7 +65,7 @@ def origins_from_env() -> tuple[str, ...]:
     Raises:
         ConfigurationError: the variable holds something that is not an origin.
     """
-    return check_origins(os.environ.get(CORS_ENV, "").replace(",", " ").split())
+    return check_origins(os.environ.get(CORS_ENV, ""))
 
 
 def _loopback_origin(origin: str) -> bool:
