@@ -46,6 +46,8 @@ _OUTAGE_GRACE = 1.0
 # readiness probe run on its behalf: if JetStream does not answer, it is answered 503.
 _SLOW_START = 3.0
 _POLL = 0.1
+# Seconds after which the server deletes a probe's consumer that was not deleted.
+_PROBE_LEFTOVER = 5.0
 # How long a request cut short is given to clean up before its answer is sent anyway.
 _CLEANUP = 1.0
 
@@ -94,6 +96,8 @@ class Readiness:
         nc = self._nc()
         assert nc is not None
         config = consumer_config(consumer_name(), [self._filter], DeliverPolicy.NEW, None)
+        # Should its deletion be lost, the server drops it soon by itself.
+        config.inactive_threshold = _PROBE_LEFTOVER
         try:
             async with asyncio.timeout(PROBE_TIMEOUT):
                 await create_consumer(nc, self._stream, config)
