@@ -8,6 +8,7 @@ code of a JSON error response, or of an `error` or `gap` message within a stream
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -34,6 +35,8 @@ stored events read on a resume or a late start land in the last buckets."""
 # Error bodies are short; a longer one is not parsed for its code.
 _ERROR_BODY_LIMIT = 64 * 1024
 _EVENT = b"workflow.event"
+_TIMESTAMP_KEY = b'"event_timestamp":'
+_DIGITS = re.compile(rb"\s*(\d{1,20})(?=[\s,}])")
 UNMEASURED = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
@@ -193,6 +196,14 @@ def _loads(data: bytes) -> Any:
 
 def _event_timestamp(data: bytes) -> float | None:
     """When the event's producer created it (Unix seconds)."""
+    # The envelope's first key of this name is its event's own: nothing before it in the
+    # encoding is an object (`stream`, `timestamp`, then `data` opening with its ids), and
+    # within a string a quote is escaped. Reading the digits costs far less than parsing.
+    at = data.find(_TIMESTAMP_KEY)
+    if at != -1:
+        digits = _DIGITS.match(data, at + len(_TIMESTAMP_KEY))
+        if digits is not None:
+            return int(digits.group(1)) / 1e9
     envelope = _loads(data)
     event = envelope.get("data") if isinstance(envelope, dict) else None
     stamp = event.get("event_timestamp") if isinstance(event, dict) else None

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import httpx2 as httpx
 import pytest
 
+from mistral_workflows.gateway._metrics import _event_timestamp
 from tests.gateway.gateway_support import Gateway, gateway_process
 from tests.gateway.ops_support import STREAM, open_stream, publish, scrape
 from tests.support import unique
@@ -85,3 +86,19 @@ async def test_stored_events_show_their_age_as_lag(fresh_gateway, nats_url):
     assert samples[f"{M}_delivery_lag_seconds_count"] == 1
     assert samples[f'{M}_delivery_lag_seconds_bucket{{le="0.5"}}'] == 0
     assert samples[f"{M}_delivery_lag_seconds_sum"] >= 0.6
+
+
+@pytest.mark.parametrize(
+    ("data", "seconds"),
+    [
+        (b'{"stream":"s","data":{"event_id":"a","event_timestamp":1500000000,"x":1}}', 1.5),
+        (b'{"data": {"event_timestamp" : 2000000000}}', 2.0),  # spaced: parsed instead
+        (b'{"data":{"event_id":"\\"event_timestamp\\":9","event_timestamp":3000000000}}', 3.0),
+        (b'{"data":{"event_timestamp":"soon"}}', None),
+        (b"not json", None),
+    ],
+)
+def test_the_lag_reads_the_event_timestamp_of_the_envelope(data, seconds):
+    """The digits after the envelope's `event_timestamp` key are read without parsing; a
+    key inside a string is not taken for it, and anything else is parsed or left out."""
+    assert _event_timestamp(data) == seconds
