@@ -46,6 +46,8 @@ _OUTAGE_GRACE = 1.0
 # readiness probe run on its behalf: if JetStream does not answer, it is answered 503.
 _SLOW_START = 3.0
 _POLL = 0.1
+# The `Retry-After` of a 503 (seconds): NATS clients reconnect within about a second.
+_RETRY_AFTER = "2"
 # Seconds after which the server deletes a probe's consumer that was not deleted.
 _PROBE_LEFTOVER = 5.0
 # How long a request cut short is given to clean up before its answer is sent anyway.
@@ -59,9 +61,11 @@ class Unready:
     error: str
     reason: str
 
-    def problem(self) -> Problem:
-        """The 503 this means for a request."""
-        return Problem(503, self.error, self.reason)
+    def response(self) -> Response:
+        """The 503 this means for a request, with a hint to retry in a moment."""
+        response = Problem(503, self.error, self.reason).response()
+        response.headers["Retry-After"] = _RETRY_AFTER
+        return response
 
 
 class Readiness:
@@ -136,7 +140,7 @@ class Readiness:
         unready = await self.check()
         if unready is None:
             return JSONResponse({"status": "ready"})
-        return unready.problem().response()
+        return unready.response()
 
 
 class NatsGuard:
@@ -160,7 +164,7 @@ class NatsGuard:
         api = scope["path"].startswith(API_PREFIX)
         unready = self.readiness.disconnected() if api else None
         if unready is not None:
-            await unready.problem().response()(scope, receive, send)
+            await unready.response()(scope, receive, send)
             return
         began = asyncio.Event()
 
@@ -187,7 +191,7 @@ class NatsGuard:
         await self._cut_short(handling)
         if not began.is_set():
             log.warning("mistral_workflows.gateway: %s: %s", unready.error, unready.reason)
-            await unready.problem().response()(scope, receive, send)
+            await unready.response()(scope, receive, send)
 
     @staticmethod
     async def _cut_short(handling: asyncio.Future[None]) -> None:

@@ -94,6 +94,7 @@ async def test_readyz_follows_nats_and_open_streams_go_on(server, gateway):
                 assert response.status_code == 503, (path, response.text)
                 assert response.headers["content-type"] == "application/json"
                 assert response.json()["error"] == "nats_unavailable"
+                assert response.headers["retry-after"] == "2"
             samples = await asyncio.to_thread(scrape, gateway.url)
             assert samples[f"{M}_nats_connected"] == 0
             assert samples[f'{M}_errors_total{{kind="nats_unavailable"}}'] == len(ROUTES)
