@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, fields
@@ -32,6 +34,9 @@ from mistral_workflows.core.errors import (
     MistralWorkflowsError,
 )
 from mistral_workflows.core.filter import SCOPES, EventFilter
+from mistral_workflows.core.logfields import LOG_FORMATS, bind_log_fields, configure_logging
+
+LOG_FORMAT_ENV = "MISTRAL_WORKFLOWS_LOG_FORMAT"
 
 __all__ = ["main"]
 
@@ -126,6 +131,15 @@ def _gateway_commands(commands: Any) -> None:
         action="store_true",
         help="open the port with SO_REUSEPORT, so that other gateway processes share it",
     )
+    gateway.add_argument(
+        "--cors-origin",
+        dest="cors_origins",
+        action="append",
+        metavar="ORIGIN",
+        help="let web pages of this origin (https://host[:port], or *) read the gateway; "
+        "repeatable (default: the MISTRAL_WORKFLOWS_GATEWAY_CORS_ORIGINS variable)",
+    )
+    _log_option(gateway)
     _stream_options(gateway)
     _secret_option(gateway)
     connection_options(gateway)
@@ -138,6 +152,16 @@ def _gateway_commands(commands: Any) -> None:
     )
     token.add_argument("--ttl", type=float, default=3600, help="lifetime in seconds")
     _secret_option(token)
+
+
+def _log_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default=os.environ.get(LOG_FORMAT_ENV) or None,
+        help=f"log lines as text or as JSON objects (default: the {LOG_FORMAT_ENV} "
+        "variable, else text)",
+    )
 
 
 def _stream_options(parser: argparse.ArgumentParser) -> None:
@@ -179,9 +203,15 @@ def _run_gateway(args: argparse.Namespace) -> None:
         nats_options=nats_options(args),
         read_ahead_bytes=args.read_ahead_bytes,
         total_read_ahead_bytes=args.total_read_ahead_bytes,
+        **({"cors_origins": tuple(args.cors_origins)} if args.cors_origins else {}),
     )
     serve(
-        settings, host=args.host, port=args.port, workers=args.workers, reuse_port=args.reuse_port
+        settings,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        reuse_port=args.reuse_port,
+        log_format=args.log_format or "text",
     )
 
 
@@ -213,8 +243,15 @@ def _reading_options(parser: argparse.ArgumentParser, default_format: str) -> No
         default=default_format,
         help="JSON lines (one envelope per line) or a live human view",
     )
+    _log_option(parser)
     _stream_options(parser)
     connection_options(parser)
+
+
+def _log_ids(args: argparse.Namespace) -> dict[str, Any]:
+    """The ids the command reads, as fields of its log lines."""
+    names = ["workflow_exec_id", "root_workflow_exec_id", "parent_workflow_exec_id"]
+    return {name: getattr(args, name, None) for name in [*names, "namespace", "activity_id"]}
 
 
 def _gap_notice(gap: Gap) -> None:
@@ -297,6 +334,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = _parser().parse_args(argv)
     try:
+        if getattr(args, "log_format", None) not in (None, *LOG_FORMATS):
+            raise ConfigurationError(
+                f"{LOG_FORMAT_ENV} must be one of {', '.join(LOG_FORMATS)}, not {args.log_format!r}"
+            )
         if args.command == "dev":
             from mistral_workflows.dev import serve
 
@@ -311,7 +352,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "token":
             _print_token(args)
         else:
-            asyncio.run(_print_events(args))
+            if args.log_format is not None:
+                configure_logging(args.log_format, logging.WARNING)
+            with bind_log_fields(**_log_ids(args)):
+                asyncio.run(_print_events(args))
     except KeyboardInterrupt:
         return 130
     except MistralWorkflowsError as e:

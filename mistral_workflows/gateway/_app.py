@@ -24,6 +24,8 @@ from mistral_workflows.core.errors import ConfigurationError, MistralWorkflowsEr
 from mistral_workflows.core.events import StreamEvent
 from mistral_workflows.core.filter import EventFilter
 from mistral_workflows.gateway._access import Access
+from mistral_workflows.gateway._cors import check_origins, origins_from_env
+from mistral_workflows.gateway._ops import Operations
 from mistral_workflows.gateway._outbox import ReadAhead
 from mistral_workflows.gateway._pages import event_pages, execution_pages
 from mistral_workflows.gateway._problems import Problem
@@ -62,6 +64,10 @@ class GatewaySettings:
     total_read_ahead_bytes: int = 64 * 1024 * 1024
     """The most bytes of events waiting for all clients together; beyond it, each client
     gets one event at a time until others catch up."""
+    cors_origins: tuple[str, ...] = field(default_factory=origins_from_env)
+    """Origins (`https://app.example.com`, or `*`) whose pages may read the gateway; by
+    default the `MISTRAL_WORKFLOWS_GATEWAY_CORS_ORIGINS` variable (comma-separated). In
+    development mode, pages of loopback origins may too."""
 
     def __post_init__(self) -> None:
         if self.read_ahead_bytes < 2 or self.total_read_ahead_bytes < 1:
@@ -69,6 +75,7 @@ class GatewaySettings:
                 "read_ahead_bytes must be at least 2 and total_read_ahead_bytes at least 1, "
                 f"not {self.read_ahead_bytes} and {self.total_read_ahead_bytes}"
             )
+        object.__setattr__(self, "cors_origins", check_origins(self.cors_origins))
 
 
 class _Gateway:
@@ -77,6 +84,11 @@ class _Gateway:
         self.access = Access(settings.secret)
         self.read_ahead = ReadAhead(settings.read_ahead_bytes, settings.total_read_ahead_bytes)
         self._nc: NATS | None = None
+
+    @property
+    def connection(self) -> NATS | None:
+        """The NATS connection, None before the gateway starts."""
+        return self._nc
 
     @property
     def nc(self) -> NATS:
@@ -187,12 +199,6 @@ async def live_script(request: Request) -> Response:
     return _static("live.js")
 
 
-async def health(request: Request) -> Response:
-    """`GET /healthz`: whether the gateway is connected to NATS."""
-    connected = _gateway(request).nc.is_connected
-    return JSONResponse({"nats": "connected" if connected else "disconnected"})
-
-
 def _static(name: str) -> Response:
     text = resources.files("mistral_workflows.gateway").joinpath("static", name).read_text()
     return Response(text, media_type=_PAGES[name], headers={"Cache-Control": "no-cache"})
@@ -224,10 +230,14 @@ def create_app(settings: GatewaySettings | None = None) -> Starlette:
     It enforces the rules of `mistral-workflows gateway` wherever it is served: tokens
     signed with the settings' secret (by default the `MISTRAL_WORKFLOWS_GATEWAY_SECRET`
     variable) are required; without a secret (development mode) only connections between
-    loopback addresses are answered, whatever address the server listens on.
+    loopback addresses are answered, whatever address the server listens on. It serves
+    `/healthz`, `/readyz` and Prometheus `/metrics`, answers the API with a JSON 503 while
+    NATS is away, and lets pages of `settings.cors_origins` (plus loopback pages in
+    development mode) read it from other origins.
 
     Raises:
-        ConfigurationError: the secret in the variable is shorter than 32 bytes.
+        ConfigurationError: the secret in the variable is shorter than 32 bytes, or a CORS
+            origin in the variable is not `scheme://host[:port]`.
     """
     gateway = _Gateway(settings or GatewaySettings())
     if gateway.access.development:
@@ -236,6 +246,16 @@ def create_app(settings: GatewaySettings | None = None) -> Starlette:
             "bearer token (or none) reads every event; connections from other machines "
             "are refused"
         )
+
+    settings = gateway.settings
+    ops = Operations(
+        lambda: gateway.connection,
+        nats_url=settings.nats_url,
+        stream_name=settings.stream_name,
+        subject_prefix=settings.subject_prefix,
+        cors_origins=settings.cors_origins,
+        development=gateway.access.development,
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -254,9 +274,11 @@ def create_app(settings: GatewaySettings | None = None) -> Starlette:
             Route("/v1/workflows/events/list", list_events),
             Route("/ui/executions/{execution_id:path}", live_page),
             Route("/ui/live.js", live_script),
-            Route("/healthz", health),
+            *ops.routes,
         ],
+        middleware=ops.middleware,
         exception_handlers={
+            **ops.exception_handlers,
             Problem: _problem,
             HTTPException: _http_error,
             MistralWorkflowsError: _library_error,
@@ -264,4 +286,5 @@ def create_app(settings: GatewaySettings | None = None) -> Starlette:
         lifespan=lifespan,
     )
     app.state.gateway = gateway
+    app.state.metrics = ops.metrics
     return app

@@ -11,6 +11,7 @@ from multiprocessing.connection import wait
 from types import FrameType
 
 from mistral_workflows.core.errors import ConfigurationError, MistralWorkflowsError
+from mistral_workflows.core.logfields import configure_logging
 from mistral_workflows.gateway._access import is_loopback
 from mistral_workflows.gateway._app import GatewaySettings, create_app
 
@@ -25,8 +26,10 @@ def serve(
     port: int = 8000,
     workers: int = 1,
     reuse_port: bool = False,
+    log_format: str = "text",
 ) -> None:
-    """Run the gateway until interrupted.
+    """Run the gateway until interrupted, logging to stderr as text or JSON lines
+    (`log_format`), each line with the ids of the request it concerns.
 
     With `reuse_port`, the port is opened with `SO_REUSEPORT`, so that other gateway
     processes started the same way listen on it too and the kernel spreads connections
@@ -48,6 +51,7 @@ def serve(
         )
     if type(workers) is not int or workers < 1:
         raise ConfigurationError(f"workers must be an integer >= 1, not {workers!r}")
+    configure_logging(log_format)
     if workers == 1:
         _run(settings, host, port, reuse_port)
         return
@@ -73,6 +77,7 @@ def _run(settings: GatewaySettings, host: str, port: int, reuse_port: bool) -> N
         port=port,
         access_log=False,
         log_level="info",
+        log_config=None,
         timeout_graceful_shutdown=_GRACE,
     )
     server = uvicorn.Server(config)

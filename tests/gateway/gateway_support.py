@@ -35,6 +35,8 @@ class Gateway:
 
     url: str
     process: subprocess.Popen[bytes]
+    log: IO[bytes] | None = None
+    """The file receiving the process's stderr (its log), while it runs."""
 
     @contextlib.asynccontextmanager
     async def client(self, token: str = "any") -> AsyncIterator[Mistral]:
@@ -63,7 +65,7 @@ def gateway_process(
         url = f"http://127.0.0.1:{port}"
         try:
             _wait_ready(url, process, log)
-            yield Gateway(url, process)
+            yield Gateway(url, process, log)
         finally:
             if process.poll() is None:
                 os.kill(process.pid, signal.SIGTERM)
