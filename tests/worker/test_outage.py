@@ -4,15 +4,22 @@ error, and the next attempt streams normally once NATS is back."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
+import pytest
 from temporalio import activity, workflow
+from temporalio.client import Client, WorkflowHandle
 from temporalio.common import RetryPolicy
 
 import mistral_workflows as workflows
+from mistral_workflows import MistralWorkflowsPlugin, StreamEvent
+from mistral_workflows.core.events import EventType
+from mistral_workflows.core.subjects import LIFECYCLE_STREAM
 from mistral_workflows.core.task import Task
 from mistral_workflows.dev import NatsServer
-from tests.support import plugged_client, rebuilt, running_worker, task_events, unique
+from tests.support import collect, plugged_client, rebuilt, running_worker, task_events, unique
 from tests.workflows import Noop
 
 SERVER: list[NatsServer] = []
@@ -90,3 +97,111 @@ async def test_workflow_completes_while_nats_is_down(temporal_address, task_queu
 async def run_once_while_up(client, task_queue) -> None:
     """Run one workflow while NATS is up, so the worker is connected before the outage."""
     await client.execute_workflow(Noop.run, id=unique("noop-up"), task_queue=task_queue)
+
+
+# --- lifecycle events made during an outage ----------------------------------------------
+
+LIFECYCLE_OF_NOOP = [EventType.WORKFLOW_EXECUTION_STARTED, EventType.WORKFLOW_EXECUTION_COMPLETED]
+LIFECYCLE_OF_ONE_STEP = [
+    EventType.WORKFLOW_EXECUTION_STARTED,
+    EventType.ACTIVITY_TASK_STARTED,
+    EventType.ACTIVITY_TASK_COMPLETED,
+    EventType.WORKFLOW_EXECUTION_COMPLETED,
+]
+
+
+@workflows.activity()
+async def one_step() -> str:
+    return "stepped"
+
+
+@workflow.defn
+class OneStep:
+    @workflow.run
+    async def run(self) -> str:
+        # No heartbeat timeout: the attempt may wait for its workflow's events to go first.
+        return await workflow.execute_activity(
+            one_step, start_to_close_timeout=timedelta(seconds=120)
+        )
+
+
+@dataclass
+class StartedInOutage:
+    """Two workflows started while NATS was down: a Noop and a OneStep."""
+
+    noop: WorkflowHandle[Any, Any]
+    one_step: WorkflowHandle[Any, Any]
+    noop_done_while_down: bool
+    noop_history: Any
+    events: dict[str, list[StreamEvent]]
+
+
+async def start_during_outage(
+    temporal_address: str, task_queue: str, tmp_path: Any, **options: Any
+) -> StartedInOutage:
+    """Kill NATS, start a Noop and a OneStep, let the Noop finish, restart NATS, let the
+    OneStep finish, and read the lifecycle events of both once the worker's relay is empty."""
+    with NatsServer(store_dir=tmp_path) as server:
+        plugin = MistralWorkflowsPlugin(nats_url=server.url, **options)
+        client = await Client.connect(temporal_address, plugins=[plugin])
+        async with running_worker(client, task_queue, [Noop, OneStep], [one_step]):
+            await run_once_while_up(client, task_queue)
+            server.kill()
+            noop = await client.start_workflow(Noop.run, id=unique("noop"), task_queue=task_queue)
+            one = await client.start_workflow(
+                OneStep.run, id=unique("one-step"), task_queue=task_queue
+            )
+            await asyncio.wait_for(noop.result(), 60)
+            done_while_down = server.pid is None  # NATS had no part in the Noop's end
+            server.restart()
+            assert await asyncio.wait_for(one.result(), 60) == "stepped"
+            relay = plugin._relay
+            assert relay is not None
+            for handle in (noop, one):  # until their events are stored, or given up
+                await relay.stored_before(handle.id, 60)
+        events = {
+            h.id: await collect(server.url, workflow_exec_id=h.id, stream=LIFECYCLE_STREAM)
+            for h in (noop, one)
+        }
+        return StartedInOutage(noop, one, done_while_down, await noop.fetch_history(), events)
+
+
+def assert_once_in_order(events: list[StreamEvent], expected: list[str]) -> None:
+    """The lifecycle events are exactly `expected`: each once, in that order."""
+    assert [e.data.event_type for e in events] == expected
+
+
+def workflow_tasks(history: Any) -> int:
+    """Workflow tasks the run took (a local activity holding one for long adds more)."""
+    return sum(e.HasField("workflow_task_started_event_attributes") for e in history.events)
+
+
+async def test_lifecycle_events_made_during_an_outage_arrive_after_it(
+    temporal_address, task_queue, tmp_path, caplog
+):
+    """NATS down at workflow start: a workflow completes without waiting for it, in one
+    workflow task; once NATS is back, every lifecycle event is stored, once, in the order
+    it was made, the workflow's before its activity's."""
+    outcome = await start_during_outage(temporal_address, task_queue, tmp_path)
+    assert outcome.noop_done_while_down
+    assert workflow_tasks(outcome.noop_history) == 1
+    assert not [r for r in caplog.records if "not published" in r.getMessage()]
+    assert_once_in_order(outcome.events[outcome.noop.id], LIFECYCLE_OF_NOOP)
+    assert_once_in_order(outcome.events[outcome.one_step.id], LIFECYCLE_OF_ONE_STEP)
+
+
+async def test_negative_control_events_given_up_during_the_outage_are_missed(
+    temporal_address, task_queue, tmp_path
+):
+    """With a duplicate window shorter than the outage the relay gives the events up (it
+    says so), and the check above sees them missing."""
+    outcome = await start_during_outage(
+        temporal_address,
+        task_queue,
+        tmp_path,
+        persist_timeout=1,
+        duplicate_window=timedelta(seconds=1),
+    )
+    assert outcome.noop_done_while_down
+    with pytest.raises(AssertionError):
+        assert_once_in_order(outcome.events[outcome.noop.id], LIFECYCLE_OF_NOOP)
