@@ -38,7 +38,11 @@ log = logging.getLogger("mistral_workflows.gateway")
 # silence also ends them, should that answer never come (stored events come back to back).
 _STORED_IDLE = 0.3
 _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-_PAGES = {"live.html": "text/html; charset=utf-8", "live.js": "text/javascript; charset=utf-8"}
+_PAGES = {
+    "live.html": "text/html; charset=utf-8",
+    "live.js": "text/javascript; charset=utf-8",
+    "patch.js": "text/javascript; charset=utf-8",
+}
 
 
 @dataclass(frozen=True)
@@ -185,6 +189,11 @@ async def live_script(request: Request) -> Response:
     return _static("live.js")
 
 
+async def patch_script(request: Request) -> Response:
+    """The live page's JSON-patch applier."""
+    return _static("patch.js")
+
+
 async def health(request: Request) -> Response:
     """`GET /healthz`: whether the gateway is connected to NATS."""
     connected = _gateway(request).nc.is_connected
@@ -250,6 +259,7 @@ def create_app(settings: GatewaySettings | None = None) -> Starlette:
             Route("/v1/workflows/events/list", list_events),
             Route("/ui/executions/{execution_id:path}", live_page),
             Route("/ui/live.js", live_script),
+            Route("/ui/patch.js", patch_script),
             Route("/healthz", health),
         ],
         exception_handlers={
