@@ -4,6 +4,7 @@ error, and the next attempt streams normally once NATS is back."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -137,15 +138,25 @@ class StartedInOutage:
 
 
 async def start_during_outage(
-    temporal_address: str, task_queue: str, tmp_path: Any, **options: Any
+    temporal_address: str,
+    task_queue: str,
+    tmp_path: Any,
+    *,
+    down_for: float = 0,
+    settle_before_restart: bool = False,
+    **options: Any,
 ) -> StartedInOutage:
-    """Kill NATS, start a Noop and a OneStep, let the Noop finish, restart NATS, let the
-    OneStep finish, and read the lifecycle events of both once the worker's relay is empty."""
+    """Kill NATS, start a Noop and a OneStep, let the Noop finish, keep NATS down
+    `down_for` seconds more (or, with `settle_before_restart`, until the relay is done with
+    the Noop's events: it can only give them up), restart NATS, let the OneStep finish, and
+    read the lifecycle events of both once the relay is done with them."""
     with NatsServer(store_dir=tmp_path) as server:
         plugin = MistralWorkflowsPlugin(nats_url=server.url, **options)
         client = await Client.connect(temporal_address, plugins=[plugin])
         async with running_worker(client, task_queue, [Noop, OneStep], [one_step]):
             await run_once_while_up(client, task_queue)
+            relay = plugin._relay
+            assert relay is not None
             server.kill()
             noop = await client.start_workflow(Noop.run, id=unique("noop"), task_queue=task_queue)
             one = await client.start_workflow(
@@ -153,10 +164,11 @@ async def start_during_outage(
             )
             await asyncio.wait_for(noop.result(), 60)
             done_while_down = server.pid is None  # NATS had no part in the Noop's end
+            await asyncio.sleep(down_for)
+            if settle_before_restart:
+                await relay.stored_before(noop.id, 60)
             server.restart()
             assert await asyncio.wait_for(one.result(), 60) == "stepped"
-            relay = plugin._relay
-            assert relay is not None
             for handle in (noop, one):  # until their events are stored, or given up
                 await relay.stored_before(handle.id, 60)
         events = {
@@ -190,6 +202,20 @@ async def test_lifecycle_events_made_during_an_outage_arrive_after_it(
     assert_once_in_order(outcome.events[outcome.one_step.id], LIFECYCLE_OF_ONE_STEP)
 
 
+async def test_lifecycle_events_outlive_an_outage_longer_than_persist_timeout(
+    temporal_address, task_queue, tmp_path, caplog
+):
+    """NATS down for several `persist_timeout`s: the relay's sends fail and are made again
+    until NATS is back; the workflow's lifecycle events are then stored once, in order."""
+    caplog.set_level(logging.WARNING, logger="mistral_workflows")
+    outcome = await start_during_outage(
+        temporal_address, task_queue, tmp_path, down_for=3, persist_timeout=1
+    )
+    assert outcome.noop_done_while_down
+    assert any("re-sending them in order" in r.getMessage() for r in caplog.records)
+    assert_once_in_order(outcome.events[outcome.noop.id], LIFECYCLE_OF_NOOP)
+
+
 async def test_negative_control_events_given_up_during_the_outage_are_missed(
     temporal_address, task_queue, tmp_path
 ):
@@ -199,6 +225,7 @@ async def test_negative_control_events_given_up_during_the_outage_are_missed(
         temporal_address,
         task_queue,
         tmp_path,
+        settle_before_restart=True,
         persist_timeout=1,
         duplicate_window=timedelta(seconds=1),
     )
