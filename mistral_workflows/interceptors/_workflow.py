@@ -142,8 +142,9 @@ class _Reporter:
         try:
             await self._emitter.hand_off(*message)
         except PublishError as e:
-            # The workflow must not depend on NATS: a lost lifecycle event is only logged.
-            workflow.logger.warning("mistral_workflows: %s not published: %s", event_type, e)
+            # The workflow must not depend on NATS: a failed hand-off is only logged (the
+            # relay refused the event, or the worker was too busy to answer in time).
+            workflow.logger.warning("mistral_workflows: %s may not be published: %s", event_type, e)
 
 
 class _WorkflowOutbound(WorkflowOutboundInterceptor):

@@ -58,9 +58,10 @@ HAND_OFF_WAIT = 0.5
 NATS answers, it is stored before the workflow goes on (and so before the events of the
 activities it then starts, wherever they run); during an outage the relay stores it later."""
 
-# The local activity of a lifecycle event returns within HAND_OFF_WAIT: this only bounds
-# one stuck on an overloaded worker.
-_HAND_OFF_TIMEOUT = timedelta(seconds=2)
+# The local activity of a lifecycle event returns within HAND_OFF_WAIT, whatever NATS
+# does: this timeout only ends one on a worker so starved (its event loop held by CPU-bound
+# work) that it did not even get to return. The event is in the relay by then.
+_HAND_OFF_TIMEOUT = timedelta(seconds=10)
 
 
 def publish_activity(relay: Callable[[], Relay | None]) -> Callable[..., Any]:
