@@ -85,9 +85,13 @@ def publish_activity(relay: Callable[[], Relay | None]) -> Callable[..., Any]:
             await asyncio.wait_for(asyncio.shield(stored), wait)
         if hand_off or (stored.done() and stored.result()):
             return
+        if stored.done():
+            fate = "it was given up (see the worker's log)"
+        else:
+            fate = "it stays queued in the worker, which re-sends it"
         message = (
             f"an event of workflow code was not stored within {wait:g}s "
-            f"({current.publisher.url}); it stays queued in the worker, which re-sends it"
+            f"({current.publisher.url}); {fate}"
         )
         if current.publisher.strict:
             raise PublishError(message)
