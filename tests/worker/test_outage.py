@@ -232,3 +232,53 @@ async def test_negative_control_events_given_up_during_the_outage_are_missed(
     assert outcome.noop_done_while_down
     with pytest.raises(AssertionError):
         assert_once_in_order(outcome.events[outcome.noop.id], LIFECYCLE_OF_NOOP)
+
+
+@workflow.defn
+class PlanInWorkflowCode:
+    """A `Task` in workflow code: its events wait until stored, in order with the run's."""
+
+    @workflow.run
+    async def run(self) -> dict[str, Any]:
+        async with Task(type="plan", state={"done": []}) as plan:
+            await plan.update_state({"done": ["one"]})
+        return plan.state
+
+
+async def test_a_task_in_workflow_code_waits_out_an_outage_and_loses_nothing(
+    temporal_address, task_queue, tmp_path
+):
+    """Started while NATS is down, a workflow whose code updates a `Task` waits for NATS
+    (its workflow task fails with PublishError and is retried); once NATS is back it
+    completes, and the run's events are each stored once, in the order they were made."""
+    with NatsServer(store_dir=tmp_path) as server:
+        client = await plugged_client(temporal_address, server.url, persist_timeout=1)
+        async with running_worker(client, task_queue, [Noop, PlanInWorkflowCode]):
+            await run_once_while_up(client, task_queue)
+            server.kill()
+            handle = await client.start_workflow(
+                PlanInWorkflowCode.run, id=unique("plan"), task_queue=task_queue
+            )
+            await wait_for_a_failed_workflow_task(handle)
+            server.restart()
+            assert await asyncio.wait_for(handle.result(), 60) == {"done": ["one"]}
+        events = await collect(server.url, workflow_exec_id=handle.id)
+    assert [e.data.event_type for e in events] == [
+        EventType.WORKFLOW_EXECUTION_STARTED,
+        EventType.CUSTOM_TASK_STARTED,
+        EventType.CUSTOM_TASK_IN_PROGRESS,
+        EventType.CUSTOM_TASK_COMPLETED,
+        EventType.WORKFLOW_EXECUTION_COMPLETED,
+    ]
+    (plan,) = rebuilt(events)
+    assert plan.state == {"done": ["one"]} and plan.status == "completed"
+
+
+async def wait_for_a_failed_workflow_task(handle: WorkflowHandle[Any, Any]) -> None:
+    """Until the run's history shows a workflow task that failed (the outage reached it)."""
+    for _ in range(600):
+        history = await handle.fetch_history()
+        if any(e.HasField("workflow_task_failed_event_attributes") for e in history.events):
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("no workflow task failed during the outage")
