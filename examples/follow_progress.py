@@ -17,7 +17,7 @@ BAR_WIDTH = 30
 
 async def show_progress(nats_url: str, workflow_id: str) -> int:
     """Draw a progress bar from the workflow's progress-stream task; return the final count."""
-    states = TaskStates()
+    states, shown = TaskStates(), ""
     async for event in subscribe(
         nats_url, workflow_exec_id=workflow_id, stream="progress-stream", late_join=True
     ):
@@ -26,8 +26,11 @@ async def show_progress(nats_url: str, workflow_id: str) -> int:
             continue
         done, total = task.state["progress_idx"], task.state["progress_total"]
         filled = BAR_WIDTH * done // max(total, 1)
-        sys.stdout.write(f"\r[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {done}/{total} words")
-        sys.stdout.flush()
+        frame = f"[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {done}/{total} words"
+        if frame != shown:  # the end event repeats the last state: draw each frame once
+            sys.stdout.write(f"\r{frame}")
+            sys.stdout.flush()
+            shown = frame
         if task.status != "running":
             print()
             return int(done)

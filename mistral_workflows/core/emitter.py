@@ -70,9 +70,16 @@ class Emitter:
     """Sends the events of one activity attempt, in order, and waits until they are stored."""
 
     def __init__(
-        self, publisher: Publisher, context: ExecutionContext | None, activity: ActivityRef | None
+        self,
+        publisher: Publisher,
+        context: ExecutionContext | None,
+        activity: ActivityRef | None,
+        *,
+        strict: bool | None = None,
     ) -> None:
         self.publisher = publisher
+        # Raise PublishError when events cannot be stored (None: as the publisher says).
+        self.strict = publisher.strict if strict is None else strict
         self.context = context
         self.activity = activity
         self._pending: deque[Pending] = deque()
@@ -84,7 +91,7 @@ class Emitter:
         self._following_up: asyncio.Task[None] | None = None
         # Set once JetStream refused one of our events for good: the next send fails.
         self._refusal = Refusal(
-            self._where(), publisher.generation(publisher.stream_name), strict=publisher.strict
+            self._where(), publisher.generation(publisher.stream_name), strict=self.strict
         )
         self._restoring: asyncio.Task[None] | None = None
 
@@ -359,7 +366,7 @@ class Emitter:
 
     def _fail(self, message: str, cause: BaseException | None) -> None:
         self.discard()
-        if self.publisher.strict:
+        if self.strict:
             raise PublishError(message) from cause
         log.error("mistral_workflows: %s", message)
 

@@ -186,9 +186,16 @@ class Publisher:
         server = self.nc.max_payload or self.max_event_bytes
         return min(self.max_event_bytes, server)
 
-    def emitter(self, context: ExecutionContext | None, activity: ActivityRef | None) -> Emitter:
-        """A new emitter for one activity attempt (context None: for ready-made subjects)."""
-        emitter = Emitter(self, context, activity)
+    def emitter(
+        self,
+        context: ExecutionContext | None,
+        activity: ActivityRef | None,
+        *,
+        strict: bool | None = None,
+    ) -> Emitter:
+        """A new emitter for one activity attempt (context None: for ready-made subjects);
+        `strict` overrides the publisher's for this emitter."""
+        emitter = Emitter(self, context, activity, strict=strict)
         self._emitters.add(emitter)
         return emitter
 

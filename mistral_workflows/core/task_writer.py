@@ -325,10 +325,12 @@ class TaskWriter:
         candidate = apply_own(copy.deepcopy(self._shadow), ops)
         exact = self._encoded_state_size(candidate)
         if exact >= limit:
+            envelope = self._overhead()
             raise PayloadTooLargeError(
-                f"task {self._stream!r} state would grow to {exact} bytes: its COMPLETED "
-                "event, which carries the whole state, would be over the "
-                f"{self._limit}-byte event limit; the update was not applied. "
+                f"task {self._stream!r} would outgrow one event: its COMPLETED event, "
+                f"which carries the whole state, would take up to {exact + envelope} bytes "
+                f"({exact} of state and up to {envelope} of envelope and headers), which "
+                f"does not fit the {self._limit}-byte event limit; the update was not applied. "
                 "Store large data elsewhere and stream a reference to it, "
                 "e.g. {'url': ..., 'size': ...}."
             )

@@ -41,7 +41,11 @@ log = logging.getLogger("mistral_workflows.gateway")
 # silence also ends them, should that answer never come (stored events come back to back).
 _STORED_IDLE = 0.3
 _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-_PAGES = {"live.html": "text/html; charset=utf-8", "live.js": "text/javascript; charset=utf-8"}
+_PAGES = {
+    "live.html": "text/html; charset=utf-8",
+    "live.js": "text/javascript; charset=utf-8",
+    "patch.js": "text/javascript; charset=utf-8",
+}
 
 
 @dataclass(frozen=True)
@@ -199,6 +203,11 @@ async def live_script(request: Request) -> Response:
     return _static("live.js")
 
 
+async def patch_script(request: Request) -> Response:
+    """The live page's JSON-patch applier."""
+    return _static("patch.js")
+
+
 def _static(name: str) -> Response:
     text = resources.files("mistral_workflows.gateway").joinpath("static", name).read_text()
     return Response(text, media_type=_PAGES[name], headers={"Cache-Control": "no-cache"})
@@ -275,6 +284,7 @@ def create_app(settings: GatewaySettings | None = None) -> Starlette:
             Route("/ui/executions/{execution_id:path}", live_page),
             Route("/ui/live.js", live_script),
             *ops.routes,
+            Route("/ui/patch.js", patch_script),
         ],
         middleware=ops.middleware,
         exception_handlers={

@@ -24,6 +24,7 @@ from mistral_workflows.core.encoding import EXPECTED_STREAM, MSG_ID, encode_even
 from mistral_workflows.core.encryption import Encryption
 from mistral_workflows.core.errors import ConfigurationError
 from mistral_workflows.core.publisher import ConnectionHooks, Publisher
+from mistral_workflows.core.relay import Relay
 from mistral_workflows.core.subjects import DEFAULT_PREFIX, DEFAULT_STREAM_NAME, validate_prefix
 from mistral_workflows.core.urls import check_nats_urls
 from mistral_workflows.interceptors import (
@@ -35,6 +36,9 @@ from mistral_workflows.interceptors import (
 from mistral_workflows.worker._stream import StreamSettings, restore, streams_ready
 
 __all__ = ["MistralWorkflowsPlugin"]
+
+# Seconds a stopping worker waits, at most, for the events of workflow code still queued.
+_RELAY_CLOSE_WAIT = 5.0
 
 
 class MistralWorkflowsPlugin(SimplePlugin):
@@ -131,6 +135,7 @@ class MistralWorkflowsPlugin(SimplePlugin):
         }
         self._publisher: Publisher | None = None
         self._executors: set[concurrent.futures.Executor] = set()
+        self._relay: Relay | None = None
         self._users = 0
         self._lock = asyncio.Lock()
         self._connected_event = asyncio.Event()
@@ -142,7 +147,9 @@ class MistralWorkflowsPlugin(SimplePlugin):
         )
         super().__init__(
             "mistral_workflows.MistralWorkflowsPlugin",
-            interceptors=[StreamingInterceptor(lambda: self._publisher, settings)],
+            interceptors=[
+                StreamingInterceptor(lambda: self._publisher, lambda: self._relay, settings)
+            ],
             activities=[self._publish_activity()],
             workflow_runner=_with_passthrough,
         )
@@ -197,6 +204,8 @@ class MistralWorkflowsPlugin(SimplePlugin):
         async with self._lock:
             if self._publisher is None:
                 self._publisher = await self._open()
+                window = self.stream.duplicate_window.total_seconds()
+                self._relay = Relay(self._publisher, give_up_after=window)
                 self._connected_event.set()
             self._users += 1
             publisher = self._publisher
@@ -207,7 +216,10 @@ class MistralWorkflowsPlugin(SimplePlugin):
                 self._users -= 1
                 if self._users == 0 and self._publisher is not None:
                     closing, self._publisher = self._publisher, None
+                    relay, self._relay = self._relay, None
                     self._connected_event.clear()
+                    if relay is not None:  # what workflows handed over goes out first
+                        await relay.close(min(self._persist_timeout, _RELAY_CLOSE_WAIT))
                     await _close(closing.nc)
 
     async def _open(self) -> Publisher:
@@ -237,20 +249,26 @@ class MistralWorkflowsPlugin(SimplePlugin):
         Workflow code encodes its events without the keys: with encryption, they are
         encrypted here, in the worker, before they are sent.
         """
-        publish = publish_activity(lambda: self._publisher)
+        publish = publish_activity(lambda: self._relay)
         encryption = self._encryption
         if encryption is None:
             return publish
 
         @activity.defn(name=PUBLISH_ACTIVITY)
-        async def publish_encrypted(subject: str, payload: str, headers: dict[str, str]) -> None:
+        async def publish_encrypted(
+            subject: str,
+            payload: str,
+            headers: dict[str, str],
+            hand_off: bool = False,
+            execution: str = "",
+        ) -> None:
             limit = self._publisher.limit if self._publisher else self.stream.max_event_bytes
             msg_id, stream = headers[MSG_ID], headers[EXPECTED_STREAM]
             what = "an event of workflow code"
             encoded, _ = encode_event(
                 orjson.loads(payload), msg_id, stream, limit, what, encryption
             )
-            await publish(subject, encoded.decode(), headers)
+            await publish(subject, encoded.decode(), headers, hand_off, execution)
 
         return publish_encrypted
 

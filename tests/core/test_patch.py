@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,7 +13,7 @@ from hypothesis import strategies as st
 
 from mistral_workflows.core.diff import diff
 from mistral_workflows.core.errors import PatchError
-from mistral_workflows.core.json_value import JSON
+from mistral_workflows.core.json_value import JSON, same_json
 from mistral_workflows.core.patch import apply, merge
 from tests.core.json_support import JSON_VALUES, KEYS, containers, dump, random_edit
 
@@ -111,6 +113,24 @@ def test_apply_rejects_invalid_ops(doc: JSON, op: dict[str, Any], message: str) 
         apply(doc, [op])
     assert message in str(info.value)
     assert repr(op.get("path")) in str(info.value)
+
+
+# The cases shared with the live page's applier (tests/gateway/test_live_patch.py).
+SHARED_CASES = json.loads((Path(__file__).parent / "patch_cases.json").read_text())
+
+
+@pytest.mark.parametrize("case", SHARED_CASES["ok"], ids=lambda case: case["name"])
+def test_shared_case_applies(case: dict[str, Any]) -> None:
+    """Each valid case of the shared corpus gives its document, exactly."""
+    assert same_json(apply(copy.deepcopy(case["doc"]), case["ops"]), case["result"])
+
+
+@pytest.mark.parametrize("case", SHARED_CASES["fail"], ids=lambda case: case["name"])
+def test_shared_case_fails(case: dict[str, Any]) -> None:
+    """Each invalid case of the shared corpus raises PatchError with its message."""
+    with pytest.raises(PatchError) as info:
+        apply(copy.deepcopy(case["doc"]), case["ops"])
+    assert case["message"] in str(info.value)
 
 
 def test_patch_error_names_the_failing_op_index() -> None:
