@@ -80,6 +80,21 @@ class Outbox(Generic[T]):
         self._release(size)
         return item
 
+    def room(self, size: int) -> bool:
+        """Whether `size` more bytes stay within this client's bound (one item always fits
+        when nothing waits)."""
+        return not self._items or self._size + size <= self._bounds.client_bytes
+
+    async def drain(self) -> list[T]:
+        """Everything waiting, oldest first, once there is something."""
+        while not self._items:
+            self._arrived.clear()
+            await self._arrived.wait()
+        items = [item for item, _ in self._items]
+        self._items.clear()
+        self._release(self._size)
+        return items
+
     def clear(self) -> None:
         """Drop what waits (the client is gone), giving its bytes back to the total."""
         size = self._size
