@@ -99,13 +99,14 @@ class Publisher:
 
 @dataclass
 class Viewer:
-    """An SSE client that collects the ids of the events it gets and its comments."""
+    """An SSE client that collects the ids of the events it gets."""
 
     url: str
     params: Mapping[str, str]
     headers: Mapping[str, str] = field(default_factory=dict)
     ids: list[int] = field(default_factory=list)
     raw: bytearray = field(default_factory=bytearray)
+    """What came after the last whole message."""
     connected: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def read(self, until: int) -> list[int]:
@@ -118,7 +119,9 @@ class Viewer:
             async for chunk in r.aiter_bytes():
                 self.raw += chunk
                 self.connected.set()
-                self.ids = [int(i) for i in _ID.findall(self.raw)]
+                whole = self.raw.rfind(b"\n\n") + 2
+                self.ids += [int(i) for i in _ID.findall(self.raw, 0, whole)]
+                del self.raw[:whole]
                 if len(self.ids) >= until:
                     return self.ids
         raise AssertionError(f"the stream ended after {self.ids}")
@@ -129,15 +132,18 @@ def ids_in(raw: bytes) -> list[int]:
     return [int(i) for i in _ID.findall(raw)]
 
 
-def read_socket(sock: socket.socket, until: int, timeout: float = 60) -> bytes:
-    """Everything a raw-socket client is sent, until `until` event ids were read."""
+def read_socket(sock: socket.socket, last: int, timeout: float = 60) -> bytes:
+    """Everything a raw-socket client is sent, until the event of id `last`."""
     sock.settimeout(timeout)
     raw = bytearray()
-    while len(ids_in(raw)) < until:
+    end = f"id: {last}\n".encode()
+    while True:
         chunk = sock.recv(1 << 16)
         if not chunk:
             break
         raw += chunk
+        if end in raw[-(len(chunk) + len(end)) :]:
+            break
     return bytes(raw)
 
 

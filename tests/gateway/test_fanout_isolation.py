@@ -105,7 +105,7 @@ async def test_a_stalled_viewer_is_cut_loose_and_resumes_with_nothing_lost(
             got = await reading
             # Cut loose, it reads on its own consumer, besides the shared one.
             await until(lambda: consumers_of(nats_server, place.exec_id) == 2, lambda: "", 15)
-            raw = await asyncio.to_thread(read_socket, stalled, count)
+            raw = await asyncio.to_thread(read_socket, stalled, publisher.seqs[place][-1])
             reset(stalled)
     assert got == publisher.seqs[place]
     assert ids_in(raw) == publisher.seqs[place]
