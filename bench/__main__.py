@@ -11,6 +11,7 @@ import asyncio
 from pathlib import Path
 
 from bench import (
+    fanout,
     gateway,
     latency,
     memory,
@@ -32,6 +33,7 @@ FULL = {
     "memory": 20_000,
     "wfstreams": 2_000,
     "gateway": 2_000,
+    "fanout": 200,
 }
 TINY = {
     "publish": 50,
@@ -42,10 +44,12 @@ TINY = {
     "memory": 300,
     "wfstreams": 20,
     "gateway": 20,
+    "fanout": 10,
 }
+FANOUT_VIEWERS = {"full": (1, 100, 1000), "tiny": (1, 3)}
 
 
-async def run_all(servers: Servers, sizes: dict[str, int]) -> list[Row]:
+async def run_all(servers: Servers, sizes: dict[str, int], tiny: bool = False) -> list[Row]:
     rows: list[Row] = []
     rows += await publish.run(servers, sizes["publish"])
     rows += await tokens.run(servers, sizes["tokens"])
@@ -55,6 +59,8 @@ async def run_all(servers: Servers, sizes: dict[str, int]) -> list[Row]:
     rows += await memory.run(servers, sizes["memory"])
     rows += await workflow_streams.run(servers, sizes["wfstreams"])
     rows += await gateway.run(servers, sizes["gateway"])
+    viewers = FANOUT_VIEWERS["tiny" if tiny else "full"]
+    rows += await fanout.run(servers, sizes["fanout"], viewers)
     return rows
 
 
@@ -65,7 +71,7 @@ def main() -> None:
     sizes = TINY if args.tiny else FULL
     with EmbeddedServers() as embedded:
         servers = Servers(embedded.nats_url, embedded.temporal_address)
-        rows = asyncio.run(run_all(servers, sizes))
+        rows = asyncio.run(run_all(servers, sizes, args.tiny))
     path = None if args.tiny else Path(__file__).parent / "results.json"
     print(report(rows, path))
 

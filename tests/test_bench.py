@@ -22,6 +22,7 @@ def test_benchmarks_run_at_a_tiny_size():
         "events stored, of",
         "Workflow Streams p50 / ours p50",
         "gateway",
+        "viewers with every event once, in order",
     )
     for figure in figures:
         assert figure in done.stdout
