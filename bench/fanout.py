@@ -27,6 +27,7 @@ from mistral_workflows import subscribe
 from mistral_workflows.core import subjects
 from mistral_workflows.core.task import Task
 from mistral_workflows.dev import free_port
+from mistral_workflows.worker import StreamSettings, provision
 
 RATE = 100
 _TYPE = "fanout"
@@ -92,6 +93,9 @@ async def measure(servers: Servers, viewers: int, n: int) -> dict[str, Any]:
     exec_id = f"fanout-{viewers}-{time.time_ns()}"
     query = urlencode({"workflow_exec_id": exec_id, "stream": _TYPE})
     env = {**os.environ, "PYTHONPATH": str(_ROOT)}
+    nc = await nats.connect(servers.nats_url)
+    await provision(nc.jetstream(), StreamSettings())  # Viewers must not wait for it.
+    await nc.close()
     with _gateway(servers.nats_url) as (url, pid):
         idle_rss = _rss_bytes(pid)
         command = [sys.executable, "-m", "bench.fanout_viewers", url, query, str(viewers)]
@@ -115,8 +119,11 @@ async def measure(servers: Servers, viewers: int, n: int) -> dict[str, Any]:
                     child.kill()
             await child.wait()
         result = json.loads(line)
-        await asyncio.sleep(1)
-        result["left"] = await _consumers_of(servers.nats_url, exec_id)
+        for _ in range(100):  # The last viewer out deletes the shared consumer.
+            result["left"] = await _consumers_of(servers.nats_url, exec_id)
+            if not result["left"]:
+                break
+            await asyncio.sleep(0.1)
     stored = [
         e.broker_sequence
         async for e in subscribe(

@@ -13,7 +13,9 @@ out of order or repeated, and how many times viewers were cut loose.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import re
 import sys
 import time
@@ -21,7 +23,7 @@ from urllib.parse import urlsplit
 
 _EVENT = re.compile(rb"^id: (\d+)\ndata: [^\n]*?\"event_timestamp\":(\d+)", re.MULTILINE)
 _DONE = b"CUSTOM_TASK_COMPLETED"
-_DEADLINE = 300.0
+_DEADLINE = float(os.environ.get("FANOUT_DEADLINE", "300"))
 
 
 class _Viewer(asyncio.Protocol):
@@ -29,6 +31,7 @@ class _Viewer(asyncio.Protocol):
         self.request = request
         self.delays: list[int] = []
         self.behind = 0
+        self.error = b""
         self.buffer = bytearray()
         self.ids: list[int] = []
         self.started = asyncio.get_running_loop().create_future()
@@ -50,6 +53,9 @@ class _Viewer(asyncio.Protocol):
             self.ids.append(int(seq))
             self.delays.append(now - int(stamp))
         self.behind += self.buffer.count(b": behind:", 0, whole)
+        error = self.buffer.find(b"event: error", 0, whole)
+        if error >= 0:
+            self.error = bytes(self.buffer[error : self.buffer.find(b"\n\n", error)])
         if _DONE in self.buffer[:whole] and not self.done.done():
             self.done.set_result(None)
         del self.buffer[:whole]
@@ -79,7 +85,8 @@ async def main(url: str, query: str, count: int) -> None:
         transports.append(transport)
     await asyncio.wait_for(asyncio.gather(*(v.started for v in viewers)), _DEADLINE)
     print("ready", flush=True)
-    await asyncio.wait_for(asyncio.gather(*(v.done for v in viewers)), _DEADLINE)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.gather(*(v.done for v in viewers)), _DEADLINE)
     for transport in transports:
         transport.close()
     # Without each viewer's first and last event (the task's start and end), as in
@@ -94,6 +101,10 @@ async def main(url: str, query: str, count: int) -> None:
     result = {"p50": at(0.5), "p99": at(0.99), "max": at(1.0), "disordered": disordered}
     result |= {"ids": sorted(lists)[0] if len(lists) == 1 else None}
     result |= {"cut_loose": sum(v.behind for v in viewers)}
+    result |= {"unfinished": sum(not v.done.done() for v in viewers)}
+    result |= {"fewest": min(len(v.ids) for v in viewers)}
+    errors = {v.error.decode() for v in viewers if v.error}
+    result |= {"errors": sum(bool(v.error) for v in viewers), "error": sorted(errors)[:1]}
     print(json.dumps(result), flush=True)
 
 

@@ -1,6 +1,7 @@
 """Shared reads: one JetStream consumer per subject filter, whatever the number of viewers.
 
-A `Hub` reads the events of one subject filter from the live end of the stream on, decodes
+A `Hub` reads the events of one subject filter from the live end of the stream on (from its
+start if nothing matching is stored yet, so that viewers who come first join at once), decodes
 each event once and frames it once as an SSE message; the same bytes go to every viewer
 whose own filters (event types, metadata) keep the event, checked once per distinct set of
 filters. It keeps the newest messages (bounded in bytes) so that a viewer that caught up on
@@ -38,6 +39,11 @@ log = logging.getLogger("mistral_workflows.gateway")
 
 # Seconds between cancellations of a reading task that has not begun to close.
 _RECANCEL = 0.5
+# Seconds the viewers given an event wait before they are woken to send it: the events
+# that come meanwhile go out in the same write. Waking a viewer and writing to its socket
+# cost far more than queueing one more event, so when the gateway falls behind (many
+# viewers), each write carries more events instead of the delay growing.
+_COALESCE = 0.002
 
 
 class Member(Protocol):
@@ -47,11 +53,16 @@ class Member(Protocol):
     """The first broker sequence the viewer has not been given yet (0: none given)."""
 
     def offer(self, frame: bytes, seq: int) -> bool:
-        """Queue `frame`; False, queueing nothing, when the viewer's buffer is full."""
+        """Queue `frame` (sent once woken); False, queueing nothing, when the viewer's
+        buffer is full."""
         ...
 
     def notice(self, message: bytes) -> None:
         """Queue a message that must not be dropped (a gap notice)."""
+        ...
+
+    def wake(self) -> None:
+        """Send what `offer` queued."""
         ...
 
     def cut_loose(self, failure: bytes | None) -> None:
@@ -93,6 +104,8 @@ class Hub:
         self._history_bytes = history_bytes
         self._groups: dict[Hashable, _Group] = {}
         self._opened = asyncio.Event()
+        self._woken: dict[Member, None] = {}
+        self._waking: asyncio.TimerHandle | None = None
         self._closing = False
         self._task: asyncio.Task[None] | None = None
 
@@ -129,7 +142,9 @@ class Hub:
         False if its buffer filled up meanwhile: it has not joined, and reads on its own."""
         for seq, frame, event in self._history:
             if seq >= viewer.next and keeps(event) and not viewer.offer(frame, seq):
+                viewer.wake()
                 return False
+        viewer.wake()
         group = self._groups.get(key)
         if group is None:
             group = self._groups[key] = _Group(keeps)
@@ -151,21 +166,21 @@ class Hub:
             await stop_task(task, lambda: self._closing)
 
     async def _read(self) -> None:
-        # From a position, not "new only": a reader with a position knows when the stream
-        # is recreated under it, and says so.
         reader: Reader | None = None
         try:
-            end = await last_sequence(self._nc, self._stream, self.subject)
-            reader = Reader(
-                self._nc,
-                self._stream,
-                [self.subject],
-                end + 1,
-                on_gap=self._gap,
-                max_bytes=self._max_bytes,
-            )
+            # Nothing stored yet (the usual case for viewers that come before the run):
+            # reading from the start is reading live, and the history is complete.
+            reader = self._reader(None)
             await reader.open()
-            self.next = self.base = self.first_base = reader.first_seq or 1
+            self.next = reader.first_seq or 1
+            if reader.first_seq is not None and not reader.caught_up:
+                # Else from the live end, and from a position, not "new only": a reader
+                # with a position knows when the stream is recreated, and says so.
+                await reader.close()
+                end = await last_sequence(self._nc, self._stream, self.subject)
+                reader = self._reader(end + 1)
+                await reader.open()
+                self.next = self.base = self.first_base = reader.first_seq or end + 1
             self._opened.set()
             while True:
                 msg = await reader.next(None)
@@ -181,8 +196,21 @@ class Hub:
         finally:
             self._closing = True
             self._opened.set()
+            if self._waking is not None:
+                self._waking.cancel()
+            self._wake()
             if reader is not None:
                 await reader.close()
+
+    def _reader(self, start: int | None) -> Reader:
+        return Reader(
+            self._nc,
+            self._stream,
+            [self.subject],
+            start,
+            on_gap=self._gap,
+            max_bytes=self._max_bytes,
+        )
 
     def _deliver(self, msg: Msg) -> None:
         seq = msg.metadata.sequence.stream
@@ -195,10 +223,25 @@ class Hub:
         for group in list(self._groups.values()):
             if not group.keeps(event):
                 continue
-            loose = [v for v in group.viewers if v.next <= seq and not v.offer(frame, seq)]
+            loose = []
+            for viewer in group.viewers:
+                if viewer.next <= seq:
+                    if viewer.offer(frame, seq):
+                        self._woken[viewer] = None
+                    else:
+                        loose.append(viewer)
             for viewer in loose:
                 del group.viewers[viewer]
                 viewer.cut_loose(None)
+        if self._woken and self._waking is None:
+            self._waking = asyncio.get_running_loop().call_later(_COALESCE, self._wake)
+
+    def _wake(self) -> None:
+        """Wake the viewers given events since the last time, once for all those events."""
+        self._waking = None
+        woken, self._woken = self._woken, {}
+        for viewer in woken:
+            viewer.wake()
 
     def _remember(self, seq: int, frame: bytes, event: StreamEvent) -> None:
         self._history.append((seq, frame, event))
@@ -217,6 +260,7 @@ class Hub:
         self.base = self.first_base = 0
         self.next = gap.first_available
         message = gap_message(gap)
+        self._wake()
         for group in self._groups.values():
             for viewer in group.viewers:
                 viewer.notice(message)

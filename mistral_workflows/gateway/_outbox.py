@@ -64,11 +64,17 @@ class Outbox(Generic[T]):
             await self._bounds.freed()
         self.push(item, size)
 
-    def push(self, item: T, size: int) -> None:
-        """Add `item` now (small notices that must not wait)."""
+    def push(self, item: T, size: int, wake: bool = True) -> None:
+        """Add `item` now (small notices that must not wait); without `wake`, whoever
+        waits for it is woken by a later `wake()`."""
         self._items.append((item, size))
         self._size += size
         self._bounds.take(size)
+        if wake:
+            self._arrived.set()
+
+    def wake(self) -> None:
+        """Wake whoever waits for items (`push(..., wake=False)`)."""
         self._arrived.set()
 
     async def get(self) -> T:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Callable, Hashable
 
 import orjson
@@ -22,14 +23,17 @@ from starlette.types import Receive, Scope, Send
 
 from mistral_workflows.consumer import Gap
 from mistral_workflows.consumer._reader import Reader
+from mistral_workflows.core.errors import MistralWorkflowsError
 from mistral_workflows.core.events import StreamEvent
 from mistral_workflows.core.filter import EventFilter
 from mistral_workflows.gateway._fanout import Hub, Hubs, decode, stop_task
 from mistral_workflows.gateway._outbox import Outbox, ReadAhead
 from mistral_workflows.gateway._query import StreamQuery
-from mistral_workflows.gateway._sse import RETRY_MS, event_message, gap_message
+from mistral_workflows.gateway._sse import RETRY_MS, error_message, event_message, gap_message
 
 __all__ = ["Fanout", "ViewerStream"]
+
+log = logging.getLogger("mistral_workflows.gateway")
 
 _RETRY = f"retry: {RETRY_MS}\n".encode()
 _KEEPALIVE = b": keep-alive\n\n"
@@ -138,6 +142,9 @@ class Viewer:
     def notice(self, message: bytes) -> None:
         self.outbox.push(message, len(message))
 
+    def wake(self) -> None:
+        self.outbox.wake()
+
     def cut_loose(self, failure: bytes | None) -> None:
         self._failure = failure
         self._loose.set()
@@ -165,8 +172,8 @@ class Viewer:
     def _event(self, frame: bytes, size: int) -> None:
         if self._first:
             self._first = False
-            self.outbox.push(_RETRY, len(_RETRY))
-        self.outbox.push(frame, size)
+            self.outbox.push(_RETRY, len(_RETRY), wake=False)
+        self.outbox.push(frame, size, wake=False)
 
     def _end(self, failure: bytes) -> None:
         if self._first:
@@ -176,6 +183,17 @@ class Viewer:
         self.outbox.push(_END, 0)
 
     async def _run(self, hub: Hub) -> None:
+        try:
+            await self._follow(hub)
+        except MistralWorkflowsError as e:
+            self._end(error_message(type(e).__name__, str(e)))
+        except Exception:
+            log.exception("mistral_workflows.gateway: reading events failed")
+            self._end(
+                error_message("internal_error", "reading events failed; see the gateway's log")
+            )
+
+    async def _follow(self, hub: Hub) -> None:
         await hub.opened()
         proven = caught_up = False
         while True:
@@ -223,8 +241,10 @@ class Viewer:
             if start is not None and first is not None and first > start:
                 on_gap(Gap(start, first))
                 self.next = first
-            if not foreign and hub.joinable(self.next, True, reader.caught_up):
-                return True, reader.caught_up
+            # No stream yet (no consumer could be made): nothing is stored, all is to come.
+            caught_up = reader.caught_up or (first is None and start is None)
+            if not foreign and hub.joinable(self.next, True, caught_up):
+                return True, caught_up
             while True:
                 msg = await reader.next(None)
                 assert msg is not None

@@ -127,6 +127,9 @@ class _Member:
     def notice(self, message: bytes) -> None:
         pass
 
+    def wake(self) -> None:
+        pass
+
     def cut_loose(self, failure: bytes | None) -> None:
         pass
 
