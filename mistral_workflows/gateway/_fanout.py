@@ -41,9 +41,9 @@ log = logging.getLogger("mistral_workflows.gateway")
 _RECANCEL = 0.5
 # Seconds the viewers given an event wait before they are woken to send it: the events
 # that come meanwhile go out in the same write. Waking a viewer and writing to its socket
-# cost far more than queueing one more event, so when the gateway falls behind (many
-# viewers), each write carries more events instead of the delay growing.
-_COALESCE = 0.002
+# cost far more than queueing one more event, so the wait grows with the number of viewers
+# woken last time (25 us each, what one wake and write cost), from 2 ms to 50 ms.
+_COALESCE = (0.002, 25e-6, 0.05)
 
 
 class Member(Protocol):
@@ -106,6 +106,7 @@ class Hub:
         self._opened = asyncio.Event()
         self._woken: dict[Member, None] = {}
         self._waking: asyncio.TimerHandle | None = None
+        self._last_woken = 0
         self._closing = False
         self._task: asyncio.Task[None] | None = None
 
@@ -234,12 +235,15 @@ class Hub:
                 del group.viewers[viewer]
                 viewer.cut_loose(None)
         if self._woken and self._waking is None:
-            self._waking = asyncio.get_running_loop().call_later(_COALESCE, self._wake)
+            least, each, most = _COALESCE
+            delay = min(most, max(least, self._last_woken * each))
+            self._waking = asyncio.get_running_loop().call_later(delay, self._wake)
 
     def _wake(self) -> None:
         """Wake the viewers given events since the last time, once for all those events."""
         self._waking = None
         woken, self._woken = self._woken, {}
+        self._last_woken = len(woken)
         for viewer in woken:
             viewer.wake()
 
