@@ -188,7 +188,7 @@ class Hub:
                 assert msg is not None
                 self._deliver(msg)
         except MistralWorkflowsError as e:
-            self._fail(error_message(type(e).__name__, str(e), retry=True))
+            self._fail(error_message(type(e).__name__, str(e)))
         except Exception:
             log.exception("mistral_workflows.gateway: reading events failed")
             self._fail(
