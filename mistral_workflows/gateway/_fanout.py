@@ -31,6 +31,7 @@ from mistral_workflows.consumer._consumers import last_sequence
 from mistral_workflows.consumer._reader import Reader
 from mistral_workflows.core.errors import MistralWorkflowsError
 from mistral_workflows.core.events import StreamEvent
+from mistral_workflows.gateway._outbox import ReadAhead
 from mistral_workflows.gateway._sse import error_message, event_message, gap_message
 
 __all__ = ["Hub", "Hubs", "Member", "decode", "stop_task"]
@@ -83,9 +84,7 @@ class _Group:
 class Hub:
     """The shared read of one subject filter (see the module's docstring)."""
 
-    def __init__(
-        self, nc: NATS, stream: str, subject: str, history_bytes: int, max_bytes: int
-    ) -> None:
+    def __init__(self, nc: NATS, stream: str, subject: str, bounds: ReadAhead) -> None:
         self.subject = subject
         self.members = 0
         """Viewers of this hub, joined or catching up on their own."""
@@ -98,10 +97,10 @@ class Hub:
         self.next = 0
         """The sequence after the last one the hub read (the stream reaches it)."""
         self.failure: bytes | None = None
-        self._nc, self._stream, self._max_bytes = nc, stream, max_bytes
+        self._nc, self._stream, self._max_bytes = nc, stream, bounds.client_bytes
         self._history: deque[tuple[int, bytes, StreamEvent]] = deque()
         self._history_size = 0
-        self._history_bytes = history_bytes
+        self._bounds = bounds
         self._groups: dict[Hashable, _Group] = {}
         self._opened = asyncio.Event()
         self._woken: dict[Member, None] = {}
@@ -200,6 +199,7 @@ class Hub:
             if self._waking is not None:
                 self._waking.cancel()
             self._wake()
+            self._forget()
             if reader is not None:
                 await reader.close()
 
@@ -250,17 +250,22 @@ class Hub:
     def _remember(self, seq: int, frame: bytes, event: StreamEvent) -> None:
         self._history.append((seq, frame, event))
         self._history_size += len(frame)
-        while self._history_size > self._history_bytes and len(self._history) > 1:
+        self._bounds.take(len(frame))
+        bounds = self._bounds
+        # Within its own bound, and within the gateway's total when hubs hold too much.
+        while len(self._history) > 1 and (
+            self._history_size > bounds.client_bytes or bounds.used > bounds.total_bytes
+        ):
             dropped, old, _ = self._history.popleft()
             self._history_size -= len(old)
+            bounds.give(len(old))
             self.base = dropped + 1
 
     def _gap(self, gap: Gap) -> None:
         """The stream was recreated: positions restarted, the history means nothing."""
         log.info("mistral_workflows.gateway: %s", gap)
         self.epoch += 1
-        self._history.clear()
-        self._history_size = 0
+        self._forget()
         self.base = self.first_base = 0
         self.next = gap.first_available
         message = gap_message(gap)
@@ -269,6 +274,12 @@ class Hub:
             for viewer in group.viewers:
                 viewer.notice(message)
                 viewer.next = 0
+
+    def _forget(self) -> None:
+        """Drop the history, giving its bytes back to the gateway's total."""
+        self._history.clear()
+        self._bounds.give(self._history_size)
+        self._history_size = 0
 
     def _fail(self, message: bytes) -> None:
         self.failure = message
@@ -281,17 +292,17 @@ class Hub:
 class Hubs:
     """The hubs of one gateway, by subject filter; a hub lives while it has viewers."""
 
-    def __init__(self, nc: Callable[[], NATS], stream: str, history_bytes: int) -> None:
+    def __init__(self, nc: Callable[[], NATS], stream: str, bounds: ReadAhead) -> None:
         self._nc = nc
         self._stream = stream
-        self._history_bytes = history_bytes
+        self._bounds = bounds
         self._hubs: dict[str, Hub] = {}
 
     def enter(self, subject: str) -> Hub:
         """The hub of `subject`, started if it is new; counts one more member."""
         hub = self._hubs.get(subject)
         if hub is None or hub.failure is not None:
-            hub = Hub(self._nc(), self._stream, subject, self._history_bytes, self._history_bytes)
+            hub = Hub(self._nc(), self._stream, subject, self._bounds)
             self._hubs[subject] = hub
             hub.start()
         hub.members += 1

@@ -65,7 +65,7 @@ class Fanout:
         self.stream = stream
         self.prefix = prefix
         self.bounds = bounds
-        self.hubs = Hubs(nc, stream, bounds.client_bytes)
+        self.hubs = Hubs(nc, stream, bounds)
         self._keepalive = keepalive
         self._viewers: dict[Viewer, None] = {}
         self._ticker: asyncio.Task[None] | None = None

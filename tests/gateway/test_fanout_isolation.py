@@ -12,6 +12,7 @@ from mistral_workflows.core import subjects
 from mistral_workflows.dev import NatsServer
 from mistral_workflows.gateway import mint_token
 from mistral_workflows.gateway._fanout import Hub
+from mistral_workflows.gateway._outbox import ReadAhead
 from tests.gateway.fanout_support import (
     COMPLETED,
     STARTED,
@@ -143,7 +144,7 @@ async def test_a_viewer_joins_only_where_the_history_holds_its_position(
     place = Place(unique("gw-handoff"))
     nc = await nats.connect(nats_server.url)
     subject = f"{subjects.DEFAULT_PREFIX}.*.*.*.*.*.{subjects.token(place.exec_id)}.>"
-    hub = Hub(nc, subjects.DEFAULT_STREAM_NAME, subject, 4096, 4096)
+    hub = Hub(nc, subjects.DEFAULT_STREAM_NAME, subject, ReadAhead(4096, 1 << 30))
     try:
         async with Publisher(nats_server.url) as publisher:
             hub.start()
