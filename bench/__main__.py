@@ -12,6 +12,7 @@ from pathlib import Path
 
 from bench import (
     catchup,
+    fanout,
     gateway,
     latency,
     memory,
@@ -36,6 +37,7 @@ FULL = {
     "wfstreams": 2_000,
     "gateway": 2_000,
     "catchup": 1_000,
+    "fanout": 200,
 }
 TINY = {
     "publish": 50,
@@ -48,10 +50,12 @@ TINY = {
     "wfstreams": 20,
     "gateway": 20,
     "catchup": 10,
+    "fanout": 10,
 }
+FANOUT_VIEWERS = {"full": (1, 100, 1000), "tiny": (1, 3)}
 
 
-async def run_all(servers: Servers, sizes: dict[str, int]) -> list[Row]:
+async def run_all(servers: Servers, sizes: dict[str, int], tiny: bool = False) -> list[Row]:
     rows: list[Row] = []
     rows += await publish.run(servers, sizes["publish"])
     rows += await sync_task.run(servers, sizes["sync"])
@@ -63,6 +67,8 @@ async def run_all(servers: Servers, sizes: dict[str, int]) -> list[Row]:
     rows += await workflow_streams.run(servers, sizes["wfstreams"])
     rows += await gateway.run(servers, sizes["gateway"])
     rows += await catchup.run(servers, sizes["catchup"])
+    viewers = FANOUT_VIEWERS["tiny" if tiny else "full"]
+    rows += await fanout.run(servers, sizes["fanout"], viewers)
     return rows
 
 
@@ -73,7 +79,7 @@ def main() -> None:
     sizes = TINY if args.tiny else FULL
     with EmbeddedServers() as embedded:
         servers = Servers(embedded.nats_url, embedded.temporal_address)
-        rows = asyncio.run(run_all(servers, sizes))
+        rows = asyncio.run(run_all(servers, sizes, args.tiny))
     path = None if args.tiny else Path(__file__).parent / "results.json"
     print(report(rows, path))
 
