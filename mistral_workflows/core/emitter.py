@@ -98,11 +98,23 @@ class Emitter:
             subject=subject,
             snapshot_subject=snapshots,
             limit=publisher.limit,
-            # Updates made within one event-loop turn cannot reach the socket before the
-            # turn ends anyway: tasks fold them into one event.
-            coalesce=True,
+            coalesce=publisher.max_delay > 0,
             clock=time.time_ns,
             encrypted=publisher.encryption is not None,
+            max_delay_ns=int(publisher.max_delay * 1e9),
+            busy=self.busy,
+            hand_over=publisher.hand_over,
+        )
+
+    def busy(self) -> bool:
+        """Whether an event sent now would wait before going out: the window of
+        unacknowledged events is full, an earlier event is waiting for room, or the events
+        lost with a connection are to be sent again first."""
+        publisher = self.publisher
+        return (
+            self._room.locked()
+            or self._epoch != publisher.epoch
+            or publisher.in_flight() >= publisher.max_in_flight
         )
 
     def encode(
@@ -193,12 +205,7 @@ class Emitter:
         self._pending.clear()
 
     async def _send(self, entry: Pending) -> None:
-        publisher = self.publisher
-        if (
-            self._room.locked()
-            or self._epoch != publisher.epoch
-            or publisher.in_flight() >= publisher.max_in_flight
-        ):
+        if self.busy():
             # One sender at a time, woken in order: events leave in the order they were sent.
             async with self._room:
                 if not entry.snapshot:

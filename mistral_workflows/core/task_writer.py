@@ -6,10 +6,18 @@ within the size limit, folds them with the ops not sent yet), and sends them thr
 scope's sink as one event. It numbers the events, builds their envelopes, and sends a
 snapshot of the state now and then for consumers that join late.
 
-Updates made while an event of the task is waiting for the event loop's next turn (a
-producer updating faster than it yields) are folded into one IN_PROGRESS event: nothing
-could reach the socket before that turn anyway, so no latency is added, and a fast stream
-costs one envelope per turn instead of one per update.
+When updates are sent: an update made after the event loop turned (the producer yielded
+since its last update) is sent at once, unless the task's previous event is still waiting
+for room in the acknowledgement window: then it is folded into the next event, which goes
+out as soon as there is room (the producer is not held up, and an overloaded worker sends
+fewer, larger events). Updates made without the loop turning (a producer going faster than
+it yields, or doing blocking work between updates) are folded too, and their event leaves
+on the next turn, or from the update call itself once waiting for the next call would make
+the oldest folded update older than the channel's `max_delay_ns` (the next call is
+expected as far off as the last one was); the event is then written to the socket at once,
+since the loop that would write it is not turning. A fast stream costs one envelope per
+turn or per `max_delay` instead of one per update, and no update waits longer than that
+for lack of a turn.
 
 A task ends with exactly one terminal event, sent after every update accepted before it:
 COMPLETED, or FAILED naming the problem when the end itself fails (the state was changed in
@@ -21,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -88,9 +97,14 @@ class TaskWriter:
         self._folded_bytes = 0
         self._patch_overhead = 0
         self._limit = channel.limit  # the event size limit, headers included
-        self._coalesce = channel.coalesce
-        self._sent_this_turn = False
-        self._watching_turn = False
+        self._coalesce = channel.coalesce and channel.max_delay_ns > 0
+        self._max_delay = channel.max_delay_ns
+        self._busy = channel.busy
+        self._hand_over = channel.hand_over
+        self._folded_at = 0  # when the oldest folded update was made (monotonic ns)
+        self._last_call = 0  # when the last update was made, or the task started
+        self._unwritten_at = 0  # when an event first waited for a turn that did not come
+        self._in_turn = False  # something happened since the event loop last turned
         self._closed = False
         self._background: asyncio.Task[None] | None = None
         self._background_error: BaseException | None = None
@@ -99,6 +113,7 @@ class TaskWriter:
     async def start(self) -> None:
         """Send CUSTOM_TASK_STARTED with the initial state."""
         payload = None if self._shadow is None else {"type": "json", "value": self._shadow}
+        self._last_call = time.monotonic_ns()
         await self._publish(EventType.CUSTOM_TASK_STARTED, {"payload": payload} if payload else {})
 
     async def update(self, changes: Mapping[str, Any]) -> None:
@@ -177,8 +192,8 @@ class TaskWriter:
             ) from e
 
     async def _stage(self, ops: list[Op]) -> None:
-        """Apply `ops` to the shadow and send them, or fold them into the next event when
-        an event of this task already went out in this loop turn.
+        """Apply `ops` to the shadow and send them, or fold them into the next event (see
+        the module docstring for when).
 
         Raises:
             PayloadTooLargeError: the update alone, or the state, would be over the limit;
@@ -196,22 +211,44 @@ class TaskWriter:
                 "e.g. {'url': ..., 'size': ...}."
             )
         if self._folded and self._folded_bytes + size > min(room, _FOLD_MAX_BYTES):
+            # Full: sent now, after the task's event waiting for room if there is one (the
+            # producer waits with it, at most the persist timeout).
             await self._send_folded()
         self._apply_within_limit(ops, size)
+        now = time.monotonic_ns()
         if self._folded:
             merge(self._folded, ops)
         else:
-            self._folded = ops
+            self._folded, self._folded_at = ops, now
         self._folded_bytes += size
-        if not (self._coalesce and self._sent_this_turn):
+        if not self._coalesce:
             await self._send_folded()
+            return
+        yielded, interval = not self._in_turn, now - self._last_call
+        self._last_call = now
+        self._mark_turn()
+        if self._busy():  # the previous event waits for room: this one goes after it
+            if self._background is None:
+                self._background = asyncio.ensure_future(self._send_in_background())
+            return
+        if yielded:
+            await self._send_folded()
+            return
+        # No turn since the last update: the producer may not yield before its next one.
+        due = now + interval
+        if due - self._folded_at >= self._max_delay:
+            await self._send_folded()
+        if self._unwritten_at and due - self._unwritten_at >= self._max_delay:
+            self._unwritten_at = 0
+            self._hand_over()
 
     async def _send_folded(self) -> None:
         """Send the ops applied to the shadow since the last event, as one event."""
         if not self._folded:
             return
         ops, self._folded, self._folded_bytes = self._folded, [], 0
-        await self._publish(_IN_PROGRESS, {"payload": {"type": "json_patch", "value": ops}})
+        attributes = {"payload": {"type": "json_patch", "value": ops}}
+        await self._publish(_IN_PROGRESS, attributes, self._folded_at)
 
     def _overhead(self) -> int:
         """An upper bound of an IN_PROGRESS event's size without its ops."""
@@ -223,9 +260,17 @@ class TaskWriter:
             self._patch_overhead = event_size(payload, headers) + _SIZE_SLACK
         return self._patch_overhead
 
+    def _mark_turn(self) -> None:
+        """Note that the task did something in this loop turn (see `_next_turn`)."""
+        if not self._in_turn:
+            self._in_turn = True
+            asyncio.get_running_loop().call_soon(self._next_turn)
+
     def _next_turn(self) -> None:
-        """The event loop turned since this task last sent: send what was folded since."""
-        self._watching_turn = self._sent_this_turn = False
+        """The event loop turned since this task last updated or sent: its events are being
+        written to the socket; send what was folded since."""
+        self._in_turn = False
+        self._unwritten_at = 0
         if self._folded and self._background is None and not self._closed:
             self._background = asyncio.ensure_future(self._send_in_background())
 
@@ -252,8 +297,11 @@ class TaskWriter:
             **self._source,
         )
 
-    async def _publish(self, event_type: str, attributes: dict[str, Any]) -> None:
-        """Encode, check and send one event, numbered in the order of the calls."""
+    async def _publish(
+        self, event_type: str, attributes: dict[str, Any], made_at: int = 0
+    ) -> None:
+        """Encode, check and send one event, numbered in the order of the calls; `made_at`
+        is when its oldest update was made (default: now)."""
         body = self._body(event_type, attributes, self._seq)
         event_id = body["data"]["event_id"]
         what = f"{event_type} of task {self._stream!r}"
@@ -262,10 +310,10 @@ class TaskWriter:
         self._seq += 1
         self._ended = self._ended or event_type in _TERMINAL
         if self._coalesce:
-            self._sent_this_turn = True
-            if not self._watching_turn:
-                self._watching_turn = True
-                asyncio.get_running_loop().call_soon(self._next_turn)
+            # Written to the socket when the loop turns (or by `_hand_over`).
+            if not self._unwritten_at:
+                self._unwritten_at = made_at or time.monotonic_ns()
+            self._mark_turn()
         await self._sink.send(self._channel.subject, payload, headers, then)
 
     def _wants_snapshot(self, event_type: str, size: int) -> bool:

@@ -70,6 +70,9 @@ class MistralWorkflowsPlugin(SimplePlugin):
             permission to create streams.
         encryption: Encrypt task state before it leaves the worker (see `Encryption` and
             docs/security.md); consumers need the same keys.
+        max_delay: The longest a task holds an update to fold it with later ones before
+            handing it to the socket (a timedelta, or seconds), whether the activity yields
+            to the event loop between updates or not; 0 sends one event per update.
     """
 
     def __init__(
@@ -89,6 +92,7 @@ class MistralWorkflowsPlugin(SimplePlugin):
         nats_options: dict[str, Any] | None = None,
         provision_stream: bool = True,
         encryption: Encryption | None = None,
+        max_delay: timedelta | float = timedelta(milliseconds=25),
     ) -> None:
         if not nats_url or not all(isinstance(u, str) and u for u in _as_list(nats_url)):
             raise ConfigurationError(f"nats_url must be a URL or a list of URLs, not {nats_url!r}")
@@ -105,6 +109,7 @@ class MistralWorkflowsPlugin(SimplePlugin):
             duplicate_window=duplicate_window,
             replicas=replicas,
         )
+        self._max_delay = _seconds("max_delay", max_delay)
         self._provision = provision_stream
         self._persist_timeout = persist_timeout
         self._strict = fail_on_publish_error
@@ -199,6 +204,7 @@ class MistralWorkflowsPlugin(SimplePlugin):
             persist_timeout=self._persist_timeout,
             strict=self._strict,
             encryption=self._encryption,
+            max_delay=self._max_delay,
             restore=functools.partial(restore, nc.jetstream(), self.stream, create=self._provision),
         )
         return hooks.publisher
@@ -249,6 +255,21 @@ def _mark_stopped_without_running(worker: Worker) -> None:
             "temporalio version it was tested with"
         )
     done.set()
+
+
+def _seconds(name: str, value: object) -> float:
+    """A duration given as a timedelta or as seconds, checked: finite and not negative."""
+    seconds = value.total_seconds() if isinstance(value, timedelta) else value
+    if (
+        isinstance(seconds, bool)
+        or not isinstance(seconds, int | float)
+        or not 0 <= seconds < float("inf")
+    ):
+        raise ConfigurationError(
+            f"{name} must be a timedelta or a number of seconds, 0 or more, not {value!r}; "
+            f"e.g. {name}=timedelta(milliseconds=25), or 0"
+        )
+    return float(seconds)
 
 
 def _as_list(urls: str | Sequence[str]) -> Sequence[str]:
