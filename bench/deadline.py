@@ -53,7 +53,7 @@ async def blocking_producer(url: str, n: int) -> tuple[list[float], int, float]:
         max_delay = emitter.publisher.max_delay
         async with Task(type=STREAM, state={"done": 0}) as task:
             for i in range(n):
-                time.sleep(BLOCK)  # blocking work: the event loop does not turn
+                time.sleep(BLOCK)  # noqa: ASYNC251 - blocking work: the loop does not turn
                 made.append(time.time_ns())
                 await task.update_state({"done": i + 1})
         events = task._writer._seq - 2

@@ -35,7 +35,7 @@ from typing import Any
 
 import orjson
 
-from mistral_workflows.core.context import FollowUp, Scope
+from mistral_workflows.core.context import Scope
 from mistral_workflows.core.diff import StrLists, diff, diff_keys
 from mistral_workflows.core.encoding import event_size
 from mistral_workflows.core.envelope import envelope, failure_message, source
@@ -47,18 +47,21 @@ from mistral_workflows.core.errors import (
 from mistral_workflows.core.events import CUSTOM_TASK_EVENT_TYPES, EventType
 from mistral_workflows.core.json_value import JSON
 from mistral_workflows.core.patch import Op, apply_own, merge
+from mistral_workflows.core.task_snapshots import Snapshots
 
 __all__ = ["TaskWriter"]
 
 log = logging.getLogger("mistral_workflows")
 
-_SNAPSHOT_MIN_BYTES = 16 * 1024
-_SNAPSHOT_MAX_AGE_NS = 1_000_000_000
 # The most patch bytes folded into one event: large enough that the envelope is noise.
 _FOLD_MAX_BYTES = 32 * 1024
 # Room left in the size estimate of an event for what varies between events (sequence
 # number, timestamp digits).
 _SIZE_SLACK = 64
+# Loop turns slower than this share of `max_delay` on average (over about _LAG_TURNS
+# turns) mean the worker is saturated.
+_SLOW_TURN_SHARE = 5
+_LAG_TURNS = 8
 _IN_PROGRESS = EventType.CUSTOM_TASK_IN_PROGRESS
 _TERMINAL = CUSTOM_TASK_EVENT_TYPES - {EventType.CUSTOM_TASK_STARTED, _IN_PROGRESS}
 
@@ -88,9 +91,7 @@ class TaskWriter:
         self._shadow = shadow
         self._state_bytes = self._encoded_state_size(shadow)
         self._seq = 0
-        self._unsnapshotted = 0
-        self._snapshot_bytes = 0
-        self._snapshot_ns = 0
+        self._snapshots = Snapshots(self._sink, channel)
         self._str_lists = StrLists()
         # Ops applied to the shadow but not sent yet (see the module docstring).
         self._folded: list[Op] = []
@@ -105,6 +106,10 @@ class TaskWriter:
         self._last_call = 0  # when the last update was made, or the task started
         self._unwritten_at = 0  # when an event first waited for a turn that did not come
         self._in_turn = False  # something happened since the event loop last turned
+        self._turn_asked = 0  # when the task last asked to hear of the next turn
+        self._lag = 0  # how long the loop takes to turn, on average (ns)
+        self._slow = False  # the loop takes long to turn: the worker is saturated
+        self._timer: asyncio.TimerHandle | None = None
         self._closed = False
         self._background: asyncio.Task[None] | None = None
         self._background_error: BaseException | None = None
@@ -131,6 +136,8 @@ class TaskWriter:
     async def close(self) -> None:
         """Stop sending in the background: what is folded goes with the last event."""
         self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
         if self._background is not None:
             await self._background
 
@@ -226,16 +233,19 @@ class TaskWriter:
             return
         yielded, interval = not self._in_turn, now - self._last_call
         self._last_call = now
-        self._mark_turn()
+        self._mark_turn(now)
         if self._busy():  # the previous event waits for room: this one goes after it
-            if self._background is None:
-                self._background = asyncio.ensure_future(self._send_in_background())
+            self._send_soon()
             return
+        # The next update is expected as far off as this one was from the last.
+        due = now + interval
         if yielded:
+            if self._slow and due - self._folded_at < self._max_delay:
+                self._send_by_deadline(now)  # saturated: fewer, larger events
+                return
             await self._send_folded()
             return
         # No turn since the last update: the producer may not yield before its next one.
-        due = now + interval
         if due - self._folded_at >= self._max_delay:
             await self._send_folded()
         if self._unwritten_at and due - self._unwritten_at >= self._max_delay:
@@ -260,19 +270,49 @@ class TaskWriter:
             self._patch_overhead = event_size(payload, headers) + _SIZE_SLACK
         return self._patch_overhead
 
-    def _mark_turn(self) -> None:
+    def _mark_turn(self, now: int) -> None:
         """Note that the task did something in this loop turn (see `_next_turn`)."""
         if not self._in_turn:
-            self._in_turn = True
+            self._in_turn, self._turn_asked = True, now
             asyncio.get_running_loop().call_soon(self._next_turn)
 
     def _next_turn(self) -> None:
         """The event loop turned since this task last updated or sent: its events are being
-        written to the socket; send what was folded since."""
+        written to the socket; send what was folded since, unless the turn came late (the
+        worker is saturated): then the folded changes wait for `max_delay`."""
         self._in_turn = False
         self._unwritten_at = 0
-        if self._folded and self._background is None and not self._closed:
+        now = time.monotonic_ns()
+        # An average over the last several turns: one late turn (the process descheduled
+        # for a moment) does not make a saturated worker.
+        self._lag += (now - self._turn_asked - self._lag) // _LAG_TURNS
+        self._slow = self._lag * _SLOW_TURN_SHARE >= self._max_delay
+        if self._folded:
+            if self._slow:
+                self._send_by_deadline(now)
+            else:
+                self._send_soon()
+
+    def _send_soon(self) -> None:
+        """Send what is folded from a task of its own (after the event waiting for room)."""
+        if self._background is None and not self._closed:
             self._background = asyncio.ensure_future(self._send_in_background())
+
+    def _send_by_deadline(self, now: int) -> None:
+        """Send what is folded once its oldest update is `max_delay` old."""
+        if self._timer is None:
+            delay = (self._folded_at + self._max_delay - now) / 1e9
+            self._timer = asyncio.get_running_loop().call_later(delay, self._deadline)
+
+    def _deadline(self) -> None:
+        self._timer = None
+        if not self._folded:
+            return
+        now = time.monotonic_ns()
+        if (now - self._folded_at) * 10 >= self._max_delay * 9:
+            self._send_soon()
+        else:  # the timer was set for changes sent since
+            self._send_by_deadline(now)
 
     async def _send_in_background(self) -> None:
         try:
@@ -297,64 +337,23 @@ class TaskWriter:
             **self._source,
         )
 
-    async def _publish(
-        self, event_type: str, attributes: dict[str, Any], made_at: int = 0
-    ) -> None:
+    async def _publish(self, event_type: str, attributes: dict[str, Any], made_at: int = 0) -> None:
         """Encode, check and send one event, numbered in the order of the calls; `made_at`
         is when its oldest update was made (default: now)."""
         body = self._body(event_type, attributes, self._seq)
         event_id = body["data"]["event_id"]
         what = f"{event_type} of task {self._stream!r}"
         payload, headers = self._sink.encode(body, event_id, what)
-        then = self._snapshot(body) if self._wants_snapshot(event_type, len(payload)) else None
+        then = self._snapshots.after(body, len(payload), self._shadow)
         self._seq += 1
         self._ended = self._ended or event_type in _TERMINAL
         if self._coalesce:
             # Written to the socket when the loop turns (or by `_hand_over`).
+            now = time.monotonic_ns()
             if not self._unwritten_at:
-                self._unwritten_at = made_at or time.monotonic_ns()
-            self._mark_turn()
+                self._unwritten_at = made_at or now
+            self._mark_turn(now)
         await self._sink.send(self._channel.subject, payload, headers, then)
-
-    def _wants_snapshot(self, event_type: str, size: int) -> bool:
-        """Snapshot at the start, at the end, and when the patches since the last snapshot
-        outweigh the state (or a second has passed): the snapshots then cost no more than
-        the patches themselves, whatever the state's size."""
-        if self._channel.snapshot_subject is None:
-            return False
-        now = self._channel.clock()
-        if event_type == _IN_PROGRESS:
-            self._unsnapshotted += size
-            due = self._unsnapshotted >= max(self._snapshot_bytes, _SNAPSHOT_MIN_BYTES)
-            if not due and now - self._snapshot_ns < _SNAPSHOT_MAX_AGE_NS:
-                return False
-        self._unsnapshotted, self._snapshot_ns = 0, now
-        return True
-
-    def _snapshot(self, body: dict[str, Any]) -> FollowUp:
-        """A copy of the task's state as of this event, for consumers that join late.
-
-        It is sent once the event is stored, naming the sequence to resume reading from.
-        """
-        sink, subject = self._sink, self._channel.snapshot_subject
-        assert subject is not None
-        data = body["data"]
-        attributes = dict(data["attributes"])
-        if "payload" in attributes or data["event_type"] == _IN_PROGRESS:
-            state = memoryview(orjson.dumps(self._shadow)).tobytes()  # exact size
-            self._snapshot_bytes = len(state)
-            attributes["payload"] = {"type": "json", "value": orjson.Fragment(state)}
-        msg_id = f"{data['event_id']}:snapshot"
-        snapshot = {**body, "data": {**data, "event_id": msg_id, "attributes": attributes}}
-
-        def build(seq: int) -> tuple[str, bytes, dict[str, str]] | None:
-            snapshot["metadata"] = {"snapshot": True, "resume_seq": seq + 1}
-            try:
-                return (subject, *sink.encode(snapshot, msg_id, "snapshot", snapshot=True))
-            except PayloadTooLargeError:
-                return None  # The events still carry everything; only the shortcut is lost.
-
-        return build
 
     def _apply_within_limit(self, ops: list[Op], patch_bytes: int) -> None:
         """Apply `ops` to the shadow unless the state would outgrow one event.
