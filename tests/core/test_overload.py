@@ -4,6 +4,8 @@ while its previous event waits for room, and still delivers every change exactly
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -22,9 +24,11 @@ from mistral_workflows.core.context import (
     use_scope,
 )
 from mistral_workflows.core.emitter import Emitter
+from mistral_workflows.core.errors import PublishError
 from mistral_workflows.core.events import EventType
 from mistral_workflows.core.publisher import Publisher
 from mistral_workflows.core.task import Task
+from mistral_workflows.dev import NatsServer
 from mistral_workflows.worker import StreamSettings, provision
 from tests.support import IDLE, unique
 
@@ -135,3 +139,47 @@ async def test_a_duplicate_or_a_missing_event_is_seen(nats_url):
         check_exactly_once([*events, events[middle]], 2)
     with pytest.raises(AssertionError):
         check_exactly_once(events[:middle] + events[middle + 1 :], 2)
+
+
+async def test_a_producer_blocks_only_with_32_kib_folded_then_fails(tmp_path):
+    """NATS stops answering: the producer goes on while its changes fold behind the event
+    waiting for room, blocks once 32 KiB of them are folded, and gets PublishError once that
+    wait reaches persist_timeout, instead of hanging."""
+    with NatsServer(store_dir=tmp_path) as server:
+        nc = await nats.connect(server.url)
+        await provision(nc.jetstream(), StreamSettings())
+        publisher = Publisher(
+            nc,
+            stream_name=subjects.DEFAULT_STREAM_NAME,
+            prefix=subjects.DEFAULT_PREFIX,
+            max_event_bytes=1 << 20,
+            max_in_flight=1,
+            persist_timeout=1.0,
+        )
+        context = ExecutionContext("default", "Stalled", "stalled", "run", "stalled", None)
+        ref = ActivityRef("1", "stalled", 1)
+        token = use_scope(Scope(context, ref, publisher.emitter(context, ref)))
+        accepted = 0
+        try:
+            async with Task(type="stalled", state={"n": 0}) as task:
+                await task.update_state({"n": 1})
+                await asyncio.sleep(0.5)  # acknowledged: the window has room again
+                assert server.pid is not None
+                os.kill(server.pid, signal.SIGSTOP)
+                try:
+                    with pytest.raises(PublishError, match="waiting for JetStream"):
+                        for i in range(1000):
+                            await asyncio.wait_for(
+                                task.update_state({f"k{i}": "x" * 1000}), timeout=30
+                            )
+                            accepted += 1
+                            await asyncio.sleep(0)
+                finally:
+                    os.kill(server.pid, signal.SIGCONT)
+        except PublishError:
+            pass  # the task's end cannot be stored either
+        finally:
+            reset_scope(token)
+            await nc.close()
+    # One update sent and never acknowledged, then about 32 KiB of 1 KB updates folded.
+    assert 20 <= accepted <= 40, accepted
