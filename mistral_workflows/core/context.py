@@ -122,6 +122,8 @@ class Channel:
     busy: Callable[[], bool] = lambda: False
     """Whether an event sent now would wait (for room in the acknowledgement window, or
     behind an event already waiting) instead of going out at once."""
+    unacknowledged: Callable[[], bool] = lambda: False
+    """Whether the scope's last event still waits for its acknowledgement."""
     hand_over: Callable[[], None] = lambda: None
     """Write what is buffered for the socket now, without waiting for the event loop to
     turn (for a producer that does not yield)."""

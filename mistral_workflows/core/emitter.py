@@ -103,8 +103,14 @@ class Emitter:
             encrypted=publisher.encryption is not None,
             max_delay_ns=int(publisher.max_delay * 1e9),
             busy=self.busy,
+            unacknowledged=self.unacknowledged,
             hand_over=publisher.hand_over,
         )
+
+    def unacknowledged(self) -> bool:
+        """Whether the last event sent still waits for its acknowledgement."""
+        pending = self._pending
+        return bool(pending) and pending[-1].ack is None
 
     def busy(self) -> bool:
         """Whether an event sent now would wait before going out: the window of

@@ -10,7 +10,9 @@ When updates are sent: an update made after the event loop turned (the producer 
 since its last update) is sent at once, unless the task's previous event is still waiting
 for room in the acknowledgement window: then it is folded into the next event, which goes
 out as soon as there is room (the producer is not held up, and an overloaded worker sends
-fewer, larger events). Updates made without the loop turning (a producer going faster than
+fewer, larger events). Likewise when the loop turns late on average (a saturated worker):
+updates fold while the previous event awaits its acknowledgement, at most twice
+`max_delay`. Updates made without the loop turning (a producer going faster than
 it yields, or doing blocking work between updates) are folded too, and their event leaves
 on the next turn, or from the update call itself once waiting for the next call would make
 the oldest folded update older than the channel's `max_delay_ns` (the next call is
@@ -101,6 +103,7 @@ class TaskWriter:
         self._coalesce = channel.coalesce and channel.max_delay_ns > 0
         self._max_delay = channel.max_delay_ns
         self._busy = channel.busy
+        self._unacknowledged = channel.unacknowledged
         self._hand_over = channel.hand_over
         self._folded_at = 0  # when the oldest folded update was made (monotonic ns)
         self._last_call = 0  # when the last update was made, or the task started
@@ -240,8 +243,13 @@ class TaskWriter:
         # The next update is expected as far off as this one was from the last.
         due = now + interval
         if yielded:
-            if self._slow and due - self._folded_at < self._max_delay:
-                self._send_by_deadline(now)  # saturated: fewer, larger events
+            if self._slow and (
+                due - self._folded_at < self._max_delay
+                or (self._unacknowledged() and now - self._folded_at < 2 * self._max_delay)
+            ):
+                # Saturated: fewer, larger events, while the last one waits for the loop
+                # to read its acknowledgement.
+                self._send_by_deadline(now)
                 return
             await self._send_folded()
             return
@@ -299,9 +307,10 @@ class TaskWriter:
             self._background = asyncio.ensure_future(self._send_in_background())
 
     def _send_by_deadline(self, now: int) -> None:
-        """Send what is folded once its oldest update is `max_delay` old."""
+        """Send what is folded once its oldest update is twice `max_delay` old (in a
+        saturated worker, whose loop is late anyway)."""
         if self._timer is None:
-            delay = (self._folded_at + self._max_delay - now) / 1e9
+            delay = (self._folded_at + 2 * self._max_delay - now) / 1e9
             self._timer = asyncio.get_running_loop().call_later(delay, self._deadline)
 
     def _deadline(self) -> None:
@@ -309,7 +318,7 @@ class TaskWriter:
         if not self._folded:
             return
         now = time.monotonic_ns()
-        if (now - self._folded_at) * 10 >= self._max_delay * 9:
+        if (now - self._folded_at) * 10 >= self._max_delay * 18:
             self._send_soon()
         else:  # the timer was set for changes sent since
             self._send_by_deadline(now)
