@@ -6,20 +6,16 @@ within the size limit, folds them with the ops not sent yet), and sends them thr
 scope's sink as one event. It numbers the events, builds their envelopes, and sends a
 snapshot of the state now and then for consumers that join late.
 
-When updates are sent: an update made after the event loop turned (the producer yielded
-since its last update) is sent at once, unless the task's previous event is still waiting
-for room in the acknowledgement window: then it is folded into the next event, which goes
-out as soon as there is room (the producer is not held up, and an overloaded worker sends
-fewer, larger events). Likewise when the loop turns late on average (a saturated worker):
-updates fold while the previous event awaits its acknowledgement, at most twice
-`max_delay`. Updates made without the loop turning (a producer going faster than
-it yields, or doing blocking work between updates) are folded too, and their event leaves
-on the next turn, or from the update call itself once waiting for the next call would make
-the oldest folded update older than the channel's `max_delay_ns` (the next call is
-expected as far off as the last one was); the event is then written to the socket at once,
-since the loop that would write it is not turning. A fast stream costs one envelope per
-turn or per `max_delay` instead of one per update, and no update waits longer than that
-for lack of a turn.
+An update made after the event loop turned (the producer yielded since its last update)
+is sent at once, unless the task's previous event waits for room in the acknowledgement
+window: then it folds into the next event, sent once there is room (the producer goes on;
+an overloaded worker sends fewer, larger events). So when the loop turns late on average
+(a saturated worker): updates fold while the previous event awaits its acknowledgement,
+at most twice `max_delay`. Updates made without the loop turning (a producer faster than
+it yields, or doing blocking work) fold too; their event leaves on the next turn, or from
+the update call itself once waiting for the next call (expected as far off as the last)
+would make the oldest folded update older than `max_delay`, and is then written to the
+socket at once, since the loop that would write it is not turning.
 
 A task ends with exactly one terminal event, sent after every update accepted before it:
 COMPLETED, or FAILED naming the problem when the end itself fails (the state was changed in
@@ -60,10 +56,10 @@ _FOLD_MAX_BYTES = 32 * 1024
 # Room left in the size estimate of an event for what varies between events (sequence
 # number, timestamp digits).
 _SIZE_SLACK = 64
-# Loop turns slower than this share of `max_delay` on average (over about _LAG_TURNS
+# Loop turns later than max_delay / _SLOW_TURN_SHARE on average (over about _LAG_TURNS
 # turns) mean the worker is saturated.
-_SLOW_TURN_SHARE = 5
-_LAG_TURNS = 8
+_SLOW_TURN_SHARE = 2
+_LAG_TURNS = 16
 _IN_PROGRESS = EventType.CUSTOM_TASK_IN_PROGRESS
 _TERMINAL = CUSTOM_TASK_EVENT_TYPES - {EventType.CUSTOM_TASK_STARTED, _IN_PROGRESS}
 
