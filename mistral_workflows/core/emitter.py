@@ -261,9 +261,7 @@ class Emitter:
         inbox = await publisher.ack_inbox()
         token = publisher.track(entry, self)
         try:
-            await publisher.nc.publish(
-                entry.subject, entry.payload, reply=inbox + token, headers=entry.headers
-            )
+            await publisher.publish(entry.subject, entry.payload, inbox + token, entry.headers)
         except nats.errors.Error:
             # Disconnected with a full reconnect buffer: `flush` sends it again.
             publisher.untrack(entry)
