@@ -31,7 +31,7 @@ FULL = {
     "latency": 2_000,
     "temporal": 2_000,
     "scale": 1_000,
-    "deadline": 100,
+    "deadline": 300,
     "overload": 1_000,
     "memory": 20_000,
     "wfstreams": 2_000,
