@@ -12,10 +12,12 @@ from pathlib import Path
 
 from bench import (
     catchup,
+    deadline,
     fanout,
     gateway,
     latency,
     memory,
+    overload,
     publish,
     scale,
     sync_task,
@@ -33,6 +35,8 @@ FULL = {
     "latency": 2_000,
     "temporal": 2_000,
     "scale": 1_000,
+    "deadline": 300,
+    "overload": 1_000,
     "memory": 20_000,
     "wfstreams": 2_000,
     "gateway": 2_000,
@@ -46,6 +50,8 @@ TINY = {
     "latency": 20,
     "temporal": 20,
     "scale": 5,
+    "deadline": 5,
+    "overload": 5,
     "memory": 300,
     "wfstreams": 20,
     "gateway": 20,
@@ -63,6 +69,8 @@ async def run_all(servers: Servers, sizes: dict[str, int], tiny: bool = False) -
     rows += await latency.run(servers, sizes["latency"])
     rows += await temporal_cost.run(servers, sizes["temporal"])
     rows += await scale.run(servers, sizes["scale"])
+    rows += await deadline.run(servers, sizes["deadline"])
+    rows += await overload.run(servers, sizes["overload"])
     rows += await memory.run(servers, sizes["memory"])
     rows += await workflow_streams.run(servers, sizes["wfstreams"])
     rows += await gateway.run(servers, sizes["gateway"])
