@@ -11,14 +11,14 @@ from typing import Any
 
 from pydantic import BaseModel
 from temporalio import activity, workflow
-from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, CancelledError
+from temporalio.exceptions import CancelledError
 
 with workflow.unsafe.imports_passed_through():
     import mistral_workflows as workflows
     from mistral_workflows import InvalidStateError
     from mistral_workflows.core.task import Task
     from tests.faults.worker_process import _count, _keep, _token
+    from tests.interceptors.scenarios import FAST_RETRY, times_out
 
 
 @workflows.activity()
@@ -183,8 +183,6 @@ SYNC_ACTIVITIES = [
     sync_set_state_and_model,
 ]
 
-FAST_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=100), maximum_attempts=5)
-
 
 @workflow.defn
 class SyncFlaky:
@@ -202,14 +200,4 @@ class SyncFlaky:
 class SyncTimesOut:
     @workflow.run
     async def run(self) -> str:
-        try:
-            await workflow.execute_activity(
-                sync_too_slow,
-                start_to_close_timeout=timedelta(seconds=1),
-                retry_policy=RetryPolicy(
-                    initial_interval=timedelta(milliseconds=100), maximum_attempts=2
-                ),
-            )
-        except ActivityError as e:
-            return f"gave up: {e.cause}"
-        return "finished"
+        return await times_out(sync_too_slow)
