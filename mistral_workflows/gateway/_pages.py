@@ -26,7 +26,7 @@ from mistral_workflows.consumer import Gap
 from mistral_workflows.core.filter import EventFilter
 from mistral_workflows.gateway._pagecache import Page, PageCache
 from mistral_workflows.gateway._problems import Problem, invalid
-from mistral_workflows.gateway._query import MAX_SEQUENCE, StreamQuery, stream_query
+from mistral_workflows.gateway._query import MAX_SEQUENCE, StreamQuery, _one, stream_query
 from mistral_workflows.gateway._tokens import Grant
 
 if TYPE_CHECKING:
@@ -101,12 +101,9 @@ def _pages(request: Request) -> _Pages:
 
 
 def _cursor(params: QueryParams) -> int | None:
-    values = params.getlist("cursor")
-    if len(values) > 1:
-        raise invalid("cursor", "given more than once")
-    if not values:
+    value = _one(params, "cursor")
+    if value is None:
         return None
-    value = values[0]
     if not (value.isascii() and value.isdigit() and len(value) <= 20):
         raise invalid("cursor", f"not a cursor of this route (next_cursor): {value[:40]!r}")
     number = int(value)
@@ -116,12 +113,9 @@ def _cursor(params: QueryParams) -> int | None:
 
 
 def _limit(params: QueryParams) -> int:
-    values = params.getlist("limit")
-    if len(values) > 1:
-        raise invalid("limit", "given more than once")
-    if not values:
+    value = _one(params, "limit")
+    if value is None:
         return PAGE_EVENTS
-    value = values[0]
     if not (value.isascii() and value.isdigit() and len(value) <= 4) or not (
         1 <= int(value) <= _MAX_EVENTS
     ):

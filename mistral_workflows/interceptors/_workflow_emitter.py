@@ -64,9 +64,13 @@ activities it then starts, wherever they run); during an outage the relay stores
 _HAND_OFF_TIMEOUT = timedelta(seconds=10)
 
 
-def publish_activity(relay: Callable[[], Relay | None]) -> Callable[..., Any]:
+def publish_activity(
+    relay: Callable[[], Relay | None],
+    prepare: Callable[[str, dict[str, str]], bytes] | None = None,
+) -> Callable[..., Any]:
     """The local activity that puts one encoded event in the worker's relay and, unless it
-    is handed off, waits until it is stored."""
+    is handed off, waits until it is stored. `prepare`, if given, makes the bytes sent of
+    the event's payload and headers (the worker encrypts there)."""
 
     @activity.defn(name=PUBLISH_ACTIVITY)
     async def publish(
@@ -76,10 +80,11 @@ def publish_activity(relay: Callable[[], Relay | None]) -> Callable[..., Any]:
         hand_off: bool = False,
         execution: str = "",
     ) -> None:
+        data = payload.encode() if prepare is None else prepare(payload, headers)
         current = relay()
         if current is None:
             raise ApplicationError("the worker is not connected to NATS")
-        stored = current.put(subject, payload.encode(), headers, execution)
+        stored = current.put(subject, data, headers, execution)
         wait = HAND_OFF_WAIT if hand_off else current.publisher.persist_timeout
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(stored), wait)

@@ -14,7 +14,6 @@ from typing import Any
 
 import orjson
 from nats.aio.client import Client as NATS
-from temporalio import activity
 from temporalio.plugin import SimplePlugin
 from temporalio.worker import Worker, WorkerConfig, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
@@ -28,7 +27,6 @@ from mistral_workflows.core.relay import Relay
 from mistral_workflows.core.subjects import DEFAULT_PREFIX, DEFAULT_STREAM_NAME, validate_prefix
 from mistral_workflows.core.urls import check_nats_urls
 from mistral_workflows.interceptors import (
-    PUBLISH_ACTIVITY,
     StreamingInterceptor,
     WorkflowSettings,
     publish_activity,
@@ -255,28 +253,20 @@ class MistralWorkflowsPlugin(SimplePlugin):
         Workflow code encodes its events without the keys: with encryption, they are
         encrypted here, in the worker, before they are sent.
         """
-        publish = publish_activity(lambda: self._relay)
         encryption = self._encryption
         if encryption is None:
-            return publish
+            return publish_activity(lambda: self._relay)
 
-        @activity.defn(name=PUBLISH_ACTIVITY)
-        async def publish_encrypted(
-            subject: str,
-            payload: str,
-            headers: dict[str, str],
-            hand_off: bool = False,
-            execution: str = "",
-        ) -> None:
+        def encrypt(payload: str, headers: dict[str, str]) -> bytes:
             limit = self._publisher.limit if self._publisher else self.stream.max_event_bytes
             msg_id, stream = headers[MSG_ID], headers[EXPECTED_STREAM]
             what = "an event of workflow code"
             encoded, _ = encode_event(
                 orjson.loads(payload), msg_id, stream, limit, what, encryption
             )
-            await publish(subject, encoded.decode(), headers, hand_off, execution)
+            return encoded
 
-        return publish_encrypted
+        return publish_activity(lambda: self._relay, encrypt)
 
 
 def _mark_stopped_without_running(worker: Worker) -> None:

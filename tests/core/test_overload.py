@@ -37,22 +37,29 @@ TOKENS = 100
 WINDOW = 4  # unacknowledged events across the publisher: far fewer than the tasks
 
 
-@asynccontextmanager
-async def activity_scope(nats_url: str, exec_id: str, window: int) -> AsyncIterator[Emitter]:
-    """An activity attempt's publishing scope on a real connection, with a small window."""
-    nc = await nats.connect(nats_url)
-    await provision(nc.jetstream(), StreamSettings())
+def publishing_scope(nc: Any, exec_id: str, **options: Any) -> tuple[Scope, Emitter]:
+    """An activity attempt's publishing scope and its emitter on the connection `nc`, the
+    publisher made with `options` (its window, its persist_timeout)."""
     publisher = Publisher(
         nc,
         stream_name=subjects.DEFAULT_STREAM_NAME,
         prefix=subjects.DEFAULT_PREFIX,
         max_event_bytes=1 << 20,
-        max_in_flight=window,
+        **options,
     )
     context = ExecutionContext("default", "Overload", exec_id, "run", exec_id, None)
     ref = ActivityRef("1", "overload", 1)
     emitter = publisher.emitter(context, ref)
-    token = use_scope(Scope(context, ref, emitter))
+    return Scope(context, ref, emitter), emitter
+
+
+@asynccontextmanager
+async def activity_scope(nats_url: str, exec_id: str, window: int) -> AsyncIterator[Emitter]:
+    """An activity attempt's publishing scope on a real connection, with a small window."""
+    nc = await nats.connect(nats_url)
+    await provision(nc.jetstream(), StreamSettings())
+    scope, emitter = publishing_scope(nc, exec_id, max_in_flight=window)
+    token = use_scope(scope)
     try:
         yield emitter
         await emitter.flush()
@@ -148,17 +155,8 @@ async def test_a_producer_blocks_only_with_32_kib_folded_then_fails(tmp_path):
     with NatsServer(store_dir=tmp_path) as server:
         nc = await nats.connect(server.url)
         await provision(nc.jetstream(), StreamSettings())
-        publisher = Publisher(
-            nc,
-            stream_name=subjects.DEFAULT_STREAM_NAME,
-            prefix=subjects.DEFAULT_PREFIX,
-            max_event_bytes=1 << 20,
-            max_in_flight=1,
-            persist_timeout=1.0,
-        )
-        context = ExecutionContext("default", "Stalled", "stalled", "run", "stalled", None)
-        ref = ActivityRef("1", "stalled", 1)
-        token = use_scope(Scope(context, ref, publisher.emitter(context, ref)))
+        scope, _ = publishing_scope(nc, "stalled", max_in_flight=1, persist_timeout=1.0)
+        token = use_scope(scope)
         accepted = 0
         try:
             async with Task(type="stalled", state={"n": 0}) as task:

@@ -138,6 +138,27 @@ def completed(workflow_id: str) -> Any:
     return done
 
 
+def event_fields(blocks: list[str], field: str) -> list[str]:
+    """The value of `field` (`id`, `data`) in each event block of a raw SSE stream."""
+    return [
+        line[len(field) + 2 :]
+        for block in blocks
+        if "event: workflow.event" in block
+        for line in block.splitlines()
+        if line.startswith(f"{field}: ")
+    ]
+
+
+def ids_of(blocks: list[str]) -> list[int]:
+    """The `id:` of each event block of a raw SSE stream."""
+    return [int(value) for value in event_fields(blocks, "id")]
+
+
+def envelopes(blocks: list[str]) -> list[dict[str, Any]]:
+    """The `data:` of each event block of a raw SSE stream."""
+    return [orjson.loads(value) for value in event_fields(blocks, "data")]
+
+
 def sequences(messages: list[Any]) -> list[int]:
     """The broker sequences of the event messages."""
     return [m.data.broker_sequence for m in messages if m.event == "workflow.event"]

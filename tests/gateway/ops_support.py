@@ -14,7 +14,7 @@ import nats
 from prometheus_client.parser import text_string_to_metric_families
 
 from mistral_workflows.worker import StreamSettings, provision
-from tests.gateway.gateway_support import foreign_event
+from tests.gateway.gateway_support import foreign_event, ids_of
 
 STREAM = "/v1/workflows/events/stream"
 
@@ -43,13 +43,7 @@ class OpenStream:
     @property
     def ids(self) -> list[int]:
         """The `id:` of each event message so far."""
-        return [
-            int(line[4:])
-            for block in self.blocks
-            if "event: workflow.event" in block
-            for line in block.splitlines()
-            if line.startswith("id: ")
-        ]
+        return ids_of(self.blocks)
 
     async def wait_for_events(self, count: int, timeout: float) -> list[int]:
         """The ids once at least `count` events came (fails after `timeout` seconds)."""

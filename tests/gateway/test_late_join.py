@@ -3,29 +3,15 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import orjson
 
 from mistral_workflows import StreamEvent, subscribe
 from mistral_workflows.core.events import EventType
 from tests.gateway import live_workflows
-from tests.gateway.gateway_support import chat_worker, raw_sse, start_chat
-from tests.gateway.test_resume import ids_of
+from tests.gateway.gateway_support import chat_worker, envelopes, ids_of, raw_sse, start_chat
 from tests.support import collect, plugged_client, rebuilt, running_worker, unique
 
 STREAM = "/v1/workflows/events/stream"
-
-
-def envelopes(blocks: list[str]) -> list[dict[str, Any]]:
-    """The `data:` of each event block of a raw SSE stream."""
-    return [
-        orjson.loads(line[6:])
-        for block in blocks
-        if "event: workflow.event" in block
-        for line in block.splitlines()
-        if line.startswith("data: ")
-    ]
 
 
 async def test_late_join_of_a_finished_run_gives_its_snapshots(

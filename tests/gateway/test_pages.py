@@ -6,9 +6,8 @@ from __future__ import annotations
 import asyncio
 
 from examples import gateway_catchup
-from tests.gateway.gateway_support import gateway_process, raw_sse
+from tests.gateway.gateway_support import gateway_process, ids_of, raw_sse
 from tests.gateway.page_support import PAGES, get_page, publish, sequences_of, walk
-from tests.gateway.test_resume import ids_of
 from tests.support import collect, unique
 
 
