@@ -5,21 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import platform
-import signal
-import subprocess
-import sys
-import tempfile
-import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx2 as httpx
 import nats
 import nats.js.errors
 from nats.js.api import StorageType, StreamConfig
@@ -38,7 +31,6 @@ from mistral_workflows.core.context import (
 )
 from mistral_workflows.core.emitter import Emitter
 from mistral_workflows.core.publisher import Publisher
-from mistral_workflows.dev import free_port
 from mistral_workflows.worker import StreamSettings, provision
 
 
@@ -221,33 +213,3 @@ def check_token_tasks(states: TaskStates, n: int, tokens: int) -> None:
         seen.add(k)
     if seen != set(range(n)):
         raise AssertionError(f"{n - len(seen)} of {n} tasks missing")
-
-
-@contextlib.contextmanager
-def gateway_process(nats_url: str) -> Iterator[tuple[str, int]]:
-    """A gateway process on a free loopback port: its URL and process id; stopped by its
-    process id."""
-    port = free_port()
-    command = [sys.executable, "-m", "mistral_workflows", "gateway", "--nats-url", nats_url]
-    command += ["--port", str(port)]
-    env = {k: v for k, v in os.environ.items() if k != "MISTRAL_WORKFLOWS_GATEWAY_SECRET"}
-    with tempfile.TemporaryFile() as log:
-        process = subprocess.Popen(command, env=env, stderr=log)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            wait_ready(url, process)
-            yield url, process.pid
-        finally:
-            os.kill(process.pid, signal.SIGTERM)
-            process.wait(15)
-
-
-def wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
-    """Wait until the gateway at `url` answers /healthz (30 s at most)."""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and process.poll() is None:
-        with contextlib.suppress(httpx.TransportError):
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return
-        time.sleep(0.1)
-    raise RuntimeError("the gateway did not start")

@@ -6,6 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Iterator
 
@@ -13,15 +18,45 @@ import httpx2 as httpx
 import nats
 import orjson
 
-from bench._common import Row, Servers, direct_emitter, gateway_process, percentile
-from bench._common import wait_ready as _wait_ready  # noqa: F401 (bench/fanout.py imports it here)
+from bench._common import Row, Servers, direct_emitter, percentile
 from bench.latency import RATE, paced
 from mistral_workflows import subscribe
 from mistral_workflows.core.events import EventType
 from mistral_workflows.core.task import Task
+from mistral_workflows.dev import free_port
 from mistral_workflows.worker import StreamSettings, provision
 
 _TYPE = "gateway-latency"
+
+
+@contextlib.contextmanager
+def gateway_process(nats_url: str) -> Iterator[tuple[str, int]]:
+    """A gateway process on a free loopback port: its URL and process id; stopped by its
+    process id."""
+    port = free_port()
+    command = [sys.executable, "-m", "mistral_workflows", "gateway", "--nats-url", nats_url]
+    command += ["--port", str(port)]
+    env = {k: v for k, v in os.environ.items() if k != "MISTRAL_WORKFLOWS_GATEWAY_SECRET"}
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(command, env=env, stderr=log)
+        url = f"http://127.0.0.1:{port}"
+        try:
+            _wait_ready(url, process)
+            yield url, process.pid
+        finally:
+            os.kill(process.pid, signal.SIGTERM)
+            process.wait(15)
+
+
+def _wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
+    """Wait until the gateway at `url` answers /healthz (30 s at most)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and process.poll() is None:
+        with contextlib.suppress(httpx.TransportError):
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return
+        time.sleep(0.1)
+    raise RuntimeError("the gateway did not start")
 
 
 @contextlib.contextmanager

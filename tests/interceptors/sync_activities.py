@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import threading
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -41,35 +42,37 @@ def sync_too_slow() -> str:
     return "never"
 
 
-@workflows.activity()
-def sync_stream_tokens(counts: list[int], delay: float) -> str:
-    """Streams `_count(counts)` tokens, heartbeating before each one."""
+def _stream(counts: list[int], delay: float, before: Callable[[int], object]) -> str:
+    """Streams `_count(counts)` tokens, `delay` seconds apart, calling `before(i)` ahead of
+    token i; the last state is kept, however the attempt ends."""
     with Task(type="tokens", state={"tokens": []}) as task:
         try:
             for i in range(_count(counts)):
-                activity.heartbeat()
+                before(i)
                 task.update_state({"tokens": [*task.state["tokens"], _token(i)]})
                 time.sleep(delay)
         finally:
             _keep(task)
     return f"attempt {activity.info().attempt}"
+
+
+@workflows.activity()
+def sync_stream_tokens(counts: list[int], delay: float) -> str:
+    """Streams `_count(counts)` tokens, heartbeating before each one."""
+    return _stream(counts, delay, lambda _: activity.heartbeat())
 
 
 @workflows.activity(no_thread_cancel_exception=True)
 def sync_polls_cancellation(counts: list[int], delay: float) -> str:
     """Like `sync_stream_tokens`, but asks temporalio not to raise in its thread: it polls
     `activity.is_cancelled()` and stops itself."""
-    with Task(type="tokens", state={"tokens": []}) as task:
-        try:
-            for i in range(_count(counts)):
-                activity.heartbeat()
-                if activity.is_cancelled():
-                    raise CancelledError("stopped on request")
-                task.update_state({"tokens": [*task.state["tokens"], _token(i)]})
-                time.sleep(delay)
-        finally:
-            _keep(task)
-    return f"attempt {activity.info().attempt}"
+
+    def heartbeat_or_stop(_: int) -> None:
+        activity.heartbeat()
+        if activity.is_cancelled():
+            raise CancelledError("stopped on request")
+
+    return _stream(counts, delay, heartbeat_or_stop)
 
 
 @workflows.activity()
@@ -77,16 +80,12 @@ def sync_goes_quiet(quiet: list[int], counts: list[int], delay: float) -> str:
     """Streams, heartbeating before each token except, on the first attempt, tokens
     `quiet[0]` to `quiet[1] - 1`."""
     attempt = activity.info().attempt
-    with Task(type="tokens", state={"tokens": []}) as task:
-        try:
-            for i in range(_count(counts)):
-                if attempt > 1 or not quiet[0] <= i < quiet[1]:
-                    activity.heartbeat()
-                task.update_state({"tokens": [*task.state["tokens"], _token(i)]})
-                time.sleep(delay)
-        finally:
-            _keep(task)
-    return f"attempt {attempt}"
+
+    def heartbeat_unless_quiet(i: int) -> None:
+        if attempt > 1 or not quiet[0] <= i < quiet[1]:
+            activity.heartbeat()
+
+    return _stream(counts, delay, heartbeat_unless_quiet)
 
 
 @workflows.activity()
