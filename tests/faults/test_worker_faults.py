@@ -112,6 +112,49 @@ async def cancel_mid_stream(
     return events, state
 
 
+async def shut_down_mid_stream(
+    temporal_address: str, nats_url: str, task_queue: str, activity: str, activities: list[Any]
+) -> list[StreamEvent]:
+    """Shut the worker running `activity` (streaming tokens, a `Plan`) down mid-task, past
+    its graceful timeout, then retry on a new worker; checks that the first attempt ends
+    with FAILED and RETRYING, not CANCELED, and the retry completes. Returns the events."""
+    client = await plugged_client(temporal_address, nats_url)
+    wid, queue = unique("shutdown"), f"{task_queue}-activities"
+    plan = Plan(activity, queue, [[10_000, 10], 0.05], heartbeat=1)
+    async with running_worker(client, task_queue, [RunPlan]):
+        worker = Worker(
+            client,
+            task_queue=queue,
+            activities=activities,
+            graceful_shutdown_timeout=timedelta(seconds=0.5),
+        )
+        running = asyncio.create_task(worker.run())
+        handle = await client.start_workflow(RunPlan.run, plan, id=wid, task_queue=task_queue)
+        await wait_for_event(nats_url, wid, reached(1, 5))
+        await worker.shutdown()
+        await running
+        async with running_worker(client, queue, activities=activities):
+            assert await handle.result() == "attempt 2"
+    events = await collect(nats_url, workflow_exec_id=wid)
+    assert (
+        check_attempt(events, 1, [EventType.CUSTOM_TASK_FAILED, EventType.ACTIVITY_TASK_RETRYING])
+        == LAST_STATES[(wid, 1)]
+    )
+    failed = next(
+        e for e in events if e.data.event_type == EventType.CUSTOM_TASK_FAILED
+    ).data.attributes
+    assert failed.failure.message == (
+        "the worker shut down during the task; Temporal will retry the activity"
+    )
+    retrying = next(
+        e for e in events if e.data.event_type == EventType.ACTIVITY_TASK_RETRYING
+    ).data.attributes
+    assert retrying.failure.message == "the worker shut down during the attempt"
+    assert check_attempt(events, 2, COMPLETED) == tokens(2, 10)
+    workflow_ends(events)
+    return events
+
+
 def final(events: list[StreamEvent]) -> tuple[int, str, object]:
     """The attempt, status and state of the one task, as a consumer rebuilds them."""
     (task,) = rebuilt(events)
@@ -234,40 +277,9 @@ async def test_cancellation_types(temporal_address, nats_url, task_queue, cancel
 async def test_graceful_shutdown_mid_stream(temporal_address, nats_url, task_queue):
     """A worker shut down mid-task (graceful timeout passed) ends the task with FAILED and
     the attempt with RETRYING, not CANCELED; the retry on a new worker completes."""
-    client = await plugged_client(temporal_address, nats_url)
-    wid, queue = unique("shutdown"), f"{task_queue}-activities"
-    plan = Plan("stream_tokens", queue, [[10_000, 10], 0.05], heartbeat=1)
-    async with running_worker(client, task_queue, [RunPlan]):
-        worker = Worker(
-            client,
-            task_queue=queue,
-            activities=ACTIVITIES,
-            graceful_shutdown_timeout=timedelta(seconds=0.5),
-        )
-        running = asyncio.create_task(worker.run())
-        handle = await client.start_workflow(RunPlan.run, plan, id=wid, task_queue=task_queue)
-        await wait_for_event(nats_url, wid, reached(1, 5))
-        await worker.shutdown()
-        await running
-        async with running_worker(client, queue, activities=ACTIVITIES):
-            assert await handle.result() == "attempt 2"
-    events = await collect(nats_url, workflow_exec_id=wid)
-    assert (
-        check_attempt(events, 1, [EventType.CUSTOM_TASK_FAILED, EventType.ACTIVITY_TASK_RETRYING])
-        == LAST_STATES[(wid, 1)]
+    events = await shut_down_mid_stream(
+        temporal_address, nats_url, task_queue, "stream_tokens", ACTIVITIES
     )
-    failed = next(
-        e for e in events if e.data.event_type == EventType.CUSTOM_TASK_FAILED
-    ).data.attributes
-    assert failed.failure.message == (
-        "the worker shut down during the task; Temporal will retry the activity"
-    )
-    retrying = next(
-        e for e in events if e.data.event_type == EventType.ACTIVITY_TASK_RETRYING
-    ).data.attributes
-    assert retrying.failure.message == "the worker shut down during the attempt"
-    assert check_attempt(events, 2, COMPLETED) == tokens(2, 10)
-    workflow_ends(events)
     assert final(events) == (2, "completed", tokens(2, 10))
     assert duplicate_ids(events) == []
 
