@@ -42,6 +42,43 @@ def test_the_read_side_loads_no_temporal_and_no_worker(code):
     assert loaded_after(code) == []
 
 
+# The agent integrations' frameworks are optional extras: nothing imports them until the
+# integration module itself is imported.
+FRAMEWORKS = ["openai", "mistralai", "pydantic_ai", "agents", "temporalio.contrib"]
+
+
+def frameworks_after(code: str) -> list[str]:
+    """The optional frameworks a fresh interpreter holds after running `code`."""
+    report = f"print(json.dumps([m for m in {FRAMEWORKS!r} if m in sys.modules]))"
+    done = subprocess.run(
+        [sys.executable, "-c", f"{code}\nimport json, sys\n{report}"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "import mistral_workflows",
+        "import mistral_workflows.agents",
+        "from mistral_workflows.agents import stream_chat_completion, ChatTurnState",
+    ],
+)
+def test_agents_room_loads_no_framework_and_no_temporal(code):
+    """The chat-stream helper and the state models import no framework and no temporalio."""
+    assert frameworks_after(code) == []
+    assert loaded_after(code) == []
+
+
+def test_negative_control_the_check_sees_a_framework():
+    """Negative control: importing the pydantic-ai integration loads pydantic_ai."""
+    assert "pydantic_ai" in frameworks_after("import mistral_workflows.agents.pydantic_ai")
+
+
 def test_negative_control_the_check_sees_temporal_when_task_is_used():
     """Negative control: touching `mistral_workflows.Task` loads temporalio; the check sees it."""
     loaded = loaded_after("import mistral_workflows\nmistral_workflows.Task")
@@ -69,6 +106,7 @@ MAY_IMPORT = {
     "gateway": {"core", "consumer"},
     "cli": {"_cli_nats", "core", "consumer", "dev", "gateway"},
     "_cli_nats": {"core"},
+    "agents": {"core", "temporalio"},
 }
 # Temporal is the write side's. In `core`, Task reads an activity's cancellation (and holds
 # temporalio's thread cancellation back while a `def` activity's call runs on the loop), and
