@@ -144,8 +144,13 @@ class GenericToolUIState(BaseModel):
 
 
 class WorkingState(BaseModel):
-    """The state of a `working` task, as Mistral's `ChatAssistantWorkingTask`: `title` is
-    the tool's name, `content` its arguments as JSON text."""
+    """The state of a `working` task, as Mistral's `ChatAssistantWorkingTask`.
+
+    For a tool call (`type` "tool"), `title` is the tool's name, `content` its arguments as
+    JSON text and `toolUIState` the call and its result. For a model response rejected and
+    asked again (`type` "retry"), `title` says so and `content` is the feedback sent to the
+    model; `toolUIState` is None.
+    """
 
     type: str = "tool"
     title: str
