@@ -62,13 +62,15 @@ class TaskEventStreamHandler:
         if first is None:
             return
         if isinstance(first, _RESPONSE_EVENTS):
-            await self._turn(first, events, stream)
+            await self._turn(first, events, stream, _model_name(ctx))
         else:
             await self._tools(first, events)
 
-    async def _turn(self, first: Any, events: AsyncIterator[Any], stream: Any) -> None:
-        turn = _Turn(initial_turn())
-        async with Task(type=self.turn_type, state=initial_turn()) as task:
+    async def _turn(
+        self, first: Any, events: AsyncIterator[Any], stream: Any, model: str | None
+    ) -> None:
+        turn = _Turn(initial_turn(model))
+        async with Task(type=self.turn_type, state=initial_turn(model)) as task:
             await task.update_state(turn.feed(first))
             async for event in events:
                 if changed := turn.feed(event):
@@ -181,11 +183,15 @@ class _Turn:
         return {"tool_calls": [dict(c) for c in self.state["tool_calls"]]}
 
 
+def _model_name(ctx: Any) -> str | None:
+    name = getattr(getattr(ctx, "model", None), "model_name", None)
+    return name if isinstance(name, str) else None
+
+
 def _response_fields(stream: Any) -> dict[str, Any]:
-    """The model name, finish reason and usage of the finished response."""
+    """The model name, finish reason and usage of the finished response, when the stream
+    tells them (a durable run hands the handler the events only)."""
     response = getattr(stream, "response", None)
-    if response is None and hasattr(stream, "get"):
-        response = stream.get()
     if response is None:
         return {}
     usage = response.usage

@@ -108,7 +108,7 @@ async def run_states(temporal_address, nats_url, task_queue, activity) -> tuple[
 
 
 def turn(**fields: Any) -> dict[str, Any]:
-    return {**ChatTurnState().model_dump(mode="json"), **fields}
+    return {**ChatTurnState(model="function::scripted").model_dump(mode="json"), **fields}
 
 
 def call(index: int, call_id: str, name: str, arguments: str) -> dict[str, Any]:
