@@ -166,3 +166,17 @@ def test_negative_control_an_outward_import_is_seen():
     found["consumer"] = found.get("consumer", set()) | {"worker"}
     found["core"] = found.get("core", set()) | {"temporalio"}
     assert wrong_imports(found) == {"consumer": {"worker"}, "core": {"temporalio"}}
+
+
+def test_a_missing_extra_is_one_line_naming_it():
+    """Without pydantic-ai installed, importing its integration says which extra to install."""
+    code = (
+        "import sys\nsys.modules['pydantic_ai'] = None\nimport mistral_workflows.agents.pydantic_ai"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert last == (
+        "ImportError: mistral_workflows.agents.pydantic_ai needs pydantic-ai: "
+        "pip install 'mistral-workflows[pydantic-ai]'"
+    )

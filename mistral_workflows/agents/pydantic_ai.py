@@ -184,7 +184,12 @@ class _Turn:
 
 
 def _model_name(ctx: Any) -> str | None:
-    name = getattr(getattr(ctx, "model", None), "model_name", None)
+    """The run's model name, when its context has one (a durable run's context may refuse
+    to give its model in an activity)."""
+    try:
+        name = ctx.model.model_name
+    except Exception:
+        return None
     return name if isinstance(name, str) else None
 
 

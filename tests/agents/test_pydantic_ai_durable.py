@@ -75,3 +75,30 @@ async def test_each_model_request_streams_live_and_a_retry_is_fenced(
     ]
     model, handler = "agent__weather__model_request_stream", "agent__weather__event_stream_handler"
     assert activities == [model] * 9 + [handler] * 4 + [model] * 3
+
+
+async def test_the_temporal_agent_wrapper_streams_too(temporal_address, nats_url, task_queue):
+    """Under the `TemporalAgent` wrapper the model request streams from its activity."""
+    from tests.agents.durable_wrapper import HelloAgent, wrapped_agent
+
+    plugins = [MistralWorkflowsPlugin(nats_url=nats_url), PydanticAIPlugin()]
+    client = await Client.connect(temporal_address, plugins=plugins)
+    wid = unique("wrapped")
+    worker_plugins = [AgentPlugin(wrapped_agent)]
+    async with Worker(
+        client, task_queue=task_queue, workflows=[HelloAgent], plugins=worker_plugins
+    ):
+        output = await client.execute_workflow(HelloAgent.run, "Hi", id=wid, task_queue=task_queue)
+    assert output == "Hello."
+    states, seen = TaskStates(), []
+    for event in await task_events(nats_url, workflow_exec_id=wid):
+        task = states.apply(event)
+        assert event.activity_context.activity_name == "agent__hello__model_request_stream"
+        seen.append((task.status, copy.deepcopy(task.state)))
+    start = turn()  # The wrapper's run context does not give its model in an activity.
+    assert seen == [
+        ("running", start),
+        ("running", {**start, "content": "Hel"}),
+        ("running", {**start, "content": "Hello."}),
+        ("completed", {**start, "content": "Hello."}),
+    ]
