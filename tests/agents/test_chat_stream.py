@@ -19,21 +19,26 @@ MESSAGES = [{"role": "user", "content": "Weather in Paris and Rome?"}]
 async def openai_turn(base_url: str) -> dict[str, Any]:
     from openai import AsyncOpenAI
 
-    client = AsyncOpenAI(base_url=f"{base_url}/v1", api_key="test", max_retries=0)
-    stream = await client.chat.completions.create(
-        model="scripted", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
-    )
-    turn = await stream_chat_completion("chat_turn", stream)
+    async with AsyncOpenAI(base_url=f"{base_url}/v1", api_key="test", max_retries=0) as client:
+        stream = await client.chat.completions.create(
+            model="scripted",
+            messages=MESSAGES,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        turn = await stream_chat_completion("chat_turn", stream)
     return turn.to_message()
 
 
 @workflows.activity()
 async def mistral_turn(base_url: str) -> dict[str, Any]:
+    import httpx2
     from mistralai.client import Mistral
 
-    client = Mistral(api_key="test", server_url=base_url)
-    stream = await client.chat.stream_async(model="scripted", messages=MESSAGES)
-    turn = await stream_chat_completion("chat_turn", stream)
+    async with httpx2.AsyncClient() as http:
+        client = Mistral(api_key="test", server_url=base_url, async_client=http)
+        stream = await client.chat.stream_async(model="scripted", messages=MESSAGES)
+        turn = await stream_chat_completion("chat_turn", stream)
     return turn.to_message()
 
 
