@@ -180,3 +180,14 @@ def test_a_missing_extra_is_one_line_naming_it():
         "ImportError: mistral_workflows.agents.pydantic_ai needs pydantic-ai: "
         "pip install 'mistral-workflows[pydantic-ai]'"
     )
+
+
+def test_a_missing_agents_sdk_is_one_line_naming_its_extra():
+    """Without openai-agents installed, importing its integration says which extra to install."""
+    code = "import sys\nsys.modules['agents'] = None\nimport mistral_workflows.agents.openai_agents"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == (
+        "ImportError: mistral_workflows.agents.openai_agents needs openai-agents: "
+        "pip install 'mistral-workflows[openai-agents]'"
+    )
