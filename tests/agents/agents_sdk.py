@@ -37,6 +37,7 @@ class ScriptedModel(Model):
     first attempt breaks mid-stream), turn 2 the answer."""
 
     breaks = 1
+    tool = "weather"
 
     async def get_response(self, *args: Any, **kwargs: Any) -> Any:
         raise AssertionError("the task-streaming model calls stream_response")
@@ -59,7 +60,7 @@ def first_turn(model: ScriptedModel) -> list[Any]:
 
     def call(i: int, call_id: str) -> ResponseFunctionToolCall:
         return ResponseFunctionToolCall(
-            arguments="", call_id=call_id, name="weather", type="function_call", id=f"fc{i}"
+            arguments="", call_id=call_id, name=model.tool, type="function_call", id=f"fc{i}"
         )
 
     events: list[Any] = [created(), text("Check"), text("ing.")]
@@ -86,10 +87,10 @@ def first_turn(model: ScriptedModel) -> list[Any]:
     done = [
         message("Checking."),
         ResponseFunctionToolCall(
-            arguments='{"city": "Paris"}', call_id="call_a", name="weather", type="function_call"
+            arguments='{"city": "Paris"}', call_id="call_a", name=model.tool, type="function_call"
         ),
         ResponseFunctionToolCall(
-            arguments='{"city": "Rome"}', call_id="call_b", name="weather", type="function_call"
+            arguments='{"city": "Rome"}', call_id="call_b", name=model.tool, type="function_call"
         ),
     ]
     return [*events, *pieces, completed(done)]

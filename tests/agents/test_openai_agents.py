@@ -73,3 +73,34 @@ async def test_each_model_call_streams_from_the_model_activity(
         (1, "running", answered),
         (1, "completed", answered),
     ]
+
+
+async def test_the_sdk_example_streams_its_turns(temporal_address, nats_url, task_queue):
+    """The example's plugin and workflow: two chat_turn tasks, the tool call, the answer."""
+    from examples.agents_sdk_stream import SdkAgentWorkflow, agents_plugin
+
+    provider = ScriptedProvider()
+    provider.model.breaks, provider.model.tool = 0, "get_weather"
+    plugins = [MistralWorkflowsPlugin(nats_url=nats_url), agents_plugin(provider)]
+    client = await Client.connect(temporal_address, plugins=plugins)
+    wid = unique("sdk-example")
+    async with Worker(client, task_queue=task_queue, workflows=[SdkAgentWorkflow]):
+        output = await client.execute_workflow(
+            SdkAgentWorkflow.run, "Weather?", id=wid, task_queue=task_queue
+        )
+    assert output == "Sunny."
+    turns = [
+        ChatTurnState.model_validate(t.state)
+        for t in rebuilt_tasks(await task_events(nats_url, workflow_exec_id=wid))
+    ]
+    assert [(t.content, [c.name for c in t.tool_calls], t.finish_reason) for t in turns] == [
+        ("Checking.", ["get_weather", "get_weather"], "tool_calls"),
+        ("Sunny.", [], "stop"),
+    ]
+
+
+def rebuilt_tasks(events):
+    states = TaskStates()
+    for event in events:
+        states.apply(event)
+    return list(states)
