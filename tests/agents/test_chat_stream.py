@@ -176,3 +176,34 @@ async def test_a_retried_model_call_replaces_the_failed_attempt(
     ]
     assert seen[2][2]["content"] == "Hel"
     assert result["content"] == "Hello"
+
+
+@workflows.activity()
+async def turn_in_own_task(base_url: str) -> dict[str, Any]:
+    from openai import AsyncOpenAI
+
+    from mistral_workflows.core.task import Task
+
+    async with (
+        AsyncOpenAI(base_url=f"{base_url}/v1", api_key="test", max_retries=0) as client,
+        Task(type="chat_turn", state={"conversation": "c-1"}) as task,
+    ):
+        stream = await client.chat.completions.create(
+            model="scripted", messages=MESSAGES, stream=True
+        )
+        await stream_chat_completion(task, stream)
+    return task.state
+
+
+async def test_a_task_of_your_own_gets_the_turn_next_to_its_keys(
+    temporal_address, nats_url, task_queue
+):
+    """An entered Task passed in keeps its own keys and gets the chat_turn ones."""
+    script = [chunk({"role": "assistant", "content": ""}), chunk({"content": "Hi."})]
+    _, seen = await run_turn(temporal_address, nats_url, task_queue, turn_in_own_task, [script])
+    expected = {
+        **ChatTurnState(model="scripted", content="Hi.").model_dump(),
+        "conversation": "c-1",
+    }
+    assert seen[0] == (1, "running", {"conversation": "c-1"})
+    assert seen[-1] == (1, "completed", expected)
