@@ -42,6 +42,43 @@ def test_the_read_side_loads_no_temporal_and_no_worker(code):
     assert loaded_after(code) == []
 
 
+# The agent integrations' frameworks are optional extras: nothing imports them until the
+# integration module itself is imported.
+FRAMEWORKS = ["openai", "mistralai", "pydantic_ai", "agents", "temporalio.contrib"]
+
+
+def frameworks_after(code: str) -> list[str]:
+    """The optional frameworks a fresh interpreter holds after running `code`."""
+    report = f"print(json.dumps([m for m in {FRAMEWORKS!r} if m in sys.modules]))"
+    done = subprocess.run(
+        [sys.executable, "-c", f"{code}\nimport json, sys\n{report}"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "import mistral_workflows",
+        "import mistral_workflows.agents",
+        "from mistral_workflows.agents import stream_chat_completion, ChatTurnState",
+    ],
+)
+def test_agents_room_loads_no_framework_and_no_temporal(code):
+    """The chat-stream helper and the state models import no framework and no temporalio."""
+    assert frameworks_after(code) == []
+    assert loaded_after(code) == []
+
+
+def test_negative_control_the_check_sees_a_framework():
+    """Negative control: importing the pydantic-ai integration loads pydantic_ai."""
+    assert "pydantic_ai" in frameworks_after("import mistral_workflows.agents.pydantic_ai")
+
+
 def test_negative_control_the_check_sees_temporal_when_task_is_used():
     """Negative control: touching `mistral_workflows.Task` loads temporalio; the check sees it."""
     loaded = loaded_after("import mistral_workflows\nmistral_workflows.Task")
@@ -69,6 +106,7 @@ MAY_IMPORT = {
     "gateway": {"core", "consumer"},
     "cli": {"_cli_nats", "core", "consumer", "dev", "gateway"},
     "_cli_nats": {"core"},
+    "agents": {"core", "temporalio"},
 }
 # Temporal is the write side's. In `core`, Task reads an activity's cancellation (and holds
 # temporalio's thread cancellation back while a `def` activity's call runs on the loop), and
@@ -128,3 +166,28 @@ def test_negative_control_an_outward_import_is_seen():
     found["consumer"] = found.get("consumer", set()) | {"worker"}
     found["core"] = found.get("core", set()) | {"temporalio"}
     assert wrong_imports(found) == {"consumer": {"worker"}, "core": {"temporalio"}}
+
+
+def test_a_missing_extra_is_one_line_naming_it():
+    """Without pydantic-ai installed, importing its integration says which extra to install."""
+    code = (
+        "import sys\nsys.modules['pydantic_ai'] = None\nimport mistral_workflows.agents.pydantic_ai"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert last == (
+        "ImportError: mistral_workflows.agents.pydantic_ai needs pydantic-ai: "
+        "pip install 'mistral-workflows[pydantic-ai]'"
+    )
+
+
+def test_a_missing_agents_sdk_is_one_line_naming_its_extra():
+    """Without openai-agents installed, importing its integration says which extra to install."""
+    code = "import sys\nsys.modules['agents'] = None\nimport mistral_workflows.agents.openai_agents"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == (
+        "ImportError: mistral_workflows.agents.openai_agents needs openai-agents: "
+        "pip install 'mistral-workflows[openai-agents]'"
+    )
