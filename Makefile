@@ -35,4 +35,4 @@ dev: venv
 	$(VENV)/bin/mistral-workflows dev
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache site
+	rm -rf $(VENV) .venv-ci-* .pytest_cache .mypy_cache .ruff_cache site

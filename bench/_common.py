@@ -1,7 +1,8 @@
-"""Shared pieces of the benchmarks: result rows, a plugged worker, the report."""
+"""Shared pieces of the benchmarks: result rows, a plugged worker, the report, token streams."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import platform
@@ -19,7 +20,7 @@ from nats.js.client import JetStreamContext
 from temporalio.client import Client
 from temporalio.worker import Worker
 
-from mistral_workflows import MistralWorkflowsPlugin
+from mistral_workflows import MistralWorkflowsPlugin, TaskStates, subscribe
 from mistral_workflows.core import subjects
 from mistral_workflows.core.context import (
     ActivityRef,
@@ -120,3 +121,95 @@ async def scratch_stream(url: str, name: str) -> AsyncIterator[JetStreamContext]
     finally:
         await js.delete_stream(name)
         await nc.close()
+
+
+@asynccontextmanager
+async def busy_worker(
+    servers: Servers,
+    name: str,
+    workflows: Sequence[type],
+    activities: Sequence[Callable[..., Any]],
+    n: int,
+) -> AsyncIterator[tuple[Client, str]]:
+    """A client and a connected, plugged worker that runs n activities at once, on a fresh
+    task queue `bench-<name>-…`."""
+    plugin = MistralWorkflowsPlugin(nats_url=servers.nats_url)
+    client = await Client.connect(servers.temporal_address, plugins=[plugin])
+    queue = f"bench-{name}-{uuid.uuid4().hex[:8]}"
+    async with Worker(
+        client,
+        task_queue=queue,
+        workflows=workflows,
+        activities=activities,
+        max_concurrent_activities=max(n, 1),
+    ):
+        await plugin.wait_connected()
+        yield client, queue
+
+
+class StartLine:
+    """Holds each activity until `expected` of them run, so that the streams begin all at
+    once, as under a peak load, rather than as the starts trickle in."""
+
+    def __init__(self, expected: int, timeout: float = 120.0) -> None:
+        self.expected = expected
+        self.timeout = timeout
+        self.running = 0
+        self.peak = 0
+        self._all_running = asyncio.Event()
+
+    async def arrive(self) -> None:
+        self.running += 1
+        self.peak = max(self.peak, self.running)
+        if self.running >= self.expected:
+            self._all_running.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._all_running.wait(), self.timeout)
+
+    def leave(self) -> None:
+        self.running -= 1
+
+
+def token(k: int, i: int) -> str:
+    """Token i of activity k: every stream's text is its own."""
+    return f"{k}.{i} "
+
+
+def add_token(state: dict[str, Any], tok: str) -> dict[str, Any]:
+    """A token stream's state with `tok` appended."""
+    return {"tokens": [*state["tokens"], tok], "text": state["text"] + tok}
+
+
+def final_state(k: int, tokens: int) -> dict[str, Any]:
+    """The state of activity k's stream once its `tokens` tokens are made."""
+    made = [token(k, i) for i in range(tokens)]
+    return {"tokens": made, "text": "".join(made)}
+
+
+async def read_tasks(url: str, exec_id: str, stream: str, n: int) -> tuple[TaskStates, int]:
+    """Rebuild the tasks of a run with one subscription, until n of them completed (or the
+    stream is idle); returns them and the events read."""
+    states = TaskStates()
+    count = completed = 0
+    async for event in subscribe(url, workflow_exec_id=exec_id, stream=stream, idle_timeout=10):
+        count += 1
+        task = states.apply(event)
+        if task is not None and task.status == "completed":
+            completed += 1
+            if completed == n:
+                break
+    return states, count
+
+
+def check_token_tasks(states: TaskStates, n: int, tokens: int) -> None:
+    """Raises if one of the n token streams is missing, or not completed with its final
+    state."""
+    seen = set()
+    for task in states:
+        made = task.state["tokens"] if isinstance(task.state, dict) else None
+        k = int(made[0].split(".")[0]) if made else -1
+        if task.status != "completed" or task.state != final_state(k, tokens):
+            raise AssertionError(f"task {task.task_id} ({task.status}) rebuilt wrong")
+        seen.add(k)
+    if seen != set(range(n)):
+        raise AssertionError(f"{n - len(seen)} of {n} tasks missing")

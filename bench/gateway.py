@@ -30,8 +30,9 @@ _TYPE = "gateway-latency"
 
 
 @contextlib.contextmanager
-def gateway(nats_url: str) -> Iterator[str]:
-    """A gateway process on a free loopback port; stopped by its process id."""
+def gateway_process(nats_url: str) -> Iterator[tuple[str, int]]:
+    """A gateway process on a free loopback port: its URL and process id; stopped by its
+    process id."""
     port = free_port()
     command = [sys.executable, "-m", "mistral_workflows", "gateway", "--nats-url", nats_url]
     command += ["--port", str(port)]
@@ -41,13 +42,14 @@ def gateway(nats_url: str) -> Iterator[str]:
         url = f"http://127.0.0.1:{port}"
         try:
             _wait_ready(url, process)
-            yield url
+            yield url, process.pid
         finally:
             os.kill(process.pid, signal.SIGTERM)
             process.wait(15)
 
 
 def _wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
+    """Wait until the gateway at `url` answers /healthz (30 s at most)."""
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and process.poll() is None:
         with contextlib.suppress(httpx.TransportError):
@@ -55,6 +57,13 @@ def _wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
                 return
         time.sleep(0.1)
     raise RuntimeError("the gateway did not start")
+
+
+@contextlib.contextmanager
+def gateway(nats_url: str) -> Iterator[str]:
+    """A gateway process on a free loopback port: its URL."""
+    with gateway_process(nats_url) as (url, _):
+        yield url
 
 
 async def _through_gateway(url: str, exec_id: str, ready: asyncio.Event) -> list[float]:

@@ -4,22 +4,25 @@ consumer rebuilding every task's state at once."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 from temporalio import workflow
-from temporalio.client import Client
-from temporalio.worker import Worker
 
 import mistral_workflows as workflows
-from bench._common import Row, Servers
-from mistral_workflows import MistralWorkflowsPlugin, TaskStates, subscribe
+from bench._common import (
+    Row,
+    Servers,
+    StartLine,
+    add_token,
+    busy_worker,
+    check_token_tasks,
+    read_tasks,
+    token,
+)
 from mistral_workflows.core.context import current_scope
 from mistral_workflows.core.task import Task
 
@@ -30,49 +33,26 @@ STREAM = "token-stream"
 
 START_TIMEOUT = 120.0  # for every activity to be running, before the streams begin
 
-_running = 0
-_peak_running = 0
-_expected = 0
-_all_running: asyncio.Event | None = None
-
-
-def token(k: int, i: int) -> str:
-    """Token i of activity k: every stream's text is its own."""
-    return f"{k}.{i} "
-
-
-def final_state(k: int) -> dict[str, Any]:
-    tokens = [token(k, i) for i in range(TOKENS)]
-    return {"tokens": tokens, "text": "".join(tokens)}
+_start: StartLine | None = None
 
 
 @workflows.activity()
 async def stream_answer(k: int) -> tuple[float, float]:
     """Stream TOKENS paced tokens; returns the times of the first event and of the moment
     every event of this activity was acknowledged."""
-    global _running, _peak_running
-    assert _all_running is not None, "run through produce()"
-    _running += 1
-    _peak_running = max(_peak_running, _running)
+    assert _start is not None, "run through produce()"
     try:
-        if _running >= _expected:
-            _all_running.set()
-        # All streams at once, as under a peak load, rather than as the starts trickle in.
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(_all_running.wait(), START_TIMEOUT)
+        await _start.arrive()
         started = time.perf_counter()
         async with Task(type=STREAM, state={"tokens": [], "text": ""}) as task:
             for i in range(TOKENS):
                 await asyncio.sleep(TOKEN_INTERVAL)
-                tok = token(k, i)
-                await task.update_state(
-                    {"tokens": [*task.state["tokens"], tok], "text": task.state["text"] + tok}
-                )
+                await task.update_state(add_token(task.state, token(k, i)))
         # The activity's end waits for this anyway; done here, it can be timed.
         await current_scope().emitter.flush()
         return started, time.perf_counter()
     finally:
-        _running -= 1
+        _start.leave()
 
 
 @workflow.defn
@@ -117,19 +97,9 @@ class Produced:
 
 async def produce(servers: Servers, n: int) -> Produced:
     """Run n streaming activities at once on one worker."""
-    global _peak_running, _expected, _all_running
-    _peak_running, _expected, _all_running = 0, n, asyncio.Event()
-    plugin = MistralWorkflowsPlugin(nats_url=servers.nats_url)
-    client = await Client.connect(servers.temporal_address, plugins=[plugin])
-    queue = f"bench-scale-{uuid.uuid4().hex[:8]}"
-    async with Worker(
-        client,
-        task_queue=queue,
-        workflows=[ScaleBench],
-        activities=[stream_answer],
-        max_concurrent_activities=max(n, 1),
-    ):
-        await plugin.wait_connected()
+    global _start
+    start = _start = StartLine(n, START_TIMEOUT)
+    async with busy_worker(servers, "scale", [ScaleBench], [stream_answer], n) as (client, queue):
         # From a started, idle worker: what the streams themselves cost.
         baseline = _status_kb("VmRSS")
         _reset_peak_rss()
@@ -140,39 +110,19 @@ async def produce(servers: Servers, n: int) -> Produced:
         growth_mb = (_status_kb("VmHWM") - baseline) / 1024
     first = min(t[0] for t in times)
     seconds = max(t[1] for t in times) - first
-    return Produced(f"scale-{queue}", first - begun, seconds, growth_mb, _peak_running)
+    return Produced(f"scale-{queue}", first - begun, seconds, growth_mb, start.peak)
 
 
 async def consume(url: str, exec_id: str, n: int) -> tuple[float, int]:
     """Rebuild every task of the run with one subscription; returns the seconds it took
     and the events read. Raises if a task is missing or its state is not the final one."""
-    states = TaskStates()
-    count = completed = 0
     started = time.perf_counter()
-    async for event in subscribe(url, workflow_exec_id=exec_id, stream=STREAM, idle_timeout=10):
-        count += 1
-        task = states.apply(event)
-        if task is not None and task.status == "completed":
-            completed += 1
-            if completed == n:
-                break
+    states, count = await read_tasks(url, exec_id, STREAM, n)
     seconds = time.perf_counter() - started
-    check(states, n, count)
-    return seconds, count
-
-
-def check(states: TaskStates, n: int, count: int) -> None:
     if count != n * EVENTS_PER_TASK:
         raise AssertionError(f"read {count} events, expected {n * EVENTS_PER_TASK}")
-    seen = set()
-    for task in states:
-        tokens = task.state["tokens"] if isinstance(task.state, dict) else None
-        k = int(tokens[0].split(".")[0]) if tokens else -1
-        if task.status != "completed" or task.state != final_state(k):
-            raise AssertionError(f"task {task.task_id} ({task.status}) rebuilt wrong: {task.state}")
-        seen.add(k)
-    if seen != set(range(n)):
-        raise AssertionError(f"{n - len(seen)} of {n} tasks missing")
+    check_token_tasks(states, n, TOKENS)
+    return seconds, count
 
 
 async def run(servers: Servers, n: int) -> list[Row]:

@@ -1,6 +1,6 @@
 """Follow a workflow's token stream from the command line, as text.
 
-    python -m examples.follow_tokens --nats nats://127.0.0.1:4222 --exec chat-1234
+    python -m examples.follow_tokens --nats-url nats://127.0.0.1:4222 --exec chat-1234
 
 Joins late if the task has already begun (from its latest snapshot) and stops when the
 token task ends.
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 
 from mistral_workflows import TaskStates, subscribe
@@ -36,10 +37,10 @@ async def show_tokens(nats_url: str, workflow_id: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--nats", default="nats://127.0.0.1:4222")
+    parser.add_argument("--nats-url", default=os.environ.get("NATS_URL", "nats://127.0.0.1:4222"))
     parser.add_argument("--exec", dest="workflow_id", required=True)
     args = parser.parse_args()
-    asyncio.run(show_tokens(args.nats, args.workflow_id))
+    asyncio.run(show_tokens(args.nats_url, args.workflow_id))
 
 
 if __name__ == "__main__":

@@ -66,12 +66,13 @@ def main() -> None:
     """Follow a research tree from the command line until its root ends."""
     import argparse
     import asyncio
+    import os
 
     parser = argparse.ArgumentParser(description="Follow a workflow tree by its root id.")
-    parser.add_argument("--nats", default="nats://127.0.0.1:4222")
+    parser.add_argument("--nats-url", default=os.environ.get("NATS_URL", "nats://127.0.0.1:4222"))
     parser.add_argument("--root", required=True)
     args = parser.parse_args()
-    asyncio.run(follow_tree(args.nats, args.root))
+    asyncio.run(follow_tree(args.nats_url, args.root))
 
 
 if __name__ == "__main__":

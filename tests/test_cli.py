@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import signal
+import os
 import subprocess
 import sys
 
@@ -14,19 +14,28 @@ from mistral_workflows.dev import free_port
 from tests.consumer.test_subscribe import run
 
 
-def cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+def cli_env(**variables: str) -> dict[str, str]:
+    """This environment without the addresses the commands read, plus `variables`."""
+    base = {k: v for k, v in os.environ.items() if k not in ("NATS_URL", "TEMPORAL_ADDRESS")}
+    return {**base, **variables}
+
+
+def cli(
+    *args: str, timeout: float = 30, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "mistral_workflows", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
+        env=cli_env(**(env or {})),
     )
 
 
 async def test_events_prints_json_lines_that_parse_back(temporal_address, nats_url, task_queue):
     """Each line is one envelope with its broker_sequence, readable by the models."""
     wid = await run(temporal_address, nats_url, task_queue)
-    done = cli("events", "--nats", nats_url, "--exec", wid, "--stream", "alpha")
+    done = cli("events", "--nats-url", nats_url, "--exec", wid, "--stream", "alpha")
     assert done.returncode == 0, done.stderr
     events = [StreamEvent.model_validate_json(line) for line in done.stdout.splitlines()]
     assert len(events) == 7 and all(e.data.workflow_exec_id == wid for e in events)
@@ -37,12 +46,12 @@ async def test_events_prints_json_lines_that_parse_back(temporal_address, nats_u
 async def test_from_seq_and_type_filters(temporal_address, nats_url, task_queue):
     """--from-seq and --type narrow the output."""
     wid = await run(temporal_address, nats_url, task_queue)
-    first = cli("events", "--nats", nats_url, "--exec", wid).stdout.splitlines()
+    first = cli("events", "--nats-url", nats_url, "--exec", wid).stdout.splitlines()
     start = StreamEvent.model_validate_json(first[3]).broker_sequence
-    later = cli("events", "--nats", nats_url, "--exec", wid, "--from-seq", str(start))
+    later = cli("events", "--nats-url", nats_url, "--exec", wid, "--from-seq", str(start))
     assert later.stdout.splitlines() == first[3:]
     done = cli(
-        "events", "--nats", nats_url, "--exec", wid, "--type", EventType.CUSTOM_TASK_COMPLETED
+        "events", "--nats-url", nats_url, "--exec", wid, "--type", EventType.CUSTOM_TASK_COMPLETED
     )
     assert len(done.stdout.splitlines()) == 2
 
@@ -70,7 +79,7 @@ def test_flags_build_the_filter_of_the_same_names():
 
 def test_bad_filter_is_a_one_line_error(nats_url):
     """An unknown event type exits non-zero with one line naming it."""
-    done = cli("events", "--nats", nats_url, "--type", "NOPE")
+    done = cli("events", "--nats-url", nats_url, "--type", "NOPE")
     assert done.returncode == 1
     assert done.stderr.count("\n") == 1 and "NOPE" in done.stderr
 
@@ -78,43 +87,15 @@ def test_bad_filter_is_a_one_line_error(nats_url):
 def test_unreachable_server_is_a_one_line_error():
     """A dead NATS URL exits non-zero quickly with one line naming it."""
     url = f"nats://127.0.0.1:{free_port()}"
-    done = cli("events", "--nats", url, timeout=30)
+    done = cli("events", "--nats-url", url, timeout=30)
     assert done.returncode == 1
     assert done.stderr.count("\n") == 1 and url in done.stderr
-
-
-async def test_dev_serves_until_interrupted():
-    """`dev` prints working NATS and Temporal addresses and stops cleanly on SIGTERM."""
-    with subprocess.Popen(  # noqa: ASYNC220 - a test may block while the command starts
-        [sys.executable, "-m", "mistral_workflows", "dev"], stdout=subprocess.PIPE, text=True
-    ) as proc:
-        assert proc.stdout is not None
-        await check_dev_output(proc)
-    assert proc.returncode == 0
-
-
-async def check_dev_output(proc: subprocess.Popen[str]) -> None:
-    """Connect to both printed addresses, then stop the command."""
-    import nats
-    from temporalio.client import Client
-
-    assert proc.stdout is not None
-    try:
-        lines = [proc.stdout.readline().split() for _ in range(3)]
-        assert lines[0][0] == "NATS" and lines[1][0] == "Temporal"
-        nc = await nats.connect(lines[0][1])
-        await nc.jetstream().account_info()
-        await nc.close()
-        await Client.connect(lines[1][1])
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=20)
 
 
 async def test_late_join_flag_starts_from_snapshots(temporal_address, nats_url, task_queue):
     """--late-join prints each finished task's snapshot instead of its whole history."""
     wid = await run(temporal_address, nats_url, task_queue)
-    done = cli("events", "--nats", nats_url, "--exec", wid, "--late-join")
+    done = cli("events", "--nats-url", nats_url, "--exec", wid, "--late-join")
     assert done.returncode == 0, done.stderr
     events = [StreamEvent.model_validate_json(line) for line in done.stdout.splitlines()]
     assert [e.data.event_type for e in events] == [EventType.CUSTOM_TASK_COMPLETED] * 2

@@ -34,7 +34,7 @@ async def stream_three_tokens(temporal_address: str, task_queue: str, url: str, 
 
 
 def read_events(url: str, wid: str, *flags: str) -> subprocess.CompletedProcess[str]:
-    return cli("events", "--nats", url, "--exec", wid, "--stream", "token-stream", *flags)
+    return cli("events", "--nats-url", url, "--exec", wid, "--stream", "token-stream", *flags)
 
 
 def assert_reads_the_tokens(done: subprocess.CompletedProcess[str]) -> None:
@@ -175,6 +175,6 @@ def test_bad_file_is_a_one_line_error(tmp_path, command, flags, named):
     secret flag's value (maybe the secret itself) is not repeated."""
     files = {"EMPTY": _empty(tmp_path), "GARBAGE": _garbage(tmp_path)}
     flags = [files.get(f, f) for f in flags]
-    done = cli(command, "--nats", f"nats://127.0.0.1:{free_port()}", *flags)
+    done = cli(command, "--nats-url", f"nats://127.0.0.1:{free_port()}", *flags)
     assert_one_line_error(done, named)
     assert MISSING not in done.stderr

@@ -15,7 +15,11 @@ async def test_demo_streams_both_examples(temporal_address, nats_url, capsys):
     await examples.demo.run_demo(nats_url, temporal_address)
     out = capsys.readouterr().out
     assert "".join(examples.fake_llm.tokens()) in out
-    assert "[" + "#" * examples.follow_progress.BAR_WIDTH + "]" in out
+    full = "[" + "#" * examples.follow_progress.BAR_WIDTH + "]"
+    assert full in out
+    frames = [f for f in out.split("\r") if f.startswith("[")]
+    assert len(frames) == len(set(frames)), "a progress frame was drawn twice"
+    assert out.count(full) == 1, "the last progress frame was drawn twice"
     assert "Both streams arrived complete." in out
 
 

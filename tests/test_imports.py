@@ -42,6 +42,43 @@ def test_the_read_side_loads_no_temporal_and_no_worker(code):
     assert loaded_after(code) == []
 
 
+# The agent integrations' frameworks are optional extras: nothing imports them until the
+# integration module itself is imported.
+FRAMEWORKS = ["openai", "mistralai", "pydantic_ai", "agents", "temporalio.contrib"]
+
+
+def frameworks_after(code: str) -> list[str]:
+    """The optional frameworks a fresh interpreter holds after running `code`."""
+    report = f"print(json.dumps([m for m in {FRAMEWORKS!r} if m in sys.modules]))"
+    done = subprocess.run(
+        [sys.executable, "-c", f"{code}\nimport json, sys\n{report}"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "import mistral_workflows",
+        "import mistral_workflows.agents",
+        "from mistral_workflows.agents import stream_chat_completion, ChatTurnState",
+    ],
+)
+def test_agents_room_loads_no_framework_and_no_temporal(code):
+    """The chat-stream helper and the state models import no framework and no temporalio."""
+    assert frameworks_after(code) == []
+    assert loaded_after(code) == []
+
+
+def test_negative_control_the_check_sees_a_framework():
+    """Negative control: importing the pydantic-ai integration loads pydantic_ai."""
+    assert "pydantic_ai" in frameworks_after("import mistral_workflows.agents.pydantic_ai")
+
+
 def test_negative_control_the_check_sees_temporal_when_task_is_used():
     """Negative control: touching `mistral_workflows.Task` loads temporalio; the check sees it."""
     loaded = loaded_after("import mistral_workflows\nmistral_workflows.Task")
@@ -68,7 +105,9 @@ MAY_IMPORT = {
     "dev": {"core"},
     "gateway": {"core", "consumer"},
     "tracing": {"core"},
-    "cli": {"core", "consumer", "dev", "gateway"},
+    "cli": {"_cli_nats", "core", "consumer", "dev", "gateway"},
+    "_cli_nats": {"core"},
+    "agents": {"core", "temporalio"},
 }
 # Temporal is the write side's. In `core`, Task reads an activity's cancellation (and holds
 # temporalio's thread cancellation back while a `def` activity's call runs on the loop), and
@@ -150,3 +189,28 @@ def test_opentelemetry_is_not_loaded_by_the_package():
 def test_negative_control_the_check_sees_opentelemetry_from_the_tracing_helpers():
     """Negative control: `mistral_workflows.tracing` loads it, and the check sees it."""
     assert opentelemetry_loaded_after("import mistral_workflows.tracing")
+
+
+def test_a_missing_extra_is_one_line_naming_it():
+    """Without pydantic-ai installed, importing its integration says which extra to install."""
+    code = (
+        "import sys\nsys.modules['pydantic_ai'] = None\nimport mistral_workflows.agents.pydantic_ai"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert last == (
+        "ImportError: mistral_workflows.agents.pydantic_ai needs pydantic-ai: "
+        "pip install 'mistral-workflows[pydantic-ai]'"
+    )
+
+
+def test_a_missing_agents_sdk_is_one_line_naming_its_extra():
+    """Without openai-agents installed, importing its integration says which extra to install."""
+    code = "import sys\nsys.modules['agents'] = None\nimport mistral_workflows.agents.openai_agents"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == (
+        "ImportError: mistral_workflows.agents.openai_agents needs openai-agents: "
+        "pip install 'mistral-workflows[openai-agents]'"
+    )

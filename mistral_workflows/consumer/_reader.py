@@ -236,10 +236,13 @@ class Reader:
         )
 
     def _unanswered(self) -> None:
+        if clustered(self._nc):
+            why = "a cluster electing a leader?"
+        else:
+            why = "the server busy, or its JetStream still starting?"
         self._warn_once(
             "unanswered",
-            "JetStream did not answer creating a consumer on stream %r (a cluster electing "
-            "a leader?); retrying",
+            f"JetStream did not answer creating a consumer on stream %r ({why}); retrying",
         )
 
     def _warn_once(self, key: str, message: str) -> None:
@@ -332,3 +335,10 @@ class Reader:
         subject = f"$JS.API.CONSUMER.MSG.NEXT.{self._stream}.{self._consumer}"
         await self._nc.publish(subject, orjson.dumps(request), reply=self._inbox)
         self._outstanding += n
+
+
+def clustered(nc: NATS) -> bool:
+    """Whether the server `nc` is connected to belongs to a cluster (its INFO names one)."""
+    # nats-py keeps the server's INFO without a public accessor.
+    info = getattr(nc, "_server_info", None)
+    return isinstance(info, dict) and bool(info.get("cluster"))

@@ -28,7 +28,7 @@ from mistral_workflows.consumer._reader import Reader
 from mistral_workflows.consumer._snapshots import Snapshots, backfill, read_snapshots
 from mistral_workflows.core import subjects
 from mistral_workflows.core.connection import connect
-from mistral_workflows.core.encoding import TRACEPARENT, TRACESTATE
+from mistral_workflows.core.encoding import trace_context
 from mistral_workflows.core.encryption import Encryption
 from mistral_workflows.core.errors import ConfigurationError
 from mistral_workflows.core.events import (
@@ -282,9 +282,7 @@ def _decode(msg: Msg) -> StreamEvent | None:
         log.warning("mistral_workflows: skipping message #%d on %s: %s", seq, msg.subject, e)
         return None
     event.broker_sequence = seq
-    headers = msg.headers
-    if headers and TRACEPARENT in headers:
-        event.trace_context = {k: headers[k] for k in (TRACEPARENT, TRACESTATE) if k in headers}
+    event.trace_context = trace_context(msg.headers)
     return event
 
 

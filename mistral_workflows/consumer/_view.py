@@ -46,6 +46,10 @@ class HumanView:
         elif (bar := _bar(task.state)) is not None and task.status == "running":
             self._line(event, f"{task.task_type} {bar}")
         else:
+            if event.metadata.get("snapshot") and task.task_id not in self._shown:
+                # A late joiner meets a finished task here: show what the live view showed.
+                self._line(event, _content(task, text))
+                self._shown[task.task_id] = len(text or "")
             self._line(event, _status(task, event))
 
     def _stream_text(self, event: StreamEvent, task: TaskState, text: str) -> None:
@@ -66,7 +70,9 @@ class HumanView:
         clock = time.strftime("%H:%M:%S", time.gmtime(ns // 1_000_000_000))
         millis = (ns // 1_000_000) % 1000
         where = _short(event.data.workflow_exec_id)
-        self._out.write(f"{clock}.{millis:03d} #{event.broker_sequence} {where} {message}{end}")
+        # A snapshot (late join) has no broker sequence of its own.
+        seq = "snapshot" if event.broker_sequence is None else f"#{event.broker_sequence}"
+        self._out.write(f"{clock}.{millis:03d} {seq} {where} {message}{end}")
         self._out.flush()
 
 
@@ -95,13 +101,25 @@ def _bar(state: Any) -> str | None:
     return f"[{'#' * filled}{'.' * (_BAR - filled)}] {done}/{total}"
 
 
+def _content(task: TaskState, text: str | None) -> str:
+    if text is not None:
+        return f"{task.task_type}: {text}"
+    if (bar := _bar(task.state)) is not None:
+        return f"{task.task_type} {bar}"
+    return _state_line(task)
+
+
+def _state_line(task: TaskState) -> str:
+    shown = orjson.dumps(task.state).decode()
+    return f"{task.task_type} = {shown if len(shown) <= 120 else shown[:117] + '...'}"
+
+
 def _status(task: TaskState, event: StreamEvent) -> str:
     kind = event.data.event_type.removeprefix("CUSTOM_TASK_").lower()
     if task.failure:
         return f"{task.task_type} {kind}: {task.failure}"
     if kind == "in_progress":
-        shown = orjson.dumps(task.state).decode()
-        return f"{task.task_type} = {shown if len(shown) <= 120 else shown[:117] + '...'}"
+        return _state_line(task)
     return f"{task.task_type} {kind}"
 
 

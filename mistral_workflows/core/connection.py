@@ -20,6 +20,7 @@ import nats.errors
 from nats.aio.client import Client as NATS
 
 from mistral_workflows.core.errors import BrokerConnectionError, ConfigurationError, redact_url
+from mistral_workflows.core.urls import check_nats_urls
 
 __all__ = ["connect", "denied", "display_url", "permitted"]
 
@@ -65,7 +66,9 @@ async def connect(
 
     Raises:
         BrokerConnectionError: the server cannot be reached or refuses our credentials.
+        ConfigurationError: a URL nats-py cannot use (an http:// URL...).
     """
+    check_nats_urls(servers)
     _check_credential_options(options)
     where = display_url(servers)
     last: BaseException | None = None

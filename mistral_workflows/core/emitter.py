@@ -31,7 +31,6 @@ from mistral_workflows.core.context import (
 )
 from mistral_workflows.core.encoding import encode_event
 from mistral_workflows.core.errors import PublishError
-from mistral_workflows.core.metrics import TaskWatch
 from mistral_workflows.core.refusal import Refusal, refused
 
 if TYPE_CHECKING:
@@ -42,7 +41,6 @@ __all__ = ["Emitter", "Pending"]
 log = logging.getLogger("mistral_workflows")
 
 _RESEND_PAUSE = 0.25
-_NO_WATCH = TaskWatch()
 
 
 @dataclass(slots=True)
@@ -73,9 +71,16 @@ class Emitter:
     """Sends the events of one activity attempt, in order, and waits until they are stored."""
 
     def __init__(
-        self, publisher: Publisher, context: ExecutionContext | None, activity: ActivityRef | None
+        self,
+        publisher: Publisher,
+        context: ExecutionContext | None,
+        activity: ActivityRef | None,
+        *,
+        strict: bool | None = None,
     ) -> None:
         self.publisher = publisher
+        # Raise PublishError when events cannot be stored (None: as the publisher says).
+        self.strict = publisher.strict if strict is None else strict
         self.context = context
         self.activity = activity
         self._pending: deque[Pending] = deque()
@@ -87,7 +92,7 @@ class Emitter:
         self._following_up: asyncio.Task[None] | None = None
         # Set once JetStream refused one of our events for good: the next send fails.
         self._refusal = Refusal(
-            self._where(), publisher.generation(publisher.stream_name), strict=publisher.strict
+            self._where(), publisher.generation(publisher.stream_name), strict=self.strict
         )
         self._restoring: asyncio.Task[None] | None = None
 
@@ -101,12 +106,30 @@ class Emitter:
             subject=subject,
             snapshot_subject=snapshots,
             limit=publisher.limit,
-            # Updates made within one event-loop turn cannot reach the socket before the
-            # turn ends anyway: tasks fold them into one event.
-            coalesce=True,
+            coalesce=publisher.max_delay > 0,
             clock=time.time_ns,
-            watch=publisher.metrics.task(stream) if task_id is not None else _NO_WATCH,
+            watch=publisher.metrics.task(stream),
             encrypted=publisher.encryption is not None,
+            max_delay_ns=int(publisher.max_delay * 1e9),
+            busy=self.busy,
+            unacknowledged=self.unacknowledged,
+            hand_over=publisher.hand_over,
+        )
+
+    def unacknowledged(self) -> bool:
+        """Whether the last event sent still waits for its acknowledgement."""
+        pending = self._pending
+        return bool(pending) and pending[-1].ack is None
+
+    def busy(self) -> bool:
+        """Whether an event sent now would wait before going out: the window of
+        unacknowledged events is full, an earlier event is waiting for room, or the events
+        lost with a connection are to be sent again first."""
+        publisher = self.publisher
+        return (
+            self._room.locked()
+            or self._epoch != publisher.epoch
+            or publisher.in_flight() >= publisher.max_in_flight
         )
 
     def encode(
@@ -114,11 +137,11 @@ class Emitter:
     ) -> tuple[bytes, dict[str, str]]:
         """Serialise an event (a snapshot: for the snapshot stream) and check its size
         (see `encode_event`)."""
-        publisher = self.publisher
-        stream = publisher.stream_name
+        publisher, stream, trace = self.publisher, self.publisher.stream_name, None
         if snapshot:
             stream = subjects.snapshot_stream(stream)
-        trace = None if snapshot or publisher.trace is None else publisher.trace()
+        elif publisher.trace is not None:
+            trace = publisher.trace()
         return encode_event(
             body, msg_id, stream, publisher.limit, what, publisher.encryption, trace
         )
@@ -201,12 +224,7 @@ class Emitter:
         self._pending.clear()
 
     async def _send(self, entry: Pending) -> None:
-        publisher = self.publisher
-        if (
-            self._room.locked()
-            or self._epoch != publisher.epoch
-            or publisher.in_flight() >= publisher.max_in_flight
-        ):
+        if self.busy():
             # One sender at a time, woken in order: events leave in the order they were sent.
             async with self._room:
                 if not entry.snapshot:
@@ -253,16 +271,11 @@ class Emitter:
             # Not into nats-py's reconnection buffer, which would send it ahead of older
             # events lost with the connection: it is sent again once reconnected.
             return
-        if entry.sent_at:
-            publisher.metrics.resent()
-        else:
-            entry.sent_at = time.monotonic()
+        entry.sent_at = publisher.metrics.sending(entry.sent_at)
         inbox = await publisher.ack_inbox()
         token = publisher.track(entry, self)
         try:
-            await publisher.nc.publish(
-                entry.subject, entry.payload, reply=inbox + token, headers=entry.headers
-            )
+            await publisher.publish(entry.subject, entry.payload, inbox + token, entry.headers)
         except nats.errors.Error:
             # Disconnected with a full reconnect buffer: `flush` sends it again.
             publisher.untrack(entry)
@@ -373,7 +386,7 @@ class Emitter:
     def _fail(self, message: str, cause: BaseException | None) -> None:
         self.publisher.metrics.failed(sum(not entry.snapshot for entry in self._pending))
         self.discard()
-        if self.publisher.strict:
+        if self.strict:
             raise PublishError(message) from cause
         log.error("mistral_workflows: %s", message)
 

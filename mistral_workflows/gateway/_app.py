@@ -24,11 +24,15 @@ from mistral_workflows.core.errors import ConfigurationError, MistralWorkflowsEr
 from mistral_workflows.core.events import StreamEvent
 from mistral_workflows.core.filter import EventFilter
 from mistral_workflows.gateway._access import Access
+from mistral_workflows.gateway._cors import check_origins, origins_from_env
+from mistral_workflows.gateway._ops import Operations
 from mistral_workflows.gateway._outbox import ReadAhead
+from mistral_workflows.gateway._pages import event_pages, execution_pages
 from mistral_workflows.gateway._problems import Problem
 from mistral_workflows.gateway._query import StreamQuery, list_query, stream_query
 from mistral_workflows.gateway._sse import EventPump, EventStreamResponse
 from mistral_workflows.gateway._tokens import secret_from_env
+from mistral_workflows.gateway._viewer import Fanout, ViewerStream
 
 __all__ = ["GatewaySettings", "create_app"]
 
@@ -38,7 +42,11 @@ log = logging.getLogger("mistral_workflows.gateway")
 # silence also ends them, should that answer never come (stored events come back to back).
 _STORED_IDLE = 0.3
 _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-_PAGES = {"live.html": "text/html; charset=utf-8", "live.js": "text/javascript; charset=utf-8"}
+_PAGES = {
+    "live.html": "text/html; charset=utf-8",
+    "live.js": "text/javascript; charset=utf-8",
+    "patch.js": "text/javascript; charset=utf-8",
+}
 
 
 @dataclass(frozen=True)
@@ -61,6 +69,10 @@ class GatewaySettings:
     total_read_ahead_bytes: int = 64 * 1024 * 1024
     """The most bytes of events waiting for all clients together; beyond it, each client
     gets one event at a time until others catch up."""
+    cors_origins: tuple[str, ...] = field(default_factory=origins_from_env)
+    """Origins (`https://app.example.com`, or `*`) whose pages may read the gateway; by
+    default the `MISTRAL_WORKFLOWS_GATEWAY_CORS_ORIGINS` variable (comma-separated). In
+    development mode, pages of loopback origins may too."""
 
     def __post_init__(self) -> None:
         if self.read_ahead_bytes < 2 or self.total_read_ahead_bytes < 1:
@@ -68,6 +80,7 @@ class GatewaySettings:
                 "read_ahead_bytes must be at least 2 and total_read_ahead_bytes at least 1, "
                 f"not {self.read_ahead_bytes} and {self.total_read_ahead_bytes}"
             )
+        object.__setattr__(self, "cors_origins", check_origins(self.cors_origins))
 
 
 class _Gateway:
@@ -76,6 +89,18 @@ class _Gateway:
         self.access = Access(settings.secret)
         self.read_ahead = ReadAhead(settings.read_ahead_bytes, settings.total_read_ahead_bytes)
         self._nc: NATS | None = None
+        self.fanout = Fanout(
+            lambda: self.nc,
+            settings.stream_name,
+            settings.subject_prefix,
+            self.read_ahead,
+            settings.keepalive,
+        )
+
+    @property
+    def connection(self) -> NATS | None:
+        """The NATS connection, None before the gateway starts."""
+        return self._nc
 
     @property
     def nc(self) -> NATS:
@@ -87,6 +112,7 @@ class _Gateway:
         self._nc = await connect(self.settings.nats_url, **options)
 
     async def stop(self) -> None:
+        await self.fanout.close()
         if self._nc is not None:
             await self._nc.close()
 
@@ -129,11 +155,15 @@ async def _stream(request: Request, query: StreamQuery) -> Response:
     gateway = _gateway(request)
     grant = gateway.access.grant(request)
     wanted = await gateway.access.confine(query.filter, grant, gateway.in_tree)
+    if not query.late_join:
+        return ViewerStream(gateway.fanout.viewer(wanted, query), _SSE_HEADERS)
+    # A late joiner reads its snapshots and its catch-up on a subscription of its own.
     settings = gateway.settings
     pump = EventPump(query.keeps, settings.keepalive, gateway.read_ahead)
     source = gateway.read(
         wanted,
         start_seq=query.start_seq,
+        late_join=query.late_join,
         on_gap=pump.on_gap,
         read_ahead_bytes=settings.read_ahead_bytes // 2,
     )
@@ -185,10 +215,9 @@ async def live_script(request: Request) -> Response:
     return _static("live.js")
 
 
-async def health(request: Request) -> Response:
-    """`GET /healthz`: whether the gateway is connected to NATS."""
-    connected = _gateway(request).nc.is_connected
-    return JSONResponse({"nats": "connected" if connected else "disconnected"})
+async def patch_script(request: Request) -> Response:
+    """The live page's JSON-patch applier."""
+    return _static("patch.js")
 
 
 def _static(name: str) -> Response:
@@ -222,10 +251,14 @@ def create_app(settings: GatewaySettings | None = None) -> Starlette:
     It enforces the rules of `mistral-workflows gateway` wherever it is served: tokens
     signed with the settings' secret (by default the `MISTRAL_WORKFLOWS_GATEWAY_SECRET`
     variable) are required; without a secret (development mode) only connections between
-    loopback addresses are answered, whatever address the server listens on.
+    loopback addresses are answered, whatever address the server listens on. It serves
+    `/healthz`, `/readyz` and Prometheus `/metrics`, answers the API with a JSON 503 while
+    NATS is away, and lets pages of `settings.cors_origins` (plus loopback pages in
+    development mode) read it from other origins.
 
     Raises:
-        ConfigurationError: the secret in the variable is shorter than 32 bytes.
+        ConfigurationError: the secret in the variable is shorter than 32 bytes, or a CORS
+            origin in the variable is not `scheme://host[:port]`.
     """
     gateway = _Gateway(settings or GatewaySettings())
     if gateway.access.development:
@@ -234,6 +267,16 @@ def create_app(settings: GatewaySettings | None = None) -> Starlette:
             "bearer token (or none) reads every event; connections from other machines "
             "are refused"
         )
+
+    settings = gateway.settings
+    ops = Operations(
+        lambda: gateway.connection,
+        nats_url=settings.nats_url,
+        stream_name=settings.stream_name,
+        subject_prefix=settings.subject_prefix,
+        cors_origins=settings.cors_origins,
+        development=gateway.access.development,
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -247,12 +290,17 @@ def create_app(settings: GatewaySettings | None = None) -> Starlette:
         routes=[
             Route("/v1/workflows/events/stream", stream_events),
             Route("/v1/workflows/executions/{execution_id:path}/stream", stream_execution),
+            Route("/v1/workflows/executions/{execution_id:path}/pages", execution_pages),
+            Route("/v1/workflows/events/pages", event_pages),
             Route("/v1/workflows/events/list", list_events),
             Route("/ui/executions/{execution_id:path}", live_page),
             Route("/ui/live.js", live_script),
-            Route("/healthz", health),
+            *ops.routes,
+            Route("/ui/patch.js", patch_script),
         ],
+        middleware=ops.middleware,
         exception_handlers={
+            **ops.exception_handlers,
             Problem: _problem,
             HTTPException: _http_error,
             MistralWorkflowsError: _library_error,
@@ -260,4 +308,5 @@ def create_app(settings: GatewaySettings | None = None) -> Starlette:
         lifespan=lifespan,
     )
     app.state.gateway = gateway
+    app.state.metrics = ops.metrics
     return app

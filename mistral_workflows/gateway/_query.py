@@ -34,6 +34,7 @@ _OTHERS = (
     "last_event_id",
     "access_token",
     "event_source",
+    "late_join",
 )
 _KNOWN = frozenset((*_TEXT, *_OTHERS))
 _MAX_VALUE = 2048
@@ -55,6 +56,8 @@ class StreamQuery:
     metadata: dict[str, Any] = field(default_factory=dict)
     start_seq: int | None = None
     """The first broker sequence to send (inclusive); None: the oldest stored."""
+    late_join: bool = False
+    """Start with the latest snapshot of each task, then newer events (`start_seq` is None)."""
 
     def keeps(self, event: StreamEvent) -> bool:
         """The filter `subscribe` does not apply: the metadata."""
@@ -109,7 +112,12 @@ def stream_query(
     wanted = _with(wanted, "scope", scope=_text(params, "scope"))
     wanted = _with(wanted, "stream", stream=_text(params, "stream"))
     wanted = _with(wanted, "workflow_event_types", event_types=_event_types(params))
-    return StreamQuery(wanted, metadata=_metadata(params), start_seq=_start(params, headers))
+    start, late_join = _start(params, headers), _late_join(params)
+    if late_join and _integer(params, "start_seq", 0):
+        raise invalid("late_join", "give late_join or start_seq, not both")
+    # A client reconnecting with its last event id resumes after it, snapshots or not.
+    late_join = late_join and start is None
+    return StreamQuery(wanted, metadata=_metadata(params), start_seq=start, late_join=late_join)
 
 
 def list_query(params: QueryParams) -> ListQuery:
@@ -244,6 +252,15 @@ def _start(params: QueryParams, headers: Headers) -> int | None:
             )
         start = max(start, last + 1)
     return start or None
+
+
+def _late_join(params: QueryParams) -> bool:
+    value = _one(params, "late_join")
+    if value is None or value.lower() in ("false", "0"):
+        return False
+    if value.lower() in ("true", "1"):
+        return True
+    raise invalid("late_join", f"must be true or false, not {value[:40]!r}")
 
 
 def _event_source(params: QueryParams) -> None:

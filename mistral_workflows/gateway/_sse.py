@@ -47,17 +47,20 @@ RETRY_MS = 2000
 def event_message(event: StreamEvent, retry: bool = False) -> bytes:
     """One SSE message for an event (JSON holds no raw newline: one `data:` line).
 
+    A snapshot (late join) has no sequence, hence no `id:`: a client that reconnects before
+    the first event after the snapshots starts over with them.
+
     The event's trace context, when it has one, goes in `traceparent:` and `tracestate:`
     fields of the message: clients that know them can link their spans to the producer's,
     and the SSE rules make every other client (a browser's `EventSource`) ignore them.
     """
     head = f"retry: {RETRY_MS}\n" if retry else ""
+    seq = event.broker_sequence
     body = event.model_dump_json()
+    position = "" if seq is None else f"id: {seq}\n"
     trace = event.trace_context
     fields = "".join(f"{k}: {v}\n" for k, v in trace.items() if _one_line(v)) if trace else ""
-    return (
-        f"{head}event: workflow.event\nid: {event.broker_sequence}\n{fields}data: {body}\n\n"
-    ).encode()
+    return f"{head}event: workflow.event\n{position}{fields}data: {body}\n\n".encode()
 
 
 def _one_line(value: str) -> bool:

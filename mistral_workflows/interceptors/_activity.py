@@ -23,6 +23,7 @@ from mistral_workflows.core.envelope import stable_id
 from mistral_workflows.core.errors import MistralWorkflowsError, PublishError
 from mistral_workflows.core.events import EventType
 from mistral_workflows.core.publisher import Publisher
+from mistral_workflows.core.relay import Relay
 from mistral_workflows.interceptors._context import activity_context
 from mistral_workflows.interceptors._lifecycle import (
     activity_failure_event,
@@ -46,10 +47,12 @@ class ActivityInbound(ActivityInboundInterceptor):
         self,
         next: ActivityInboundInterceptor,
         publisher: Callable[[], Publisher | None],
+        relay: Callable[[], Relay | None],
         internal: frozenset[str],
     ) -> None:
         super().__init__(next)
         self._publisher = publisher
+        self._relay = relay
         self._internal = internal
         self._watchdog: _Watchdog | None = None
 
@@ -63,6 +66,15 @@ class ActivityInbound(ActivityInboundInterceptor):
             return await super().execute_activity(input)
         ref = ActivityRef(info.activity_id, info.activity_type, info.attempt)
         context = activity_context(info, input.headers)
+        relay = self._relay()
+        if relay is not None:
+            # Events its workflow handed over on this worker and NATS has not stored yet
+            # (an outage) go first: the attempt's events then follow them in the stream.
+            # Not for longer than half a heartbeat timeout, which would end the attempt.
+            wait = publisher.persist_timeout
+            if info.heartbeat_timeout:
+                wait = min(wait, info.heartbeat_timeout.total_seconds() / 2)
+            await relay.stored_before(context.workflow_exec_id, wait)
         emitter = publisher.emitter(context, ref)
         report = _Reporter(emitter, info, ref)
         await report.started(input.args)

@@ -12,6 +12,7 @@ from temporalio.worker import (
 )
 
 from mistral_workflows.core.publisher import Publisher
+from mistral_workflows.core.relay import Relay
 from mistral_workflows.interceptors._activity import ActivityInbound
 from mistral_workflows.interceptors._workflow import inbound_class
 from mistral_workflows.interceptors._workflow_emitter import PUBLISH_ACTIVITY, WorkflowSettings
@@ -24,17 +25,22 @@ class StreamingInterceptor(Interceptor):
 
     Args:
         publisher: Returns the worker's publisher, or None while it is not connected.
+        relay: Returns the worker's relay of the events of workflow code (or None).
         settings: The plugin settings that workflow code needs.
     """
 
     def __init__(
-        self, publisher: Callable[[], Publisher | None], settings: WorkflowSettings
+        self,
+        publisher: Callable[[], Publisher | None],
+        relay: Callable[[], Relay | None],
+        settings: WorkflowSettings,
     ) -> None:
         self._publisher = publisher
+        self._relay = relay
         self._workflow_class = inbound_class(settings)
 
     def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
-        return ActivityInbound(next, self._publisher, frozenset({PUBLISH_ACTIVITY}))
+        return ActivityInbound(next, self._publisher, self._relay, frozenset({PUBLISH_ACTIVITY}))
 
     def workflow_interceptor_class(
         self, input: WorkflowInterceptorClassInput

@@ -20,6 +20,7 @@ from mistral_workflows.core.subjects import LIFECYCLE_STREAM
 __all__ = [
     "activity_failure_event",
     "json_payload",
+    "lifecycle_message",
     "publish_lifecycle",
 ]
 
@@ -90,15 +91,15 @@ def _will_retry(info: activity.Info, error: BaseException) -> bool:
     return True
 
 
-async def publish_lifecycle(
+def lifecycle_message(
     sink: EventSink,
     context: ExecutionContext,
     activity_ref: ActivityRef | None,
     event_type: EventType,
     event_id: str,
     attributes: dict[str, Any],
-) -> None:
-    """Publish one lifecycle event on the reserved stream."""
+) -> tuple[str, bytes, dict[str, str]]:
+    """One lifecycle event for the reserved stream: its subject, payload and headers."""
     channel = sink.channel(LIFECYCLE_STREAM)
     body = envelope(
         stream=LIFECYCLE_STREAM,
@@ -109,4 +110,17 @@ async def publish_lifecycle(
         **source(context, activity_ref),
     )
     payload, headers = sink.encode(body, event_id, event_type)
-    await sink.send(channel.subject, payload, headers)
+    return channel.subject, payload, headers
+
+
+async def publish_lifecycle(
+    sink: EventSink,
+    context: ExecutionContext,
+    activity_ref: ActivityRef | None,
+    event_type: EventType,
+    event_id: str,
+    attributes: dict[str, Any],
+) -> None:
+    """Publish one lifecycle event on the reserved stream."""
+    message = lifecycle_message(sink, context, activity_ref, event_type, event_id, attributes)
+    await sink.send(*message)

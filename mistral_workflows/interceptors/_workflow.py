@@ -28,7 +28,7 @@ from mistral_workflows.core.envelope import failure_message, stable_id
 from mistral_workflows.core.errors import PublishError
 from mistral_workflows.core.events import EventType
 from mistral_workflows.interceptors._context import Headers, with_context, workflow_context
-from mistral_workflows.interceptors._lifecycle import json_payload, publish_lifecycle
+from mistral_workflows.interceptors._lifecycle import json_payload, lifecycle_message
 from mistral_workflows.interceptors._workflow_emitter import (
     PUBLISH_ACTIVITY,
     WorkflowEmitter,
@@ -50,6 +50,7 @@ def inbound_class(settings: WorkflowSettings) -> type[WorkflowInboundInterceptor
 class _WorkflowInbound(WorkflowInboundInterceptor):
     settings: WorkflowSettings
     _scope: Scope | None = None
+    _emitter: WorkflowEmitter | None = None
 
     def init(self, outbound: WorkflowOutboundInterceptor) -> None:
         super().init(_WorkflowOutbound(outbound))
@@ -57,13 +58,15 @@ class _WorkflowInbound(WorkflowInboundInterceptor):
     def scope(self) -> Scope:
         if self._scope is None:
             context = workflow_context()
-            self._scope = Scope(context, None, WorkflowEmitter(context, self.settings))
+            self._emitter = WorkflowEmitter(context, self.settings)
+            self._scope = Scope(context, None, self._emitter)
         return self._scope
 
     async def execute_workflow(self, input: ExecuteWorkflowInput) -> Any:
         scope = self.scope()
         token = use_scope(scope)
-        report = _Reporter(scope) if workflow.patched(_PATCH) else None
+        assert self._emitter is not None
+        report = _Reporter(scope, self._emitter) if workflow.patched(_PATCH) else None
         try:
             if report:
                 await report.started(input.args)
@@ -102,8 +105,9 @@ class _WorkflowInbound(WorkflowInboundInterceptor):
 class _Reporter:
     """Publishes a run's lifecycle events, each with an id derived from the run."""
 
-    def __init__(self, scope: Scope) -> None:
+    def __init__(self, scope: Scope, emitter: WorkflowEmitter) -> None:
         self._scope = scope
+        self._emitter = emitter
         self._attempt = workflow.info().attempt
 
     async def started(self, args: Any) -> None:
@@ -134,11 +138,13 @@ class _Reporter:
     ) -> None:
         event_id = stable_id(ctx.workflow_exec_id, ctx.workflow_run_id, event_type)
         attrs = {"task_id": ctx.workflow_exec_id, **attributes}
+        message = lifecycle_message(self._emitter, ctx, None, event_type, event_id, attrs)
         try:
-            await publish_lifecycle(self._scope.emitter, ctx, None, event_type, event_id, attrs)
+            await self._emitter.hand_off(*message)
         except PublishError as e:
-            # The workflow must not depend on NATS: a lost lifecycle event is only logged.
-            workflow.logger.warning("mistral_workflows: %s not published: %s", event_type, e)
+            # The workflow must not depend on NATS: a failed hand-off is only logged (the
+            # relay refused the event, or the worker was too busy to answer in time).
+            workflow.logger.warning("mistral_workflows: %s may not be published: %s", event_type, e)
 
 
 class _WorkflowOutbound(WorkflowOutboundInterceptor):

@@ -14,7 +14,6 @@ from typing import Any, cast
 
 import orjson
 from nats.aio.client import Client as NATS
-from temporalio import activity
 from temporalio.common import MetricMeter
 from temporalio.plugin import SimplePlugin
 from temporalio.runtime import Runtime
@@ -27,10 +26,11 @@ from mistral_workflows.core.encryption import Encryption
 from mistral_workflows.core.errors import ConfigurationError
 from mistral_workflows.core.metrics import NO_METRICS, Meter, PublishMetrics
 from mistral_workflows.core.publisher import ConnectionHooks, Publisher
+from mistral_workflows.core.relay import Relay
 from mistral_workflows.core.subjects import DEFAULT_PREFIX, DEFAULT_STREAM_NAME, validate_prefix
 from mistral_workflows.core.tracecontext import trace_headers
+from mistral_workflows.core.urls import check_nats_urls
 from mistral_workflows.interceptors import (
-    PUBLISH_ACTIVITY,
     StreamingInterceptor,
     WorkflowSettings,
     publish_activity,
@@ -38,6 +38,9 @@ from mistral_workflows.interceptors import (
 from mistral_workflows.worker._stream import StreamSettings, restore, streams_ready
 
 __all__ = ["MistralWorkflowsPlugin"]
+
+# Seconds a stopping worker waits, at most, for the events of workflow code still queued.
+_RELAY_CLOSE_WAIT = 5.0
 
 
 class MistralWorkflowsPlugin(SimplePlugin):
@@ -81,6 +84,9 @@ class MistralWorkflowsPlugin(SimplePlugin):
             permission to create streams.
         encryption: Encrypt task state before it leaves the worker (see `Encryption` and
             docs/security.md); consumers need the same keys.
+        max_delay: The longest a task holds an update to fold it with later ones before
+            handing it to the socket (a timedelta, or seconds), whether the activity yields
+            to the event loop between updates or not; 0 sends one event per update.
         tracing: Add the W3C trace context of the activity's current OpenTelemetry span
             to each event's headers (with `opentelemetry-api` installed and a span
             active; otherwise nothing is added). See docs/deployment.md.
@@ -105,11 +111,11 @@ class MistralWorkflowsPlugin(SimplePlugin):
         nats_options: dict[str, Any] | None = None,
         provision_stream: bool = True,
         encryption: Encryption | None = None,
+        max_delay: timedelta | float = timedelta(milliseconds=25),
         tracing: bool = True,
         metrics: bool = True,
     ) -> None:
-        if not nats_url or not all(isinstance(u, str) and u for u in _as_list(nats_url)):
-            raise ConfigurationError(f"nats_url must be a URL or a list of URLs, not {nats_url!r}")
+        check_nats_urls(nats_url)
         if persist_timeout <= 0 or connect_timeout <= 0 or connect_attempts < 1:
             raise ConfigurationError(
                 "persist_timeout and connect_timeout must be positive, connect_attempts >= 1"
@@ -123,6 +129,7 @@ class MistralWorkflowsPlugin(SimplePlugin):
             duplicate_window=duplicate_window,
             replicas=replicas,
         )
+        self._max_delay = _seconds("max_delay", max_delay)
         self._provision = provision_stream
         self._persist_timeout = persist_timeout
         self._strict = fail_on_publish_error
@@ -148,6 +155,7 @@ class MistralWorkflowsPlugin(SimplePlugin):
         }
         self._publisher: Publisher | None = None
         self._executors: set[concurrent.futures.Executor] = set()
+        self._relay: Relay | None = None
         self._users = 0
         self._lock = asyncio.Lock()
         self._connected_event = asyncio.Event()
@@ -159,7 +167,9 @@ class MistralWorkflowsPlugin(SimplePlugin):
         )
         super().__init__(
             "mistral_workflows.MistralWorkflowsPlugin",
-            interceptors=[StreamingInterceptor(lambda: self._publisher, settings)],
+            interceptors=[
+                StreamingInterceptor(lambda: self._publisher, lambda: self._relay, settings)
+            ],
             activities=[self._publish_activity()],
             workflow_runner=_with_passthrough,
         )
@@ -214,6 +224,8 @@ class MistralWorkflowsPlugin(SimplePlugin):
         async with self._lock:
             if self._publisher is None:
                 self._publisher = await self._open(meter)
+                window = self.stream.duplicate_window.total_seconds()
+                self._relay = Relay(self._publisher, give_up_after=window)
                 self._connected_event.set()
             self._users += 1
             publisher = self._publisher
@@ -224,7 +236,10 @@ class MistralWorkflowsPlugin(SimplePlugin):
                 self._users -= 1
                 if self._users == 0 and self._publisher is not None:
                     closing, self._publisher = self._publisher, None
+                    relay, self._relay = self._relay, None
                     self._connected_event.clear()
+                    if relay is not None:  # what workflows handed over goes out first
+                        await relay.close(min(self._persist_timeout, _RELAY_CLOSE_WAIT))
                     closing.metrics.close()
                     await _close(closing.nc)
 
@@ -245,6 +260,7 @@ class MistralWorkflowsPlugin(SimplePlugin):
             persist_timeout=self._persist_timeout,
             strict=self._strict,
             encryption=self._encryption,
+            max_delay=self._max_delay,
             restore=functools.partial(restore, nc.jetstream(), self.stream, create=self._provision),
             trace=trace_headers() if self._tracing else None,
             metrics=NO_METRICS if meter is None else PublishMetrics.recording(meter),
@@ -257,22 +273,20 @@ class MistralWorkflowsPlugin(SimplePlugin):
         Workflow code encodes its events without the keys: with encryption, they are
         encrypted here, in the worker, before they are sent.
         """
-        publish = publish_activity(lambda: self._publisher)
         encryption = self._encryption
         if encryption is None:
-            return publish
+            return publish_activity(lambda: self._relay)
 
-        @activity.defn(name=PUBLISH_ACTIVITY)
-        async def publish_encrypted(subject: str, payload: str, headers: dict[str, str]) -> None:
+        def encrypt(payload: str, headers: dict[str, str]) -> bytes:
             limit = self._publisher.limit if self._publisher else self.stream.max_event_bytes
             msg_id, stream = headers[MSG_ID], headers[EXPECTED_STREAM]
             what = "an event of workflow code"
             encoded, _ = encode_event(
                 orjson.loads(payload), msg_id, stream, limit, what, encryption
             )
-            await publish(subject, encoded.decode(), headers)
+            return encoded
 
-        return publish_encrypted
+        return publish_activity(lambda: self._relay, encrypt)
 
 
 def _mark_stopped_without_running(worker: Worker) -> None:
@@ -316,8 +330,19 @@ def _meter(worker: Worker) -> Meter | None:
     return None if meter is MetricMeter.noop else cast(Meter, meter)
 
 
-def _as_list(urls: str | Sequence[str]) -> Sequence[str]:
-    return [urls] if isinstance(urls, str) else urls
+def _seconds(name: str, value: object) -> float:
+    """A duration given as a timedelta or as seconds, checked: finite and not negative."""
+    seconds = value.total_seconds() if isinstance(value, timedelta) else value
+    if (
+        isinstance(seconds, bool)
+        or not isinstance(seconds, int | float)
+        or not 0 <= seconds < float("inf")
+    ):
+        raise ConfigurationError(
+            f"{name} must be a timedelta or a number of seconds, 0 or more, not {value!r}; "
+            f"e.g. {name}=timedelta(milliseconds=25), or 0"
+        )
+    return float(seconds)
 
 
 def _with_passthrough(runner: WorkflowRunner | None) -> WorkflowRunner:

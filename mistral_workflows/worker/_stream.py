@@ -18,7 +18,7 @@ from mistral_workflows.core.errors import (
     ConfigurationError,
     StreamMismatchError,
 )
-from mistral_workflows.core.refusal import StreamState
+from mistral_workflows.core.refusal import NATS_CLI, StreamState
 from mistral_workflows.core.subjects import (
     DEFAULT_PREFIX,
     DEFAULT_STREAM_NAME,
@@ -182,7 +182,8 @@ async def _provision_one(js: JetStreamContext, wanted: StreamConfig) -> None:
             f"JetStream stream {name!r} already exists with other settings: "
             + "; ".join(problems)
             + ". It was left unchanged: pass matching settings to the plugin, or update "
-            "or delete the stream yourself (nats stream edit/rm) if that is really meant."
+            f"or delete the stream yourself (`nats stream edit {name}` or `nats stream rm "
+            f"{name}`, with {NATS_CLI}) if that is really meant."
         )
 
 
@@ -213,8 +214,9 @@ def _refuse_losses(config: StreamConfig, found: list[str]) -> None:
         raise StreamMismatchError(
             f"JetStream stream {name!r} has settings that lose or refuse events: "
             + "; ".join(found)
-            + f". It was left unchanged: delete it (nats stream rm {name}) so that the "
-            f"plugin creates it as it should be, or fix these settings (nats stream edit {name})."
+            + f". It was left unchanged: delete it (`nats stream rm {name}`) so that the "
+            "plugin creates it as it should be, or fix these settings (`nats stream edit "
+            f"{name}`); the commands are those of {NATS_CLI}."
         )
 
 

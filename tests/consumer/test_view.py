@@ -161,7 +161,7 @@ async def test_tail_follows_new_events_and_exits_on_ctrl_c(nats_url):
     """`tail` prints events published after it starts, and Ctrl-C exits quietly with 130."""
     wid = unique("tail")
     await publish(nats_url, wid, 0, 1)  # older: must not be shown
-    command = [sys.executable, "-m", "mistral_workflows", "tail", "--nats", nats_url]
+    command = [sys.executable, "-m", "mistral_workflows", "tail", "--nats-url", nats_url]
     async with consumer_made(nats_url) as made:
         with subprocess.Popen(  # noqa: ASYNC220 - the test drives a real terminal command
             [*command, "--format", "json"],

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,7 +13,7 @@ from hypothesis import strategies as st
 
 from mistral_workflows.core.diff import diff
 from mistral_workflows.core.errors import PatchError
-from mistral_workflows.core.json_value import JSON
+from mistral_workflows.core.json_value import JSON, same_json
 from mistral_workflows.core.patch import apply, merge
 from tests.core.json_support import JSON_VALUES, KEYS, containers, dump, random_edit
 
@@ -113,6 +115,24 @@ def test_apply_rejects_invalid_ops(doc: JSON, op: dict[str, Any], message: str) 
     assert repr(op.get("path")) in str(info.value)
 
 
+# The cases shared with the live page's applier (tests/gateway/test_live_patch.py).
+SHARED_CASES = json.loads((Path(__file__).parent / "patch_cases.json").read_text())
+
+
+@pytest.mark.parametrize("case", SHARED_CASES["ok"], ids=lambda case: case["name"])
+def test_shared_case_applies(case: dict[str, Any]) -> None:
+    """Each valid case of the shared corpus gives its document, exactly."""
+    assert same_json(apply(copy.deepcopy(case["doc"]), case["ops"]), case["result"])
+
+
+@pytest.mark.parametrize("case", SHARED_CASES["fail"], ids=lambda case: case["name"])
+def test_shared_case_fails(case: dict[str, Any]) -> None:
+    """Each invalid case of the shared corpus raises PatchError with its message."""
+    with pytest.raises(PatchError) as info:
+        apply(copy.deepcopy(case["doc"]), case["ops"])
+    assert case["message"] in str(info.value)
+
+
 def test_patch_error_names_the_failing_op_index() -> None:
     """The message gives the index of the failing op; earlier ops stay applied."""
     doc: JSON = {}
@@ -159,6 +179,25 @@ def test_merged_ops_apply_like_the_updates_one_by_one(
         merge(merged, ops)
     assert dump(apply(copy.deepcopy(a), merged)) == dump(final)
     assert len(merged) <= sum(len(ops) for ops in batches)
+
+
+def test_merge_keeps_a_folded_list_insert_before_the_ops_it_shifts() -> None:
+    """An insert into a list, then an op on an item after it, then a new value for the
+    inserted item: the insert keeps its place, so the op in between still names its item."""
+    doc: JSON = {"c": [{}]}
+    batches: list[list[dict[str, Any]]] = [
+        [{"op": "add", "path": "/c/0", "value": "a"}],
+        [{"op": "add", "path": "/c/1/k", "value": 1}],
+        [{"op": "replace", "path": "/c/0", "value": "b"}],
+    ]
+    one_by_one = copy.deepcopy(doc)
+    merged: list[dict[str, Any]] = []
+    for ops in batches:
+        one_by_one = apply(one_by_one, ops)
+        merge(merged, ops)
+    assert one_by_one == {"c": ["b", {"k": 1}]}
+    assert apply(copy.deepcopy(doc), merged) == one_by_one
+    assert len(merged) == 2
 
 
 def test_merge_folds_a_token_stream_into_one_append() -> None:

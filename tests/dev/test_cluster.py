@@ -7,6 +7,7 @@ from pathlib import Path
 import nats
 import pytest
 
+from mistral_workflows.consumer._reader import clustered
 from mistral_workflows.core.errors import ConfigurationError
 from mistral_workflows.dev import NatsCluster
 from tests.dev.test_servers import is_alive
@@ -23,6 +24,7 @@ async def test_cluster_elects_a_meta_leader_and_holds_three_replicas(tmp_path: P
         assert cluster.meta_leader() in {f"mistral-dev-n{i}" for i in (1, 2, 3)}
         connection = await nats.connect(cluster.urls)
         try:
+            assert clustered(connection)  # messages may then blame a leader election
             js = connection.jetstream()
             await js.add_stream(name="R3", subjects=["r3.>"], num_replicas=3)
             await js.publish("r3.one", b"hello")

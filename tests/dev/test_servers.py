@@ -18,7 +18,13 @@ from nats.aio.client import Client as NatsClient
 from temporalio.client import Client
 
 from mistral_workflows.core.errors import ConfigurationError
-from mistral_workflows.dev import EmbeddedServers, NatsServer, TemporalServer, find_binary
+from mistral_workflows.dev import (
+    EmbeddedServers,
+    NatsServer,
+    TemporalServer,
+    find_binary,
+    free_port,
+)
 
 
 @contextlib.asynccontextmanager
@@ -171,15 +177,46 @@ async def test_embedded_servers_start_both(tmp_path: Path) -> None:
 
 def test_serve_prints_addresses_and_stops_both_on_sigterm() -> None:
     """serve() prints where the servers listen, and SIGTERM stops them and exits cleanly."""
-    script = "from mistral_workflows.dev import serve; serve()"
+    ports = [free_port() for _ in range(3)]
+    script = "from mistral_workflows.dev import serve; serve(nats_port={}, temporal_port={}, "
+    script += "ui_port={})"
     with subprocess.Popen(
-        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", script.format(*ports)], stdout=subprocess.PIPE, text=True
     ) as process:
         assert process.stdout is not None
-        lines = [process.stdout.readline().split() for _ in range(3)]
+        lines = []
+        while (line := process.stdout.readline()) and not line.startswith("Ctrl-C"):
+            lines.append(line.split())
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=15) == 0
-    (nats_label, nats_url), (temporal_label, temporal_address), hint = lines
-    assert (nats_label, temporal_label, hint) == ("NATS", "Temporal", ["Ctrl-C", "to", "stop"])
+    assert line == "Ctrl-C to stop\n"
+    (nats_label, nats_url), (temporal_label, temporal_address) = lines[:2]
+    assert (nats_label, temporal_label, lines[2][:2]) == ("NATS", "Temporal", ["Web", "UI"])
+    assert nats_url.endswith(f":{ports[0]}") and temporal_address.endswith(f":{ports[1]}")
     assert not accepts_connections(nats_url)
     assert not accepts_connections(temporal_address)
+    assert not accepts_connections(f"127.0.0.1:{ports[2]}")
+
+
+def test_a_binary_on_path_is_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server installed without its wheel (a platform without a build) is found on PATH."""
+    binary = tmp_path / "mistral-test-server"
+    binary.write_text("#!/bin/sh\n")
+    binary.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert find_binary("mistral-test-server") == str(binary)
+
+
+def test_a_missing_server_names_where_to_get_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without the wheel and off PATH, `temporal` is an error naming the extra, the
+    platform without a build, and where to download it."""
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "python"))
+    monkeypatch.setattr("sysconfig.get_path", lambda name: str(tmp_path))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(ConfigurationError) as raised:
+        find_binary("temporal")
+    message = str(raised.value)
+    assert "mistral-workflows[dev]" in message and "Windows" in message
+    assert "https://docs.temporal.io/cli" in message and "PATH" in message

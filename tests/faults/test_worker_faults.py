@@ -11,6 +11,7 @@ import asyncio
 import os
 import signal
 from datetime import timedelta
+from typing import Any
 
 import nats
 import pytest
@@ -57,6 +58,101 @@ def attempt_ended(attempt: int):
         EventType.ACTIVITY_TASK_FAILED,
     )
     return lambda e: attempt_of(e) == attempt and e.data.event_type in ends
+
+
+async def cancel_mid_stream(
+    temporal_address: str,
+    nats_url: str,
+    task_queue: str,
+    activity: str,
+    cancellation: str,
+    workflows: list[type],
+    activities: list[Any],
+) -> tuple[list[StreamEvent], Any]:
+    """Cancel the heartbeating `activity` streaming tokens (a `Plan`) with the given
+    cancellation type once its task has sent 5 events, and check what every type gives:
+    the task ends with CANCELED and the attempt with FAILED, with every update in; only
+    WAIT_CANCELLATION_COMPLETED puts them before the workflow's end. Returns the run's
+    events and the task's last state."""
+    client = await plugged_client(temporal_address, nats_url)
+    wid = unique("cancel")
+    plan = Plan(activity, task_queue, [[10_000], 0.05], heartbeat=1)
+    plan.cancellation = cancellation
+    async with running_worker(client, task_queue, workflows, activities):
+        handle = await client.start_workflow(RunPlan.run, plan, id=wid, task_queue=task_queue)
+        await wait_for_event(nats_url, wid, reached(1, 5))
+        await handle.signal(RunPlan.cancel)
+        assert await handle.result() == "activity error: CancelledError"
+        # With TRY_CANCEL and ABANDON the task's end may come after the workflow's.
+        await wait_for_event(nats_url, wid, attempt_ended(1))
+    events = await collect(nats_url, workflow_exec_id=wid)
+    state = check_attempt(
+        events, 1, [EventType.CUSTOM_TASK_CANCELED, EventType.ACTIVITY_TASK_FAILED]
+    )
+    assert state == LAST_STATES[(wid, 1)] and len(state["tokens"]) >= 5
+    order = kinds(events)
+    assert (
+        order[0] == EventType.WORKFLOW_EXECUTION_STARTED
+        and order.count(EventType.WORKFLOW_EXECUTION_COMPLETED) == 1
+    )
+    if cancellation == "WAIT_CANCELLATION_COMPLETED":
+        assert order[-1] == EventType.WORKFLOW_EXECUTION_COMPLETED
+    else:  # The activity learns of it later, and streams on meanwhile.
+        assert order.index(EventType.WORKFLOW_EXECUTION_COMPLETED) < order.index(
+            EventType.CUSTOM_TASK_CANCELED
+        )
+    canceled = next(
+        e for e in events if e.data.event_type == EventType.CUSTOM_TASK_CANCELED
+    ).data.attributes
+    assert canceled.reason == "cancel requested"
+    failed = next(
+        e for e in events if e.data.event_type == EventType.ACTIVITY_TASK_FAILED
+    ).data.attributes
+    assert failed.failure.message == "activity cancelled"
+    return events, state
+
+
+async def shut_down_mid_stream(
+    temporal_address: str, nats_url: str, task_queue: str, activity: str, activities: list[Any]
+) -> list[StreamEvent]:
+    """Shut the worker running `activity` (streaming tokens, a `Plan`) down mid-task, past
+    its graceful timeout, then retry on a new worker; checks that the first attempt ends
+    with FAILED and RETRYING, not CANCELED, and the retry completes. Returns the events."""
+    client = await plugged_client(temporal_address, nats_url)
+    wid, queue = unique("shutdown"), f"{task_queue}-activities"
+    plan = Plan(activity, queue, [[10_000, 10], 0.05], heartbeat=1)
+    async with running_worker(client, task_queue, [RunPlan]):
+        worker = Worker(
+            client,
+            task_queue=queue,
+            activities=activities,
+            graceful_shutdown_timeout=timedelta(seconds=0.5),
+        )
+        running = asyncio.create_task(worker.run())
+        handle = await client.start_workflow(RunPlan.run, plan, id=wid, task_queue=task_queue)
+        await wait_for_event(nats_url, wid, reached(1, 5))
+        await worker.shutdown()
+        await running
+        async with running_worker(client, queue, activities=activities):
+            assert await handle.result() == "attempt 2"
+    events = await collect(nats_url, workflow_exec_id=wid)
+    assert (
+        check_attempt(events, 1, [EventType.CUSTOM_TASK_FAILED, EventType.ACTIVITY_TASK_RETRYING])
+        == LAST_STATES[(wid, 1)]
+    )
+    failed = next(
+        e for e in events if e.data.event_type == EventType.CUSTOM_TASK_FAILED
+    ).data.attributes
+    assert failed.failure.message == (
+        "the worker shut down during the task; Temporal will retry the activity"
+    )
+    retrying = next(
+        e for e in events if e.data.event_type == EventType.ACTIVITY_TASK_RETRYING
+    ).data.attributes
+    assert retrying.failure.message == "the worker shut down during the attempt"
+    assert check_attempt(events, 2, COMPLETED) == tokens(2, 10)
+    workflow_ends(events)
+    return events
 
 
 def final(events: list[StreamEvent]) -> tuple[int, str, object]:
@@ -168,41 +264,9 @@ async def test_cancellation_types(temporal_address, nats_url, task_queue, cancel
     next heartbeat is refused, which Temporal reports to it as a cancellation. (Had the
     workflow stayed open, the abandoned activity would have run to its own end.)
     """
-    client = await plugged_client(temporal_address, nats_url)
-    wid = unique("cancel")
-    plan = Plan("stream_tokens", task_queue, [[10_000], 0.05], heartbeat=1)
-    plan.cancellation = cancellation
-    async with running_worker(client, task_queue, [RunPlan], ACTIVITIES):
-        handle = await client.start_workflow(RunPlan.run, plan, id=wid, task_queue=task_queue)
-        await wait_for_event(nats_url, wid, reached(1, 5))
-        await handle.signal(RunPlan.cancel)
-        assert await handle.result() == "activity error: CancelledError"
-        # With TRY_CANCEL and ABANDON the task's end may come after the workflow's.
-        await wait_for_event(nats_url, wid, attempt_ended(1))
-    events = await collect(nats_url, workflow_exec_id=wid)
-    state = check_attempt(
-        events, 1, [EventType.CUSTOM_TASK_CANCELED, EventType.ACTIVITY_TASK_FAILED]
+    events, state = await cancel_mid_stream(
+        temporal_address, nats_url, task_queue, "stream_tokens", cancellation, [RunPlan], ACTIVITIES
     )
-    assert state == LAST_STATES[(wid, 1)] and len(state["tokens"]) >= 5
-    order = kinds(events)
-    assert (
-        order[0] == EventType.WORKFLOW_EXECUTION_STARTED
-        and order.count(EventType.WORKFLOW_EXECUTION_COMPLETED) == 1
-    )
-    if cancellation == "WAIT_CANCELLATION_COMPLETED":
-        assert order[-1] == EventType.WORKFLOW_EXECUTION_COMPLETED
-    else:  # The activity learns of it later, and streams on meanwhile.
-        assert order.index(EventType.WORKFLOW_EXECUTION_COMPLETED) < order.index(
-            EventType.CUSTOM_TASK_CANCELED
-        )
-    canceled = next(
-        e for e in events if e.data.event_type == EventType.CUSTOM_TASK_CANCELED
-    ).data.attributes
-    assert canceled.reason == "cancel requested"
-    failed = next(
-        e for e in events if e.data.event_type == EventType.ACTIVITY_TASK_FAILED
-    ).data.attributes
-    assert failed.failure.message == "activity cancelled"
     assert final(events) == (1, "canceled", state)
     assert duplicate_ids(events) == []
 
@@ -213,40 +277,9 @@ async def test_cancellation_types(temporal_address, nats_url, task_queue, cancel
 async def test_graceful_shutdown_mid_stream(temporal_address, nats_url, task_queue):
     """A worker shut down mid-task (graceful timeout passed) ends the task with FAILED and
     the attempt with RETRYING, not CANCELED; the retry on a new worker completes."""
-    client = await plugged_client(temporal_address, nats_url)
-    wid, queue = unique("shutdown"), f"{task_queue}-activities"
-    plan = Plan("stream_tokens", queue, [[10_000, 10], 0.05], heartbeat=1)
-    async with running_worker(client, task_queue, [RunPlan]):
-        worker = Worker(
-            client,
-            task_queue=queue,
-            activities=ACTIVITIES,
-            graceful_shutdown_timeout=timedelta(seconds=0.5),
-        )
-        running = asyncio.create_task(worker.run())
-        handle = await client.start_workflow(RunPlan.run, plan, id=wid, task_queue=task_queue)
-        await wait_for_event(nats_url, wid, reached(1, 5))
-        await worker.shutdown()
-        await running
-        async with running_worker(client, queue, activities=ACTIVITIES):
-            assert await handle.result() == "attempt 2"
-    events = await collect(nats_url, workflow_exec_id=wid)
-    assert (
-        check_attempt(events, 1, [EventType.CUSTOM_TASK_FAILED, EventType.ACTIVITY_TASK_RETRYING])
-        == LAST_STATES[(wid, 1)]
+    events = await shut_down_mid_stream(
+        temporal_address, nats_url, task_queue, "stream_tokens", ACTIVITIES
     )
-    failed = next(
-        e for e in events if e.data.event_type == EventType.CUSTOM_TASK_FAILED
-    ).data.attributes
-    assert failed.failure.message == (
-        "the worker shut down during the task; Temporal will retry the activity"
-    )
-    retrying = next(
-        e for e in events if e.data.event_type == EventType.ACTIVITY_TASK_RETRYING
-    ).data.attributes
-    assert retrying.failure.message == "the worker shut down during the attempt"
-    assert check_attempt(events, 2, COMPLETED) == tokens(2, 10)
-    workflow_ends(events)
     assert final(events) == (2, "completed", tokens(2, 10))
     assert duplicate_ids(events) == []
 

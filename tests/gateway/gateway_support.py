@@ -35,6 +35,8 @@ class Gateway:
 
     url: str
     process: subprocess.Popen[bytes]
+    log: IO[bytes] | None = None
+    """The file receiving the process's stderr (its log), while it runs."""
 
     @contextlib.asynccontextmanager
     async def client(self, token: str = "any") -> AsyncIterator[Mistral]:
@@ -63,7 +65,7 @@ def gateway_process(
         url = f"http://127.0.0.1:{port}"
         try:
             _wait_ready(url, process, log)
-            yield Gateway(url, process)
+            yield Gateway(url, process, log)
         finally:
             if process.poll() is None:
                 os.kill(process.pid, signal.SIGTERM)
@@ -134,6 +136,27 @@ def completed(workflow_id: str) -> Any:
         )
 
     return done
+
+
+def event_fields(blocks: list[str], field: str) -> list[str]:
+    """The value of `field` (`id`, `data`) in each event block of a raw SSE stream."""
+    return [
+        line[len(field) + 2 :]
+        for block in blocks
+        if "event: workflow.event" in block
+        for line in block.splitlines()
+        if line.startswith(f"{field}: ")
+    ]
+
+
+def ids_of(blocks: list[str]) -> list[int]:
+    """The `id:` of each event block of a raw SSE stream."""
+    return [int(value) for value in event_fields(blocks, "id")]
+
+
+def envelopes(blocks: list[str]) -> list[dict[str, Any]]:
+    """The `data:` of each event block of a raw SSE stream."""
+    return [orjson.loads(value) for value in event_fields(blocks, "data")]
 
 
 def sequences(messages: list[Any]) -> list[int]:

@@ -19,11 +19,11 @@ from mistral_workflows.worker import StreamSettings, provision
 from tests.gateway.gateway_support import (
     chat_worker,
     foreign_event,
+    ids_of,
     raw_sse,
     read_until,
     start_chat,
 )
-from tests.gateway.test_resume import ids_of
 from tests.support import collect, unique
 
 STREAM = "/v1/workflows/events/stream"

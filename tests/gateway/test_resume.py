@@ -8,6 +8,7 @@ from collections import Counter
 from tests.gateway.gateway_support import (
     chat_worker,
     completed,
+    ids_of,
     raw_sse,
     read_until,
     sequences,
@@ -22,17 +23,6 @@ def lost_and_repeated(expected: list[int], got: list[int]) -> tuple[set[int], se
     """The sequences missing from `got`, and those it has more than once."""
     counts = Counter(got)
     return set(expected) - set(got), {s for s, n in counts.items() if n > 1}
-
-
-def ids_of(blocks: list[str]) -> list[int]:
-    """The `id:` of each event block of a raw SSE stream."""
-    return [
-        int(line[4:])
-        for block in blocks
-        if "event: workflow.event" in block
-        for line in block.splitlines()
-        if line.startswith("id: ")
-    ]
 
 
 async def test_resume_mid_stream_with_last_event_id(

@@ -88,21 +88,27 @@ class CancelsMidStream:
         return "not cancelled"
 
 
+async def times_out(slow: Any) -> str:
+    """Runs the activity `slow` with a 1 s start-to-close timeout and two attempts; says
+    why it gave up."""
+    try:
+        await workflow.execute_activity(
+            slow,
+            start_to_close_timeout=timedelta(seconds=1),
+            retry_policy=RetryPolicy(
+                initial_interval=timedelta(milliseconds=100), maximum_attempts=2
+            ),
+        )
+    except ActivityError as e:
+        return f"gave up: {e.cause}"
+    return "finished"
+
+
 @workflow.defn
 class TimesOut:
     @workflow.run
     async def run(self) -> str:
-        try:
-            await workflow.execute_activity(
-                too_slow,
-                start_to_close_timeout=timedelta(seconds=1),
-                retry_policy=RetryPolicy(
-                    initial_interval=timedelta(milliseconds=100), maximum_attempts=2
-                ),
-            )
-        except ActivityError as e:
-            return f"gave up: {e.cause}"
-        return "finished"
+        return await times_out(too_slow)
 
 
 @workflow.defn

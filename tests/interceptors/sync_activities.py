@@ -6,19 +6,20 @@ import asyncio
 import contextlib
 import threading
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 from pydantic import BaseModel
 from temporalio import activity, workflow
-from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, CancelledError
+from temporalio.exceptions import CancelledError
 
 with workflow.unsafe.imports_passed_through():
     import mistral_workflows as workflows
     from mistral_workflows import InvalidStateError
     from mistral_workflows.core.task import Task
     from tests.faults.worker_process import _count, _keep, _token
+    from tests.interceptors.scenarios import FAST_RETRY, times_out
 
 
 @workflows.activity()
@@ -41,35 +42,37 @@ def sync_too_slow() -> str:
     return "never"
 
 
-@workflows.activity()
-def sync_stream_tokens(counts: list[int], delay: float) -> str:
-    """Streams `_count(counts)` tokens, heartbeating before each one."""
+def _stream(counts: list[int], delay: float, before: Callable[[int], object]) -> str:
+    """Streams `_count(counts)` tokens, `delay` seconds apart, calling `before(i)` ahead of
+    token i; the last state is kept, however the attempt ends."""
     with Task(type="tokens", state={"tokens": []}) as task:
         try:
             for i in range(_count(counts)):
-                activity.heartbeat()
+                before(i)
                 task.update_state({"tokens": [*task.state["tokens"], _token(i)]})
                 time.sleep(delay)
         finally:
             _keep(task)
     return f"attempt {activity.info().attempt}"
+
+
+@workflows.activity()
+def sync_stream_tokens(counts: list[int], delay: float) -> str:
+    """Streams `_count(counts)` tokens, heartbeating before each one."""
+    return _stream(counts, delay, lambda _: activity.heartbeat())
 
 
 @workflows.activity(no_thread_cancel_exception=True)
 def sync_polls_cancellation(counts: list[int], delay: float) -> str:
     """Like `sync_stream_tokens`, but asks temporalio not to raise in its thread: it polls
     `activity.is_cancelled()` and stops itself."""
-    with Task(type="tokens", state={"tokens": []}) as task:
-        try:
-            for i in range(_count(counts)):
-                activity.heartbeat()
-                if activity.is_cancelled():
-                    raise CancelledError("stopped on request")
-                task.update_state({"tokens": [*task.state["tokens"], _token(i)]})
-                time.sleep(delay)
-        finally:
-            _keep(task)
-    return f"attempt {activity.info().attempt}"
+
+    def heartbeat_or_stop(_: int) -> None:
+        activity.heartbeat()
+        if activity.is_cancelled():
+            raise CancelledError("stopped on request")
+
+    return _stream(counts, delay, heartbeat_or_stop)
 
 
 @workflows.activity()
@@ -77,16 +80,12 @@ def sync_goes_quiet(quiet: list[int], counts: list[int], delay: float) -> str:
     """Streams, heartbeating before each token except, on the first attempt, tokens
     `quiet[0]` to `quiet[1] - 1`."""
     attempt = activity.info().attempt
-    with Task(type="tokens", state={"tokens": []}) as task:
-        try:
-            for i in range(_count(counts)):
-                if attempt > 1 or not quiet[0] <= i < quiet[1]:
-                    activity.heartbeat()
-                task.update_state({"tokens": [*task.state["tokens"], _token(i)]})
-                time.sleep(delay)
-        finally:
-            _keep(task)
-    return f"attempt {attempt}"
+
+    def heartbeat_unless_quiet(i: int) -> None:
+        if attempt > 1 or not quiet[0] <= i < quiet[1]:
+            activity.heartbeat()
+
+    return _stream(counts, delay, heartbeat_unless_quiet)
 
 
 @workflows.activity()
@@ -183,8 +182,6 @@ SYNC_ACTIVITIES = [
     sync_set_state_and_model,
 ]
 
-FAST_RETRY = RetryPolicy(initial_interval=timedelta(milliseconds=100), maximum_attempts=5)
-
 
 @workflow.defn
 class SyncFlaky:
@@ -202,14 +199,4 @@ class SyncFlaky:
 class SyncTimesOut:
     @workflow.run
     async def run(self) -> str:
-        try:
-            await workflow.execute_activity(
-                sync_too_slow,
-                start_to_close_timeout=timedelta(seconds=1),
-                retry_policy=RetryPolicy(
-                    initial_interval=timedelta(milliseconds=100), maximum_attempts=2
-                ),
-            )
-        except ActivityError as e:
-            return f"gave up: {e.cause}"
-        return "finished"
+        return await times_out(sync_too_slow)

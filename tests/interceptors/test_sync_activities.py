@@ -4,9 +4,7 @@ servers; and clear errors for a Task used where it cannot work."""
 
 from __future__ import annotations
 
-import asyncio
 import threading
-from datetime import timedelta
 
 import pytest
 from temporalio.worker import Worker
@@ -14,7 +12,13 @@ from temporalio.worker import Worker
 from mistral_workflows import InvalidStateError, NotInPluggedActivityError, PayloadTooLargeError
 from mistral_workflows.core.events import EventType
 from mistral_workflows.core.task import Task
-from tests.faults.test_worker_faults import COMPLETED, attempt_ended, final, reached, workflow_ends
+from tests.faults.test_worker_faults import (
+    COMPLETED,
+    attempt_ended,
+    cancel_mid_stream,
+    final,
+    shut_down_mid_stream,
+)
 from tests.faults.worker_process import (
     LAST_STATES,
     Plan,
@@ -117,32 +121,9 @@ async def test_sync_cancellation_types(
     through `activity.is_cancelled()` with `no_thread_cancel_exception=True`) ends the task
     with CANCELED and the attempt with FAILED, with every update in; as for async
     activities, only WAIT_CANCELLATION_COMPLETED puts them before the workflow's end."""
-    client = await plugged_client(temporal_address, nats_url)
-    wid = unique("sync-cancel")
-    plan = Plan(activity, task_queue, [[10_000], 0.05], heartbeat=1)
-    plan.cancellation = cancellation
-    async with running_worker(client, task_queue, WORKFLOWS, s.SYNC_ACTIVITIES):
-        handle = await client.start_workflow(RunPlan.run, plan, id=wid, task_queue=task_queue)
-        await wait_for_event(nats_url, wid, reached(1, 5))
-        await handle.signal(RunPlan.cancel)
-        assert await handle.result() == "activity error: CancelledError"
-        await wait_for_event(nats_url, wid, attempt_ended(1))
-    events = await collect(nats_url, workflow_exec_id=wid)
-    state = check_attempt(
-        events, 1, [EventType.CUSTOM_TASK_CANCELED, EventType.ACTIVITY_TASK_FAILED]
+    events, state = await cancel_mid_stream(
+        temporal_address, nats_url, task_queue, activity, cancellation, WORKFLOWS, s.SYNC_ACTIVITIES
     )
-    assert state == LAST_STATES[(wid, 1)] and len(state["tokens"]) >= 5
-    order = kinds(events)
-    if cancellation == "WAIT_CANCELLATION_COMPLETED":
-        assert order[-1] == EventType.WORKFLOW_EXECUTION_COMPLETED
-    else:
-        assert order.index(EventType.WORKFLOW_EXECUTION_COMPLETED) < order.index(
-            EventType.CUSTOM_TASK_CANCELED
-        )
-    canceled = next(e for e in events if e.data.event_type == EventType.CUSTOM_TASK_CANCELED)
-    assert canceled.data.attributes.reason == "cancel requested"
-    failed = next(e for e in events if e.data.event_type == EventType.ACTIVITY_TASK_FAILED)
-    assert failed.data.attributes.failure.message == "activity cancelled"
     assert final(events) == (1, "canceled", state)
     assert duplicate_ids(events) == []
 
@@ -175,36 +156,9 @@ async def test_sync_heartbeat_timeout(temporal_address, nats_url, quiet):
 async def test_sync_worker_shut_down_mid_task(temporal_address, nats_url, task_queue):
     """A worker shut down mid-task (graceful timeout passed) ends the thread's task with
     FAILED and the attempt with RETRYING; the retry on a new worker completes."""
-    client = await plugged_client(temporal_address, nats_url)
-    wid, queue = unique("sync-shutdown"), f"{task_queue}-activities"
-    plan = Plan("sync_stream_tokens", queue, [[10_000, 10], 0.05], heartbeat=1)
-    async with running_worker(client, task_queue, [RunPlan]):
-        worker = Worker(
-            client,
-            task_queue=queue,
-            activities=s.SYNC_ACTIVITIES,
-            graceful_shutdown_timeout=timedelta(seconds=0.5),
-        )
-        running = asyncio.create_task(worker.run())
-        handle = await client.start_workflow(RunPlan.run, plan, id=wid, task_queue=task_queue)
-        await wait_for_event(nats_url, wid, reached(1, 5))
-        await worker.shutdown()
-        await running
-        async with running_worker(client, queue, activities=s.SYNC_ACTIVITIES):
-            assert await handle.result() == "attempt 2"
-    events = await collect(nats_url, workflow_exec_id=wid)
-    assert (
-        check_attempt(events, 1, [EventType.CUSTOM_TASK_FAILED, EventType.ACTIVITY_TASK_RETRYING])
-        == LAST_STATES[(wid, 1)]
+    events = await shut_down_mid_stream(
+        temporal_address, nats_url, task_queue, "sync_stream_tokens", s.SYNC_ACTIVITIES
     )
-    failed = next(e for e in events if e.data.event_type == EventType.CUSTOM_TASK_FAILED)
-    assert failed.data.attributes.failure.message == (
-        "the worker shut down during the task; Temporal will retry the activity"
-    )
-    retrying = next(e for e in events if e.data.event_type == EventType.ACTIVITY_TASK_RETRYING)
-    assert retrying.data.attributes.failure.message == "the worker shut down during the attempt"
-    assert check_attempt(events, 2, COMPLETED) == tokens(2, 10)
-    workflow_ends(events)
     assert duplicate_ids(events) == []
 
 

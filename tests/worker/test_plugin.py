@@ -147,6 +147,7 @@ async def test_incompatible_stream_is_an_error_and_left_alone(
     with pytest.raises(StreamMismatchError, match="storage") as caught:
         await run_worker_once(plugin, temporal_address, task_queue)
     assert "max_age" in str(caught.value)
+    assert "https://github.com/nats-io/natscli" in str(caught.value)  # where to get `nats`
     config = (await js.stream_info(name)).config
     await nc.close()
     assert (config.storage, config.max_age) == (StorageType.MEMORY, 60)

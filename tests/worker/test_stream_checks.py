@@ -71,6 +71,7 @@ async def test_lossy_event_stream_is_refused(temporal_address, nats_url, task_qu
     error = await start_error(plugin, temporal_address, task_queue)
     assert isinstance(error, StreamMismatchError), error
     assert named in str(error) and f"nats stream rm {name}" in str(error)
+    assert "https://github.com/nats-io/natscli" in str(error)  # where to get that command
 
 
 async def test_sealed_event_stream_is_refused(temporal_address, nats_url, task_queue):

@@ -16,70 +16,7 @@ let drawQueued = false;
 // the notices of a recreated stream.
 window.liveView = { received: [], applied: [], opens: 0, gaps: [] };
 
-// --- JSON patch (RFC 6902 plus "append": a string suffix) -------------------------------
-
-function pointer(path) {
-  if (path === "") return [];
-  if (path[0] !== "/") throw new Error("bad JSON pointer " + path);
-  return path.slice(1).split("/").map((t) => t.replace(/~1/g, "/").replace(/~0/g, "~"));
-}
-
-function parentOf(doc, tokens) {
-  let node = doc;
-  for (const t of tokens.slice(0, -1)) {
-    node = Array.isArray(node) ? node[Number(t)] : node[t];
-    if (node === undefined || node === null) throw new Error("missing member " + t);
-  }
-  return node;
-}
-
-function getAt(doc, path) {
-  const tokens = pointer(path);
-  if (tokens.length === 0) return doc;
-  const parent = parentOf(doc, tokens);
-  const last = tokens[tokens.length - 1];
-  return Array.isArray(parent) ? parent[Number(last)] : parent[last];
-}
-
-function setAt(doc, path, value, insert) {
-  const tokens = pointer(path);
-  if (tokens.length === 0) return value;
-  const parent = parentOf(doc, tokens);
-  const last = tokens[tokens.length - 1];
-  if (Array.isArray(parent)) {
-    const index = last === "-" ? parent.length : Number(last);
-    if (insert) parent.splice(index, 0, value);
-    else parent[index] = value;
-  } else {
-    parent[last] = value;
-  }
-  return doc;
-}
-
-function removeAt(doc, path) {
-  const tokens = pointer(path);
-  const parent = parentOf(doc, tokens);
-  const last = tokens[tokens.length - 1];
-  const old = Array.isArray(parent) ? parent.splice(Number(last), 1)[0] : parent[last];
-  if (!Array.isArray(parent)) delete parent[last];
-  return old;
-}
-
-function applyPatch(doc, ops) {
-  for (const op of ops) {
-    switch (op.op) {
-      case "add": doc = setAt(doc, op.path, structuredClone(op.value), true); break;
-      case "replace": doc = setAt(doc, op.path, structuredClone(op.value), false); break;
-      case "remove": removeAt(doc, op.path); break;
-      case "append": doc = setAt(doc, op.path, (getAt(doc, op.path) || "") + op.value, false); break;
-      case "move": { const v = removeAt(doc, op.from); doc = setAt(doc, op.path, v, true); break; }
-      case "copy": doc = setAt(doc, op.path, structuredClone(getAt(doc, op.from)), true); break;
-      case "test": break;
-      default: throw new Error("unknown patch op " + op.op);
-    }
-  }
-  return doc;
-}
+// The JSON-patch applier (applyPatch, copyOf) is patch.js, loaded before this script.
 
 // --- the tree ---------------------------------------------------------------------------
 
@@ -151,7 +88,7 @@ function applyTask(envelope, wf, kind, attrs) {
     task.seq = seq;
   }
   const payload = attrs.payload;
-  if (payload && payload.type === "json") task.state = structuredClone(payload.value);
+  if (payload && payload.type === "json") task.state = copyOf(payload.value);
   else if (payload && payload.type === "json_patch") task.state = applyPatch(task.state, payload.value);
   task.status = TASK_STATUS[kind];
   if (attrs.failure) task.failure = attrs.failure.message;
