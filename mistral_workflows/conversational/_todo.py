@@ -1,0 +1,180 @@
+"""`TodoList` and `TodoListItem`: a checklist whose items' statuses stream as they change.
+
+    item = TodoListItem(title="Validate", description="Check the receipts")
+    async with TodoList(items=[item]):
+        async with item:  # in_progress, then done
+            ...
+
+A `TodoList` is a `Task` of type `todo_list` whose state is a `TodoListState`; every
+status change, added or removed item publishes the difference. It works in activities
+and in workflow code, like any `Task`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from types import TracebackType
+
+from temporalio import workflow
+
+from mistral_workflows.conversational._models import (
+    TODO_LIST,
+    TodoListItemState,
+    TodoListItemStatus,
+    TodoListState,
+)
+from mistral_workflows.core.errors import ConfigurationError
+from mistral_workflows.core.task import Task
+
+__all__ = ["TodoList", "TodoListItem"]
+
+_STATUSES = ("todo", "in_progress", "done")
+
+
+class TodoListItem:
+    """One step of a `TodoList`.
+
+    Used as an async context manager, the item turns `in_progress` on entry and `done`
+    when the block is left normally. When an exception leaves the block, the item stays
+    `in_progress` (Mistral's statuses have no failed one) and the exception propagates:
+    if it leaves the list's block too, the list ends `CUSTOM_TASK_FAILED` with its
+    message, so consumers see which step was running and why it stopped.
+
+    Args:
+        title: The step's title.
+        description: What the step does.
+        id: The item id; by default a UUID (from `workflow.uuid4()` in workflow code,
+            so that replay gives the same one).
+    """
+
+    def __init__(self, title: str, description: str, *, id: str | None = None) -> None:
+        self._id: str = _new_id() if id is None else id
+        self._title = title
+        self._description = description
+        self._status: TodoListItemStatus = "todo"
+        self._todo_list: TodoList | None = None
+
+    @property
+    def id(self) -> str:
+        return self._id
+
+    @property
+    def title(self) -> str:
+        return self._title
+
+    @property
+    def description(self) -> str:
+        return self._description
+
+    @property
+    def status(self) -> TodoListItemStatus:
+        return self._status
+
+    def _bind(self, todo_list: TodoList) -> None:
+        if self._todo_list is not None and self._todo_list is not todo_list:
+            raise RuntimeError(
+                f"todo item {self._title!r} already belongs to another TodoList; "
+                "make a new TodoListItem for this list"
+            )
+        self._todo_list = todo_list
+
+    def _unbind(self) -> None:
+        self._todo_list = None
+
+    async def set_status(self, status: TodoListItemStatus) -> None:
+        """Set the item's status (`todo`, `in_progress` or `done`) and publish it.
+
+        Raises:
+            ConfigurationError: `status` is not one of the three.
+            RuntimeError: the item is not in a `TodoList`, or the list's block is not open.
+        """
+        if status not in _STATUSES:
+            raise ConfigurationError(
+                f"todo item status must be one of {', '.join(_STATUSES)}, not {status!r}"
+            )
+        if self._todo_list is None:
+            raise RuntimeError(
+                f"todo item {self._title!r} is in no TodoList: pass it in "
+                "TodoList(items=[...]) or add it with `await todo_list.add_item(item)`"
+            )
+        previous, self._status = self._status, status
+        try:
+            await self._todo_list._sync_state()
+        except BaseException:
+            self._status = previous
+            raise
+
+    async def __aenter__(self) -> TodoListItem:
+        await self.set_status("in_progress")
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is None:
+            await self.set_status("done")
+
+
+class TodoList(Task[TodoListState]):
+    """A checklist streamed as a `todo_list` task.
+
+    Args:
+        items: The steps, in order (each item belongs to one list).
+        id: The task id; by default derived like any `Task`'s.
+
+    Raises:
+        NotInPluggedActivityError: not in an activity (or workflow) of a plugged worker.
+        RuntimeError: an item already belongs to another list.
+    """
+
+    def __init__(self, items: list[TodoListItem] | None = None, id: str | None = None) -> None:
+        self._todo_items: list[TodoListItem] = list(items or [])
+        for item in self._todo_items:
+            item._bind(self)
+        super().__init__(type=TODO_LIST, state=self._build_state(), id=id)
+
+    @property
+    def items(self) -> list[TodoListItem]:
+        """The items, in order (a copy: add and remove them with the methods)."""
+        return list(self._todo_items)
+
+    async def add_item(self, item: TodoListItem) -> None:
+        """Append `item` and publish it."""
+        if item in self._todo_items:
+            raise ValueError(f"todo item {item.title!r} is already in this TodoList")
+        item._bind(self)
+        self._todo_items.append(item)
+        await self._sync_state()
+
+    async def remove_item(self, item: TodoListItem) -> None:
+        """Remove `item` and publish the change."""
+        if item not in self._todo_items:
+            raise ValueError(f"todo item {item.title!r} is not in this TodoList")
+        item._unbind()
+        self._todo_items.remove(item)
+        await self._sync_state()
+
+    def _build_state(self) -> TodoListState:
+        return TodoListState(
+            items=[
+                TodoListItemState(
+                    id=item.id, status=item.status, title=item.title, description=item.description
+                )
+                for item in self._todo_items
+            ]
+        )
+
+    async def _sync_state(self) -> None:
+        await self.set_state(self._build_state())
+
+    async def __aenter__(self) -> TodoList:
+        await super().__aenter__()
+        return self
+
+
+def _new_id() -> str:
+    # Workflow code must give the same id on replay.
+    return str(workflow.uuid4() if workflow.in_workflow() else uuid.uuid4())
