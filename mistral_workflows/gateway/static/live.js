@@ -137,6 +137,10 @@ function drawTask(task) {
        badge(task.status), task.attempt > 1 ? `attempt ${task.attempt}` : null));
   node.dataset.taskId = task.id;
   node.dataset.taskType = task.type;
+  if (drawShape(node, task)) { // tasks.js: todo lists, working tasks, chat turns
+    if (task.failure) node.append(el("div", { className: "failure", textContent: task.failure }));
+    return node;
+  }
   const text = textOf(task.state);
   const progress = progressOf(task.state);
   if (text !== null) node.append(el("div", { className: "text", textContent: text }));

@@ -1,0 +1,94 @@
+"""The live page draws an agent in headless Chromium: its todo list as a checklist, each
+model turn's thinking, text and tool calls, and the tool's working task with its state; a
+list whose step failed shows that step stopped and the failure."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from temporalio.client import WorkflowFailureError
+
+from examples import agent, scripted_model
+from tests.conversational import todo_workflows
+from tests.gateway.test_live_page import browser_page, chromium  # noqa: F401 (a fixture)
+from tests.support import plugged_client, running_worker, unique
+
+WORKFLOWS = [agent.AgentWorkflow, todo_workflows.TodoInWorkflow]
+ACTIVITIES = [agent.model_turn, agent.run_tool, todo_workflows.todo_activity]
+
+# What the page shows once the root workflow's status badge says it ended.
+READ_VIEW = """(root) => {
+    const all = (sel) => [...document.querySelectorAll(sel)];
+    const text = (sel) => all(sel).map((n) => n.textContent);
+    return {
+        items: all(".todo-item").map((n) => [n.dataset.status, n.querySelector(".todo-title").textContent]),
+        thinking: text(".chat .thinking"),
+        texts: text(".chat .text"),
+        calls: text(".tool-calls .tool-call-text"),
+        tool: all(".working .tool-ui").map((n) => [n.dataset.type, n.dataset.status,
+            n.querySelector(".tool-call-text").textContent,
+            n.querySelector(".tool-result") && n.querySelector(".tool-result").textContent]),
+        failures: text('.task[data-task-type="todo_list"] .failure'),
+    };
+}"""
+ENDED = """(root) => {
+    const s = document.querySelector(`section[data-exec-id="${root}"] > .title > .status`);
+    return s && (s.textContent === "completed" || s.textContent === "failed");
+}"""
+
+
+async def watch(page: Any, gateway: Any, root: str) -> None:
+    await page.goto(f"{gateway.url}/ui/executions/{root}")
+    await page.wait_for_selector('#connection[data-state="live"]')
+
+
+async def test_live_page_draws_the_agent(chromium, gateway, nats_url, temporal_address, task_queue):
+    """Opened before the agent starts, the page ends with every step checked, the first
+    turn's thinking and tool call, the tool's success with its value, and the answer."""
+    root = unique("gw-agent")
+    client = await plugged_client(temporal_address, nats_url)
+    async with (
+        browser_page(chromium) as page,
+        running_worker(client, task_queue, WORKFLOWS, ACTIVITIES),
+    ):
+        await watch(page, gateway, root)
+        await client.execute_workflow(
+            agent.AgentWorkflow.run, "Weather?", id=root, task_queue=task_queue
+        )
+        await page.wait_for_function(ENDED, arg=root, timeout=30_000)
+        view = await page.evaluate(READ_VIEW, root)
+    assert view["items"] == [
+        ["done", "Decide what to look up"],
+        ["done", "Look up the weather"],
+        ["done", "Answer"],
+    ]
+    assert view["thinking"] == ["The user asks about the weather; I should call get_weather."]
+    assert view["texts"] == [scripted_model.ANSWER]
+    assert view["calls"] == ['get_weather({"city": "Paris"})']
+    value = '{"city":"Paris","celsius":18,"sky":"sunny"}'
+    assert view["tool"] == [["generic_tool", "success", 'get_weather({"city":"Paris"})', value]]
+    assert view["failures"] == []
+
+
+async def test_live_page_shows_the_failed_step(
+    chromium, gateway, nats_url, temporal_address, task_queue
+):
+    """A list whose second step raised shows the first step done, the second stopped,
+    the third to do, and the failure's message."""
+    root = unique("gw-todo-failed")
+    client = await plugged_client(temporal_address, nats_url)
+    async with (
+        browser_page(chromium) as page,
+        running_worker(client, task_queue, WORKFLOWS, ACTIVITIES),
+    ):
+        await watch(page, gateway, root)
+        try:
+            await client.execute_workflow(
+                todo_workflows.TodoInWorkflow.run, True, id=root, task_queue=task_queue
+            )
+        except WorkflowFailureError:
+            pass
+        await page.wait_for_function(ENDED, arg=root, timeout=30_000)
+        view = await page.evaluate(READ_VIEW, root)
+    assert view["items"] == [["done", "fetch"], ["stopped", "parse"], ["todo", "store"]]
+    assert view["failures"] == [f"BadPage: {todo_workflows.MESSAGE}"]
