@@ -76,7 +76,7 @@ def working_line(state: Any) -> str | None:
 
 def _tool_ui(tool: dict[str, Any]) -> str:
     kind = tool.get("type")
-    result = tool.get("result") if isinstance(tool.get("result"), dict) else {}
+    result: dict[str, Any] = tool["result"] if isinstance(tool.get("result"), dict) else {}
     if kind == "generic_tool":
         call = f"{tool.get('name')}({compact(tool.get('arguments', {}))})"
         return _with_result(call, result, "value")

@@ -47,7 +47,9 @@ class DeleteFileOperation(Strict):
 class FileToolUIState(Strict):
     type: Literal["file"] = "file"
     toolCallId: str
-    operations: list[CreateFileOperation | ReadFileOperation | ReplaceFileOperation | DeleteFileOperation]
+    operations: list[
+        CreateFileOperation | ReadFileOperation | ReplaceFileOperation | DeleteFileOperation
+    ]
 
 
 class ToolResultPending(Strict):

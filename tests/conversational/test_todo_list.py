@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 from temporalio.client import WorkflowFailureError
 
+from mistral_workflows import StreamEvent, TaskStates
 from mistral_workflows.conversational import TodoListItem
 from mistral_workflows.core.events import EventType
 from tests.conversational import mistral_shapes, todo_workflows
 from tests.conversational.todo_workflows import BROKEN, MESSAGE, STEPS
 from tests.support import official_models, plugged_client, running_worker, task_events, unique
-from mistral_workflows import StreamEvent, TaskStates
 
 WORKFLOWS = {"workflow": todo_workflows.TodoInWorkflow, "activity": todo_workflows.TodoInActivity}
 
@@ -75,8 +75,8 @@ async def test_items_turn_in_progress_then_done(temporal_address, nats_url, task
     if where == "workflow":  # one event per update in workflow code
         assert seen[:-1] == PROGRESSION
     else:  # an activity may fold updates of one event-loop turn into one event
-        assert is_subsequence(seen, PROGRESSION + [PROGRESSION[-1]])
-    official = [e for e in await official_models(nats_url, workflow_exec_id=wid)]
+        assert is_subsequence(seen, [*PROGRESSION, PROGRESSION[-1]])
+    official = await official_models(nats_url, workflow_exec_id=wid)
     todo = [e.data for e in official if e.data.event_type.startswith("CUSTOM_TASK")]
     assert [e.attributes.custom_task_type for e in todo] == ["todo_list"] * len(events)
     assert todo[0].attributes.payload.type == "json"
