@@ -43,8 +43,6 @@ if TYPE_CHECKING:
     from mistral_workflows.conversational._todo import TodoList, TodoListItem
 
 __all__ = [
-    "TODO_LIST",
-    "WORKING",
     "ChatAssistantWorkingTask",
     "CommandResult",
     "CommandResultFailed",
@@ -59,6 +57,7 @@ __all__ = [
     "ReadFileOperation",
     "ReplaceFileOperation",
     "SearchReplaceBlock",
+    "TODO_LIST",
     "TodoList",
     "TodoListItem",
     "TodoListItemState",
@@ -70,6 +69,7 @@ __all__ = [
     "ToolResultRunning",
     "ToolResultSuccess",
     "ToolUIState",
+    "WORKING",
 ]
 
 _WORKER_SIDE = {"TodoList", "TodoListItem"}

@@ -15,8 +15,6 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
-    "TODO_LIST",
-    "WORKING",
     "ChatAssistantWorkingTask",
     "CommandResult",
     "CommandResultFailed",
@@ -31,6 +29,7 @@ __all__ = [
     "ReadFileOperation",
     "ReplaceFileOperation",
     "SearchReplaceBlock",
+    "TODO_LIST",
     "TodoListItemState",
     "TodoListItemStatus",
     "TodoListState",
@@ -40,6 +39,7 @@ __all__ = [
     "ToolResultRunning",
     "ToolResultSuccess",
     "ToolUIState",
+    "WORKING",
 ]
 
 TODO_LIST = "todo_list"
