@@ -43,6 +43,8 @@ if TYPE_CHECKING:
     from mistral_workflows.conversational._todo import TodoList, TodoListItem
 
 __all__ = [
+    "TODO_LIST",
+    "WORKING",
     "ChatAssistantWorkingTask",
     "CommandResult",
     "CommandResultFailed",
@@ -57,7 +59,6 @@ __all__ = [
     "ReadFileOperation",
     "ReplaceFileOperation",
     "SearchReplaceBlock",
-    "TODO_LIST",
     "TodoList",
     "TodoListItem",
     "TodoListItemState",
@@ -69,7 +70,6 @@ __all__ = [
     "ToolResultRunning",
     "ToolResultSuccess",
     "ToolUIState",
-    "WORKING",
 ]
 
 _WORKER_SIDE = {"TodoList", "TodoListItem"}

@@ -15,6 +15,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
+    "TODO_LIST",
+    "WORKING",
     "ChatAssistantWorkingTask",
     "CommandResult",
     "CommandResultFailed",
@@ -29,7 +31,6 @@ __all__ = [
     "ReadFileOperation",
     "ReplaceFileOperation",
     "SearchReplaceBlock",
-    "TODO_LIST",
     "TodoListItemState",
     "TodoListItemStatus",
     "TodoListState",
@@ -39,7 +40,6 @@ __all__ = [
     "ToolResultRunning",
     "ToolResultSuccess",
     "ToolUIState",
-    "WORKING",
 ]
 
 TODO_LIST = "todo_list"
