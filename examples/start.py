@@ -3,6 +3,7 @@
     python -m examples.start chat "Why stream tokens?" --follow
     python -m examples.start progress --id progress-1 --no-wait
     python -m examples.start research tides --follow
+    python -m examples.start agent --follow
 
 Prints the workflow id, then (unless --no-wait) waits for the result and prints it as
 JSON. With --follow it prints the workflow's events as they arrive, read from NATS.
@@ -20,6 +21,8 @@ from typing import Any
 
 from temporalio.client import Client
 
+from examples.agent import AgentWorkflow
+from examples.follow_agent import show_agent
 from examples.follow_progress import show_progress
 from examples.follow_tokens import show_tokens
 from examples.progress import ProgressWorkflow
@@ -29,6 +32,7 @@ from examples.worker import TASK_QUEUE, servers
 
 # name: (workflow run method, default argument, follower of one execution's events)
 WORKFLOWS: dict[str, tuple[Any, str, Callable[[str, str], Awaitable[Any]]]] = {
+    "agent": (AgentWorkflow.run, "What is the weather in Paris?", show_agent),
     "chat": (ChatWorkflow.run, "Why stream tokens?", show_tokens),
     "progress": (ProgressWorkflow.run, "Stream every step to a progress bar", show_progress),
     "research": (ResearchWorkflow.run, "tides", follow_tree),
