@@ -5,9 +5,10 @@ Mistral does not have, or without one it requires, fails to parse."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class Strict(BaseModel):
@@ -107,7 +108,7 @@ class ChatAssistantWorkingTask(Strict):
 
 
 class TodoListItemState(Strict):
-    id: str
+    id: str = Field(default_factory=lambda: str(uuid.uuid4()))
     status: Literal["todo", "in_progress", "done"] = "todo"
     title: str
     description: str
