@@ -4,14 +4,17 @@ its message and propagates; the events parse with Mistral's models."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 from temporalio.client import WorkflowFailureError
+from temporalio.worker import Replayer
 
-from mistral_workflows import StreamEvent, TaskStates
+from mistral_workflows import MistralWorkflowsPlugin, StreamEvent, TaskStates
 from mistral_workflows.conversational import TodoListItem
 from mistral_workflows.core.events import EventType
+from mistral_workflows.dev import free_port
 from tests.conversational import mistral_shapes, todo_workflows
 from tests.conversational.todo_workflows import BROKEN, MESSAGE, STEPS
 from tests.support import official_models, plugged_client, running_worker, task_events, unique
@@ -106,7 +109,21 @@ def test_an_item_outside_a_list_says_where_it_belongs():
     """Setting the status of an item in no list raises, naming how to add it."""
     item = TodoListItem(title="orphan", description="in no list")
     with pytest.raises(RuntimeError, match="add_item"):
-        import asyncio
-
         asyncio.run(item.set_status("done"))
     assert item.status == "todo"
+
+
+async def test_a_list_in_workflow_code_replays_without_nats(temporal_address, nats_url, task_queue):
+    """The history of a workflow that drove a list in its own code replays without a
+    NATS server and without non-determinism."""
+    client = await plugged_client(temporal_address, nats_url)
+    wid = unique("todo-replay")
+    async with running_worker(client, task_queue, [todo_workflows.TodoInWorkflow]):
+        handle = await client.start_workflow(
+            todo_workflows.TodoInWorkflow.run, False, id=wid, task_queue=task_queue
+        )
+        await handle.result()
+    dead = MistralWorkflowsPlugin(nats_url=f"nats://127.0.0.1:{free_port()}")
+    replayer = Replayer(workflows=[todo_workflows.TodoInWorkflow], plugins=[dead])
+    replayed = await asyncio.wait_for(replayer.replay_workflow(await handle.fetch_history()), 30)
+    assert replayed.replay_failure is None
