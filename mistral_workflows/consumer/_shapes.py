@@ -83,8 +83,9 @@ def _tool_ui(tool: dict[str, Any]) -> str:
     if kind == "command":
         return _with_result(f"$ {clip(str(tool.get('command', '')))}", result, "output")
     if kind == "file":
-        operations = tool.get("operations") or []
-        return ", ".join(f"{op.get('type')} {op.get('uri')}" for op in operations) or "file"
+        operations = tool.get("operations")
+        ops = [op for op in operations if isinstance(op, dict)] if isinstance(operations, list) else []
+        return ", ".join(f"{op.get('type')} {op.get('uri')}" for op in ops) or "file"
     return compact(tool)
 
 
@@ -125,7 +126,8 @@ def tool_lines(state: dict[str, Any], ended: bool) -> dict[str, str]:
     """Each tool call's key mapped to its line, once it has a status (or the turn ended):
     arguments that are still streaming are not shown piece by piece."""
     lines: dict[str, str] = {}
-    for n, call in enumerate(state.get("tool_calls") or []):
+    calls = state.get("tool_calls")
+    for n, call in enumerate(calls if isinstance(calls, list) else []):
         if not isinstance(call, dict) or not (ended or "status" in call or "result" in call):
             continue
         fn = call["function"] if isinstance(call.get("function"), dict) else {}

@@ -6,6 +6,9 @@ import io
 from pathlib import Path
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from mistral_workflows.consumer import HumanView
 from mistral_workflows.core.events import EventType
 from tests.consumer.test_view import Script, json_value, patch
@@ -158,3 +161,31 @@ def test_agent_view_shows_checklist_tool_states_and_tool_calls():
     assert "assistant: Let me check." in text
     assert 'assistant tool search({"q": "tides"}) success: {"high":"18:04"}' in text
     assert "assistant tool fetch({}) failed: timeout" in text
+
+
+_WORDS = [
+    "items", "status", "title", "description", "id", "type", "content", "toolUIState",
+    "result", "value", "error", "operations", "uri", "command", "name", "arguments",
+    "tool_calls", "reasoning", "thinking", "finish_reason", "function", "output",
+]  # fmt: skip
+_SCALAR = st.none() | st.booleans() | st.integers(-5, 5) | st.sampled_from([*_WORDS, "done"])
+SHAPED = st.recursive(
+    _SCALAR,
+    lambda kids: (
+        st.lists(kids, max_size=3) | st.dictionaries(st.sampled_from(_WORDS), kids, max_size=5)
+    ),
+    max_leaves=25,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from(["todo_list", "working", "assistant"]), SHAPED, SHAPED)
+def test_the_view_draws_any_state_without_failing(task_type, first, last):
+    """Whatever a task of these types holds (its fields missing, of other types, nested
+    oddly), the view draws its start and its end without raising."""
+    s = Script()
+    s.add(STARTED, task_type, json_value(first if isinstance(first, dict) else {"x": first}))
+    s.add(COMPLETED, task_type, json_value(last if isinstance(last, dict) else {"x": last}))
+    view = HumanView(io.StringIO())
+    for event in s.events:
+        view.show(event)
