@@ -84,7 +84,11 @@ def _tool_ui(tool: dict[str, Any]) -> str:
         return _with_result(f"$ {clip(str(tool.get('command', '')))}", result, "output")
     if kind == "file":
         operations = tool.get("operations")
-        ops = [op for op in operations if isinstance(op, dict)] if isinstance(operations, list) else []
+        ops = (
+            [op for op in operations if isinstance(op, dict)]
+            if isinstance(operations, list)
+            else []
+        )
         return ", ".join(f"{op.get('type')} {op.get('uri')}" for op in ops) or "file"
     return compact(tool)
 
