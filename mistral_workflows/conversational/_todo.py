@@ -70,12 +70,15 @@ class TodoListItem:
     def status(self) -> TodoListItemStatus:
         return self._status
 
-    def _bind(self, todo_list: TodoList) -> None:
+    def _check_free(self, todo_list: TodoList) -> None:
         if self._todo_list is not None and self._todo_list is not todo_list:
             raise RuntimeError(
                 f"todo item {self._title!r} already belongs to another TodoList; "
                 "make a new TodoListItem for this list"
             )
+
+    def _bind(self, todo_list: TodoList) -> None:
+        self._check_free(todo_list)
         self._todo_list = todo_list
 
     def _unbind(self) -> None:
@@ -128,13 +131,18 @@ class TodoList(Task[TodoListState]):
     Raises:
         NotInPluggedActivityError: not in an activity (or workflow) of a plugged worker.
         RuntimeError: an item already belongs to another list.
+        ValueError: an item appears twice in `items`.
     """
 
     def __init__(self, items: list[TodoListItem] | None = None, id: str | None = None) -> None:
         self._todo_items: list[TodoListItem] = list(items or [])
+        if len(set(self._todo_items)) != len(self._todo_items):
+            raise ValueError("a TodoListItem appears twice in items; make one item per step")
+        for item in self._todo_items:
+            item._check_free(self)
+        super().__init__(type=TODO_LIST, state=self._build_state(), id=id)
         for item in self._todo_items:
             item._bind(self)
-        super().__init__(type=TODO_LIST, state=self._build_state(), id=id)
 
     @property
     def items(self) -> list[TodoListItem]:

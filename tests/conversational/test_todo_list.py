@@ -11,13 +11,22 @@ import pytest
 from temporalio.client import WorkflowFailureError
 from temporalio.worker import Replayer
 
+import mistral_workflows as workflows
 from mistral_workflows import MistralWorkflowsPlugin, StreamEvent, TaskStates
 from mistral_workflows.conversational import TodoListItem
 from mistral_workflows.core.events import EventType
 from mistral_workflows.dev import free_port
 from tests.conversational import mistral_shapes, todo_workflows
 from tests.conversational.todo_workflows import BROKEN, MESSAGE, STEPS
-from tests.support import official_models, plugged_client, running_worker, task_events, unique
+from tests.support import (
+    official_models,
+    plugged_client,
+    run_call,
+    running_worker,
+    task_events,
+    unique,
+)
+from tests.workflows import Call
 
 WORKFLOWS = {"workflow": todo_workflows.TodoInWorkflow, "activity": todo_workflows.TodoInActivity}
 
@@ -127,3 +136,35 @@ async def test_a_list_in_workflow_code_replays_without_nats(temporal_address, na
     replayer = Replayer(workflows=[todo_workflows.TodoInWorkflow], plugins=[dead])
     replayed = await asyncio.wait_for(replayer.replay_workflow(await handle.fetch_history()), 30)
     assert replayed.replay_failure is None
+
+
+async def test_misused_items_are_refused_with_what_to_do(temporal_address, nats_url, task_queue):
+    """An item listed twice, an item of another list and a status Mistral does not have
+    are refused with a message saying what to do; the item keeps its status."""
+    from mistral_workflows.conversational import TodoList
+    from mistral_workflows.core.errors import ConfigurationError
+
+    @workflows.activity(name="misuse")
+    async def misuse() -> dict[str, str]:
+        item, outcomes = TodoListItem(title="a", description="b"), {}
+        try:
+            TodoList(items=[item, item])
+        except ValueError as e:
+            outcomes["twice"] = f"ValueError: {e}"
+        try:
+            async with TodoList(items=[item]):
+                await item.set_status("failed")  # type: ignore[arg-type]
+        except ConfigurationError as e:
+            outcomes["status"] = f"ConfigurationError: {e}"
+        try:
+            TodoList(items=[item])  # it still belongs to the list above
+        except RuntimeError as e:
+            outcomes["other list"] = str(e)
+        outcomes["kept"] = item.status
+        return outcomes
+
+    result, _ = await run_call(temporal_address, nats_url, task_queue, Call("misuse"), [misuse])
+    assert result["twice"].startswith("ValueError: a TodoListItem appears twice")
+    assert result["status"].startswith("ConfigurationError: todo item status must be one of")
+    assert "already belongs to another TodoList" in result["other list"]
+    assert result["kept"] == "todo"
