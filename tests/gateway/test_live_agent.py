@@ -102,3 +102,96 @@ async def test_live_page_shows_the_failed_step(
         view = await page.evaluate(READ_VIEW, root)
     assert view["items"] == [["done", "fetch"], ["stopped", "parse"], ["todo", "store"]]
     assert view["failures"] == [f"BadPage: {todo_workflows.MESSAGE}"]
+
+
+# Draws each state with the page's own drawShape and reads back what a user would see.
+DRAW = """(cases) => cases.map(([type, status, state]) => {
+    const node = document.createElement("div");
+    const drawn = drawShape(node, {type, status, state});
+    const all = (sel) => [...node.querySelectorAll(sel)];
+    const text = (sel) => all(sel).map((n) => n.textContent);
+    return {
+        drawn,
+        title: text(".working-title"),
+        ui: all(".tool-ui").map((n) => [n.dataset.type, n.dataset.status || null]),
+        calls: text(".tool-call-text"),
+        results: text(".tool-result"),
+        files: text(".file-op"),
+        items: all(".todo-item").map((n) => n.dataset.status),
+        call_status: all(".tool-call").map((n) => n.dataset.status || null),
+        thinking: text(".thinking"),
+    };
+})"""
+
+
+def _working(tool: dict[str, Any] | None, kind: str = "tool") -> dict[str, Any]:
+    return {"type": kind, "title": "T", "content": "C", "toolUIState": tool}
+
+
+def _command(result: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "command", "toolCallId": "t", "command": "pytest -q", "result": result}
+
+
+def _generic(result: dict[str, Any]) -> dict[str, Any]:
+    tool = {"type": "generic_tool", "toolCallId": "t", "name": "search"}
+    return {**tool, "arguments": {"q": "tides"}, "result": result}
+
+
+async def test_live_page_draws_every_tool_ui_state(chromium, gateway):  # noqa: F811
+    """Generic tools in each of their four results, commands in each of their three,
+    file operations, thinking, a list running and ended, and a chat turn's tool calls
+    are drawn with their status and result; other states are left to the JSON view."""
+    items = [{"id": "1", "status": "in_progress", "title": "a", "description": ""}]
+    turn = {
+        "content": "",
+        "reasoning": "hm",
+        "tool_calls": [
+            {"id": "1", "name": "f", "arguments": "{}", "status": "success", "result": 1},
+            {"id": "2", "name": "g", "arguments": "{}", "status": "failed", "error": "x"},
+        ],
+    }
+    file_ops = [{"type": "create", "uri": "file:///a"}, {"type": "delete", "uri": "file:///b"}]
+    cases = [
+        ["working", "running", _working(_generic({"status": "pending"}))],
+        ["working", "running", _working(_generic({"status": "running"}))],
+        ["working", "running", _working(_generic({"status": "success", "value": {"n": 1}}))],
+        ["working", "running", _working(_generic({"status": "failed", "error": "boom"}))],
+        ["working", "running", _working(_command({"status": "running"}))],
+        ["working", "running", _working(_command({"status": "success", "output": "ok"}))],
+        ["working", "running", _working(_command({"status": "failed", "error": "2 failed"}))],
+        [
+            "working",
+            "running",
+            _working({"type": "file", "toolCallId": "t", "operations": file_ops}),
+        ],
+        ["working", "running", _working(None, kind="thinking")],
+        ["todo_list", "running", {"items": items}],
+        ["todo_list", "failed", {"items": items}],
+        ["assistant", "completed", turn],
+        ["notes", "running", {"lines": ["a"]}],
+    ]
+    async with browser_page(chromium) as page:
+        await page.goto(f"{gateway.url}/ui/executions/{unique('none')}")
+        drawn = await page.evaluate(DRAW, cases)
+    ui = [d["ui"] for d in drawn[:8]]
+    assert ui[:4] == [[["generic_tool", s]] for s in ("pending", "running", "success", "failed")]
+    assert ui[4:7] == [[["command", s]] for s in ("running", "success", "failed")]
+    assert ui[7] == [["file", None]]
+    assert [d["results"] for d in drawn[:7]] == [
+        [],
+        [],
+        ['{"n":1}'],
+        ["boom"],
+        [],
+        ["ok"],
+        ["2 failed"],
+    ]
+    assert drawn[0]["calls"] == ['search({"q":"tides"})']
+    assert drawn[4]["calls"] == ["$ pytest -q"]
+    assert drawn[7]["files"] == ["create file:///a", "delete file:///b"]
+    assert drawn[8]["title"] == ["thinking: T"] and drawn[8]["ui"] == []
+    assert drawn[9]["items"] == ["in_progress"] and drawn[10]["items"] == ["stopped"]
+    assert drawn[11]["thinking"] == ["hm"]
+    assert drawn[11]["call_status"] == ["success", "failed"]
+    assert drawn[11]["results"] == ["1", "x"]
+    assert [d["drawn"] for d in drawn] == [True] * 12 + [False]
