@@ -13,7 +13,9 @@ and in workflow code, like any `Task`.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable, Generator
 from types import TracebackType
+from typing import Any
 
 from temporalio import workflow
 
@@ -25,6 +27,7 @@ from mistral_workflows.conversational._models import (
 )
 from mistral_workflows.core.errors import ConfigurationError
 from mistral_workflows.core.task import Task
+from mistral_workflows.core.task_thread import running_loop
 
 __all__ = ["TodoList", "TodoListItem"]
 
@@ -84,8 +87,11 @@ class TodoListItem:
     def _unbind(self) -> None:
         self._todo_list = None
 
-    async def set_status(self, status: TodoListItemStatus) -> None:
+    def set_status(self, status: TodoListItemStatus) -> Awaitable[None]:
         """Set the item's status (`todo`, `in_progress` or `done`) and publish it.
+
+        Await it in async code; in a `def` activity just call it: it returns once the
+        change is accepted. If publishing fails, the item keeps its previous status.
 
         Raises:
             ConfigurationError: `status` is not one of the three.
@@ -101,11 +107,7 @@ class TodoListItem:
                 "TodoList(items=[...]) or add it with `await todo_list.add_item(item)`"
             )
         previous, self._status = self._status, status
-        try:
-            await self._todo_list._sync_state()
-        except BaseException:
-            self._status = previous
-            raise
+        return self._todo_list._publish(lambda: setattr(self, "_status", previous))
 
     async def __aenter__(self) -> TodoListItem:
         await self.set_status("in_progress")
@@ -119,6 +121,23 @@ class TodoListItem:
     ) -> None:
         if exc is None:
             await self.set_status("done")
+
+    def __enter__(self) -> TodoListItem:
+        if running_loop() is not None:
+            raise RuntimeError(
+                "use `async with item:` on an event loop; `with item:` is for `def` activities"
+            )
+        self.set_status("in_progress")
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is None:
+            self.set_status("done")
 
 
 class TodoList(Task[TodoListState]):
@@ -149,21 +168,32 @@ class TodoList(Task[TodoListState]):
         """The items, in order (a copy: add and remove them with the methods)."""
         return list(self._todo_items)
 
-    async def add_item(self, item: TodoListItem) -> None:
-        """Append `item` and publish it."""
+    def add_item(self, item: TodoListItem) -> Awaitable[None]:
+        """Append `item` and publish it (await it, except in a `def` activity)."""
         if item in self._todo_items:
             raise ValueError(f"todo item {item.title!r} is already in this TodoList")
         item._bind(self)
         self._todo_items.append(item)
-        await self._sync_state()
 
-    async def remove_item(self, item: TodoListItem) -> None:
-        """Remove `item` and publish the change."""
+        def undo() -> None:
+            self._todo_items.remove(item)
+            item._unbind()
+
+        return self._publish(undo)
+
+    def remove_item(self, item: TodoListItem) -> Awaitable[None]:
+        """Remove `item` and publish the change (await it, except in a `def` activity)."""
         if item not in self._todo_items:
             raise ValueError(f"todo item {item.title!r} is not in this TodoList")
+        at = self._todo_items.index(item)
         item._unbind()
         self._todo_items.remove(item)
-        await self._sync_state()
+
+        def undo() -> None:
+            self._todo_items.insert(at, item)
+            item._bind(self)
+
+        return self._publish(undo)
 
     def _build_state(self) -> TodoListState:
         return TodoListState(
@@ -175,12 +205,44 @@ class TodoList(Task[TodoListState]):
             ]
         )
 
-    async def _sync_state(self) -> None:
-        await self.set_state(self._build_state())
+    def _publish(self, undo: Callable[[], None]) -> Awaitable[None]:
+        """Publish the items as they are now; if that fails, `undo` puts them back."""
+        if running_loop() is None:  # a `def` activity's thread: done before returning
+            try:
+                self.set_state(self._build_state())
+            except BaseException:
+                undo()
+                raise
+            return _DONE
+        return self._publish_async(undo)
+
+    async def _publish_async(self, undo: Callable[[], None]) -> None:
+        try:
+            await self.set_state(self._build_state())
+        except BaseException:
+            undo()
+            raise
 
     async def __aenter__(self) -> TodoList:
         await super().__aenter__()
         return self
+
+    def __enter__(self) -> TodoList:
+        super().__enter__()
+        return self
+
+
+class _Done:
+    """What publishing returns in a `def` activity: it is already done."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return
+        yield
+
+
+_DONE = _Done()
 
 
 def _new_id() -> str:

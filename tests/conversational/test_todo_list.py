@@ -28,7 +28,12 @@ from tests.support import (
 )
 from tests.workflows import Call
 
-WORKFLOWS = {"workflow": todo_workflows.TodoInWorkflow, "activity": todo_workflows.TodoInActivity}
+WORKFLOWS = {
+    "workflow": todo_workflows.TodoInWorkflow,
+    "activity": todo_workflows.TodoInActivity,
+    "def activity": todo_workflows.TodoInActivity,
+}
+ACTIVITIES = [todo_workflows.todo_activity, todo_workflows.todo_def_activity]
 
 # Every state of the list, as the steps go: each turns in_progress, then done.
 PROGRESSION = [
@@ -45,12 +50,13 @@ PROGRESSION = [
 async def run(temporal_address: str, nats_url: str, task_queue: str, where: str, fail: bool):
     """Run the todo workflow; return its outcome (result or failure) and its task events."""
     client = await plugged_client(temporal_address, nats_url)
-    wid = unique(f"todo-{where}")
+    wid = unique(f"todo-{where.replace(' ', '-')}")
     workflow = WORKFLOWS[where]
-    async with running_worker(client, task_queue, [workflow], [todo_workflows.todo_activity]):
+    args = [fail, True] if where == "def activity" else [fail]
+    async with running_worker(client, task_queue, [workflow], ACTIVITIES):
         try:
             outcome: Any = await client.execute_workflow(
-                workflow.run, fail, id=wid, task_queue=task_queue
+                workflow.run, args=args, id=wid, task_queue=task_queue
             )
         except WorkflowFailureError as e:
             outcome = e
@@ -74,7 +80,7 @@ def is_subsequence(part: list[Any], whole: list[Any]) -> bool:
     return all(any(x == y for y in rest) for x in part)
 
 
-@pytest.mark.parametrize("where", ["workflow", "activity"])
+@pytest.mark.parametrize("where", ["workflow", "activity", "def activity"])
 async def test_items_turn_in_progress_then_done(temporal_address, nats_url, task_queue, where):
     """Each item's block turns it in_progress, then done; the list completes, and every
     event parses with the official client's models and every state with Mistral's."""
@@ -95,7 +101,7 @@ async def test_items_turn_in_progress_then_done(temporal_address, nats_url, task
     assert {e.attributes.payload.type for e in todo[1:-1]} == {"json_patch"}
 
 
-@pytest.mark.parametrize("where", ["workflow", "activity"])
+@pytest.mark.parametrize("where", ["workflow", "activity", "def activity"])
 async def test_a_failed_item_stays_in_progress_and_fails_the_list(
     temporal_address, nats_url, task_queue, where
 ):
@@ -139,8 +145,9 @@ async def test_a_list_in_workflow_code_replays_without_nats(temporal_address, na
 
 
 async def test_misused_items_are_refused_with_what_to_do(temporal_address, nats_url, task_queue):
-    """An item listed twice, an item of another list and a status Mistral does not have
-    are refused with a message saying what to do; the item keeps its status."""
+    """An item listed twice, an item of another list, a status Mistral does not have and
+    `with item:` in async code are refused with a message saying what to do; the item
+    keeps its status."""
     from mistral_workflows.conversational import TodoList
     from mistral_workflows.core.errors import ConfigurationError
 
@@ -157,6 +164,11 @@ async def test_misused_items_are_refused_with_what_to_do(temporal_address, nats_
         except ConfigurationError as e:
             outcomes["status"] = f"ConfigurationError: {e}"
         try:
+            with item:  # on an event loop: `async with` is the form
+                pass
+        except RuntimeError as e:
+            outcomes["with"] = str(e)
+        try:
             TodoList(items=[item])  # it still belongs to the list above
         except RuntimeError as e:
             outcomes["other list"] = str(e)
@@ -167,4 +179,5 @@ async def test_misused_items_are_refused_with_what_to_do(temporal_address, nats_
     assert result["twice"].startswith("ValueError: a TodoListItem appears twice")
     assert result["status"].startswith("ConfigurationError: todo item status must be one of")
     assert "already belongs to another TodoList" in result["other list"]
+    assert result["with"].startswith("use `async with item:` on an event loop")
     assert result["kept"] == "todo"

@@ -33,6 +33,18 @@ async def todo_activity(fail: bool) -> list[str]:
     return await run_steps(fail)
 
 
+@workflows.activity()
+def todo_def_activity(fail: bool) -> list[str]:
+    """The same steps in a `def` activity's thread: `with`, and no `await`."""
+    items = [TodoListItem(title=step, description=f"{step} the page") for step in STEPS]
+    with TodoList(items=items):
+        for item in items:
+            with item:
+                if fail and item.title == BROKEN:
+                    raise ApplicationError(MESSAGE, type="BadPage", non_retryable=True)
+    return [item.status for item in items]
+
+
 @workflow.defn
 class TodoInWorkflow:
     @workflow.run
@@ -43,9 +55,9 @@ class TodoInWorkflow:
 @workflow.defn
 class TodoInActivity:
     @workflow.run
-    async def run(self, fail: bool) -> list[str]:
+    async def run(self, fail: bool, in_thread: bool = False) -> list[str]:
         return await workflow.execute_activity(
-            todo_activity,
+            todo_def_activity if in_thread else todo_activity,
             fail,
             start_to_close_timeout=timedelta(seconds=60),
             retry_policy=RetryPolicy(maximum_attempts=1),
