@@ -7,7 +7,7 @@
 
 A `TodoList` is a `Task` of type `todo_list` whose state is a `TodoListState`; every
 status change, added or removed item publishes the difference. It works in activities
-and in workflow code, like any `Task`.
+(`with` and no `await` in a `def` activity) and in workflow code, like any `Task`.
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ _STATUSES = ("todo", "in_progress", "done")
 class TodoListItem:
     """One step of a `TodoList`.
 
-    Used as an async context manager, the item turns `in_progress` on entry and `done`
-    when the block is left normally. When an exception leaves the block, the item stays
+    Used as a context manager (`async with item:`, or `with item:` in a `def` activity),
+    the item turns `in_progress` on entry and `done` when the block is left normally. When an exception leaves the block, the item stays
     `in_progress` (Mistral's statuses have no failed one) and the exception propagates:
     if it leaves the list's block too, the list ends `CUSTOM_TASK_FAILED` with its
     message, so consumers see which step was running and why it stopped.
