@@ -126,10 +126,12 @@ def chat_sections(state: dict[str, Any]) -> list[tuple[str, str]]:
     return sections
 
 
-def tool_lines(state: dict[str, Any], ended: bool) -> dict[str, str]:
-    """Each tool call's key mapped to its line, once it has a status (or the turn ended):
-    arguments that are still streaming are not shown piece by piece."""
-    lines: dict[str, str] = {}
+def tool_lines(state: dict[str, Any], ended: bool) -> dict[str, tuple[str, str]]:
+    """Each tool call's key mapped to (what must change to show it again, its line), once
+    it has a status or a result (or the turn ended). While the turn runs, arguments are
+    left out of the first, so that arguments streaming in pieces are not shown piece by
+    piece."""
+    lines: dict[str, tuple[str, str]] = {}
     calls = state.get("tool_calls")
     for n, call in enumerate(calls if isinstance(calls, list) else []):
         if not isinstance(call, dict) or not (ended or "status" in call or "result" in call):
@@ -137,12 +139,13 @@ def tool_lines(state: dict[str, Any], ended: bool) -> dict[str, str]:
         fn = call["function"] if isinstance(call.get("function"), dict) else {}
         name = call.get("name") or fn.get("name") or "?"
         args = call.get("arguments", fn.get("arguments", ""))
-        line = f"tool {name}({compact(args)})"
+        outcome = ""
         if "status" in call:
-            line += f" {call['status']}"
+            outcome += f" {call['status']}"
         if "result" in call:
-            line += f": {compact(call['result'])}"
+            outcome += f": {compact(call['result'])}"
         if call.get("error"):
-            line += f": {compact(call['error'])}"
-        lines[str(call.get("id") or n)] = line
+            outcome += f": {compact(call['error'])}"
+        line = f"tool {name}({compact(args)}){outcome}"
+        lines[str(call.get("id") or n)] = (line if ended else f"{name}{outcome}", line)
     return lines

@@ -38,6 +38,7 @@ class HumanView:
         self._shown: dict[str, int] = {}
         self._streaming: str | None = None
         self._lines: dict[str, dict[str, str]] = {}  # per task: the lines already shown
+        self._calls: dict[str, dict[str, tuple[str, str]]] = {}  # per turn: its tool calls
 
     def show(self, event: StreamEvent) -> None:
         """Render one event."""
@@ -91,7 +92,12 @@ class HumanView:
         for label, text in _shapes.chat_sections(task.state):
             name = f"{task.task_type} {label}".strip()
             self._stream_text(event, f"{task.task_id} {label}", name, text)
-        self._changed(event, task, _shapes.tool_lines(task.state, ended), prefix=task.task_type)
+        shown = self._calls.setdefault(task.task_id, {})
+        for key, (stamp, line) in _shapes.tool_lines(task.state, ended).items():
+            before = shown.get(key)
+            if before is None or (line != before[1] if ended else stamp != before[0]):
+                self._line(event, f"{task.task_type} {line}")
+                shown[key] = (stamp, line)  # what was last printed, to compare with
         if ended:
             self._line(event, _status(task, event))
 

@@ -38,10 +38,11 @@ class TodoListItem:
     """One step of a `TodoList`.
 
     Used as a context manager (`async with item:`, or `with item:` in a `def` activity),
-    the item turns `in_progress` on entry and `done` when the block is left normally. When an exception leaves the block, the item stays
-    `in_progress` (Mistral's statuses have no failed one) and the exception propagates:
-    if it leaves the list's block too, the list ends `CUSTOM_TASK_FAILED` with its
-    message, so consumers see which step was running and why it stopped.
+    the item turns `in_progress` on entry and `done` when the block is left normally.
+    When an exception leaves the block, the item stays `in_progress` (Mistral's statuses
+    have no failed one) and the exception propagates: if it leaves the list's block too,
+    the list ends `CUSTOM_TASK_FAILED` with its message, so consumers see which step was
+    running and why it stopped.
 
     Args:
         title: The step's title.

@@ -70,6 +70,7 @@ FINAL_TURN = {
         {"id": "c1", "name": "search", "arguments": '{"q": "tides"}', "status": "success"}
         | {"result": {"high": "18:04"}},
         {"id": "c2", "name": "fetch", "arguments": "{}", "status": "failed", "error": "timeout"},
+        {"id": "c3", "name": "calc", "arguments": '{"x": 1}', "status": "streaming"},
     ],
     "finish_reason": "tool_calls",
 }
@@ -106,6 +107,11 @@ def chat_turn(s: Script) -> None:
             {"op": "add", "path": "/tool_calls/1/error", "value": "timeout"},
         ),
     )
+    third = {"id": "c3", "name": "calc", "arguments": "{", "status": "streaming"}
+    s.add(PROGRESS, "assistant", patch({"op": "add", "path": "/tool_calls/2", "value": third}))
+    for piece in ['"x"', ": 1}"]:
+        path = "/tool_calls/2/arguments"
+        s.add(PROGRESS, "assistant", patch({"op": "append", "path": path, "value": piece}))
     s.add(
         PROGRESS,
         "assistant",
@@ -161,6 +167,9 @@ def test_agent_view_shows_checklist_tool_states_and_tool_calls():
     assert "assistant: Let me check." in text
     assert 'assistant tool search({"q": "tides"}) success: {"high":"18:04"}' in text
     assert "assistant tool fetch({}) failed: timeout" in text
+    # Arguments streaming in pieces: shown once as the call appears, once whole at the end.
+    assert text.count("assistant tool calc(") == 2
+    assert 'assistant tool calc({"x": 1}) streaming\n' in text
 
 
 _WORDS = [
