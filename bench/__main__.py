@@ -12,9 +12,12 @@ from pathlib import Path
 
 from bench import (
     catchup,
+    deadline,
+    fanout,
     gateway,
     latency,
     memory,
+    overload,
     publish,
     scale,
     sync_task,
@@ -32,10 +35,13 @@ FULL = {
     "latency": 2_000,
     "temporal": 2_000,
     "scale": 1_000,
+    "deadline": 300,
+    "overload": 1_000,
     "memory": 20_000,
     "wfstreams": 2_000,
     "gateway": 2_000,
     "catchup": 1_000,
+    "fanout": 200,
 }
 TINY = {
     "publish": 50,
@@ -44,14 +50,18 @@ TINY = {
     "latency": 20,
     "temporal": 20,
     "scale": 5,
+    "deadline": 5,
+    "overload": 5,
     "memory": 300,
     "wfstreams": 20,
     "gateway": 20,
     "catchup": 10,
+    "fanout": 10,
 }
+FANOUT_VIEWERS = {"full": (1, 100, 1000), "tiny": (1, 3)}
 
 
-async def run_all(servers: Servers, sizes: dict[str, int]) -> list[Row]:
+async def run_all(servers: Servers, sizes: dict[str, int], tiny: bool = False) -> list[Row]:
     rows: list[Row] = []
     rows += await publish.run(servers, sizes["publish"])
     rows += await sync_task.run(servers, sizes["sync"])
@@ -59,10 +69,14 @@ async def run_all(servers: Servers, sizes: dict[str, int]) -> list[Row]:
     rows += await latency.run(servers, sizes["latency"])
     rows += await temporal_cost.run(servers, sizes["temporal"])
     rows += await scale.run(servers, sizes["scale"])
+    rows += await deadline.run(servers, sizes["deadline"])
+    rows += await overload.run(servers, sizes["overload"])
     rows += await memory.run(servers, sizes["memory"])
     rows += await workflow_streams.run(servers, sizes["wfstreams"])
     rows += await gateway.run(servers, sizes["gateway"])
     rows += await catchup.run(servers, sizes["catchup"])
+    viewers = FANOUT_VIEWERS["tiny" if tiny else "full"]
+    rows += await fanout.run(servers, sizes["fanout"], viewers)
     return rows
 
 
@@ -73,7 +87,7 @@ def main() -> None:
     sizes = TINY if args.tiny else FULL
     with EmbeddedServers() as embedded:
         servers = Servers(embedded.nats_url, embedded.temporal_address)
-        rows = asyncio.run(run_all(servers, sizes))
+        rows = asyncio.run(run_all(servers, sizes, args.tiny))
     path = None if args.tiny else Path(__file__).parent / "results.json"
     print(report(rows, path))
 

@@ -86,5 +86,5 @@ async def run(servers: Servers, n: int) -> list[Row]:
         Row("latency", "subscribe() max", max(mine), "ms"),
         Row("latency", "raw ordered consumer p50", raw50, "ms"),
         Row("latency", "raw ordered consumer p99", percentile(base, 0.99), "ms"),
-        Row("latency", "p50 ours - raw", p50 - raw50, "ms", "<= 1", p50 - raw50 <= 1),
+        Row("latency", "p50 ours - raw", p50 - raw50, "ms", "<= 0.1", p50 - raw50 <= 0.1),
     ]

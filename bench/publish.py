@@ -109,6 +109,6 @@ async def run(servers: Servers, n: int) -> list[Row]:
             "ev/s",
         ),
         Row(
-            "publish", f"ratio ours / raw (medians of {rounds})", ratio, "x", ">= 0.7", ratio >= 0.7
+            "publish", f"ratio ours / raw (medians of {rounds})", ratio, "x", ">= 0.9", ratio >= 0.9
         ),
     ]

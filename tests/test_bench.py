@@ -23,6 +23,7 @@ def test_benchmarks_run_at_a_tiny_size():
         "Workflow Streams p50 / ours p50",
         "gateway",
         "replays / pages, JetStream requests",
+        "viewers with every event once, in order",
     )
     for figure in figures:
         assert figure in done.stdout

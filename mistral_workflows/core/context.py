@@ -112,11 +112,22 @@ class Channel:
     limit: int
     """The largest event, headers included."""
     coalesce: bool
-    """Whether a task may fold updates made within one event-loop turn into one event."""
+    """Whether a task may fold updates into one event (see `max_delay_ns`)."""
     clock: Callable[[], int]
     """The event time in Unix nanoseconds."""
     encrypted: bool = False
     """Whether task state is encrypted, which makes events larger."""
+    max_delay_ns: int = 0
+    """How long a folded update may wait before it is handed to the socket (0: never
+    folded)."""
+    busy: Callable[[], bool] = lambda: False
+    """Whether an event sent now would wait (for room in the acknowledgement window, or
+    behind an event already waiting) instead of going out at once."""
+    unacknowledged: Callable[[], bool] = lambda: False
+    """Whether the scope's last event still waits for its acknowledgement."""
+    hand_over: Callable[[], None] = lambda: None
+    """Write what is buffered for the socket now, without waiting for the event loop to
+    turn (for a producer that does not yield)."""
 
     def encoded_size(self, size: int, values: int) -> int:
         """An upper bound of what `size` bytes of JSON holding `values` values become once

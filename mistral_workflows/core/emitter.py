@@ -105,11 +105,29 @@ class Emitter:
             subject=subject,
             snapshot_subject=snapshots,
             limit=publisher.limit,
-            # Updates made within one event-loop turn cannot reach the socket before the
-            # turn ends anyway: tasks fold them into one event.
-            coalesce=True,
+            coalesce=publisher.max_delay > 0,
             clock=time.time_ns,
             encrypted=publisher.encryption is not None,
+            max_delay_ns=int(publisher.max_delay * 1e9),
+            busy=self.busy,
+            unacknowledged=self.unacknowledged,
+            hand_over=publisher.hand_over,
+        )
+
+    def unacknowledged(self) -> bool:
+        """Whether the last event sent still waits for its acknowledgement."""
+        pending = self._pending
+        return bool(pending) and pending[-1].ack is None
+
+    def busy(self) -> bool:
+        """Whether an event sent now would wait before going out: the window of
+        unacknowledged events is full, an earlier event is waiting for room, or the events
+        lost with a connection are to be sent again first."""
+        publisher = self.publisher
+        return (
+            self._room.locked()
+            or self._epoch != publisher.epoch
+            or publisher.in_flight() >= publisher.max_in_flight
         )
 
     def encode(
@@ -200,12 +218,7 @@ class Emitter:
         self._pending.clear()
 
     async def _send(self, entry: Pending) -> None:
-        publisher = self.publisher
-        if (
-            self._room.locked()
-            or self._epoch != publisher.epoch
-            or publisher.in_flight() >= publisher.max_in_flight
-        ):
+        if self.busy():
             # One sender at a time, woken in order: events leave in the order they were sent.
             async with self._room:
                 if not entry.snapshot:
@@ -255,9 +268,7 @@ class Emitter:
         inbox = await publisher.ack_inbox()
         token = publisher.track(entry, self)
         try:
-            await publisher.nc.publish(
-                entry.subject, entry.payload, reply=inbox + token, headers=entry.headers
-            )
+            await publisher.publish(entry.subject, entry.payload, inbox + token, entry.headers)
         except nats.errors.Error:
             # Disconnected with a full reconnect buffer: `flush` sends it again.
             publisher.untrack(entry)

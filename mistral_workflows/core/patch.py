@@ -51,10 +51,15 @@ def _fold(ops: list[Op], op: Op) -> bool:
             folded = _folded(earlier, op)
             if folded is None:
                 return False
-            # Moved to the end (nothing in between touches it), so that the next op on this
-            # path finds it at once: a token stream keeps one append per event.
-            del ops[index]
-            ops.append(folded)
+            if earlier["op"] == "add":
+                # An add may insert into a list, shifting the items that the ops in between
+                # name: it keeps its place.
+                ops[index] = folded
+            else:
+                # Moved to the end (nothing in between touches it), so that the next op on
+                # this path finds it at once: a token stream keeps one append per event.
+                del ops[index]
+                ops.append(folded)
             return True
         if _interferes(earlier, path):
             return False

@@ -50,6 +50,8 @@ class Publisher:
         restore: Called with a stream's name when a publish found no stream: checks it,
             creates it again where allowed, and says which (see `StreamState`). Without
             it, the stream is taken to exist and the events are re-sent.
+        max_delay: Seconds a task may hold an update to fold it with later ones before
+            it is handed to the socket; 0 sends one event per update.
     """
 
     def __init__(
@@ -66,8 +68,10 @@ class Publisher:
         strict: bool = True,
         encryption: Encryption | None = None,
         restore: Callable[[str], Awaitable[StreamState]] | None = None,
+        max_delay: float = 0.025,
     ) -> None:
         self.nc = nc
+        self.max_delay = max_delay
         self.max_in_flight = max_in_flight
         self.stream_name = stream_name
         self.prefix = prefix
@@ -92,6 +96,13 @@ class Publisher:
         self._restore = restore
         self._restoring = asyncio.Lock()
         self._generations: dict[str, int] = {}  # how often each stream was created again
+        # nats-py's publish re-checks the subject and every header on each call (a regex per
+        # key): most of a small event's send cost. Ours are built and checked once by the
+        # library, so the command is built here, as nats-py builds it, when nats-py has the
+        # buffer this relies on.
+        self._fast = all(
+            hasattr(nc, name) for name in ("_send_command", "_flush_queue", "_flush_pending")
+        )
 
     def generation(self, stream: str) -> int:
         """How many times the worker created `stream` again after finding it gone."""
@@ -174,6 +185,39 @@ class Publisher:
         """
         _drop_buffered_publishes(self.nc)
 
+    async def publish(
+        self, subject: str, payload: bytes, reply: str, headers: dict[str, str]
+    ) -> None:
+        """Send one message with headers: `nc.publish`, without its per-call checks.
+
+        Raises:
+            nats.errors.Error: as `nc.publish` (closed, draining, disconnected with a full
+                reconnection buffer).
+        """
+        nc = self.nc
+        lines = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        if not self._fast or not nc.is_connected or nc.is_draining_pubs or "\n" in lines:
+            await nc.publish(subject, payload, reply=reply, headers=headers)
+            return
+        hdr = f"NATS/1.0\r\n{lines}\r\n".encode()
+        size = len(hdr) + len(payload)
+        command = b"".join(
+            (f"HPUB {subject} {reply} {len(hdr)} {size}\r\n".encode(), hdr, payload, b"\r\n")
+        )
+        nc.stats["out_msgs"] += 1
+        nc.stats["out_bytes"] += len(payload)
+        await nc._send_command(command)
+        if nc._flush_queue is not None and nc._flush_queue.empty():
+            await nc._flush_pending()
+
+    def hand_over(self) -> None:
+        """Write nats-py's send buffer to the socket now.
+
+        nats-py writes it from a task of its own, which runs only when the event loop
+        turns: a producer that does not yield would hold its events in the buffer.
+        """
+        _write_buffered(self.nc)
+
     def reconnected(self) -> None:
         """A new connection is up: every emitter re-sends its unacknowledged events."""
         self.epoch += 1
@@ -214,6 +258,23 @@ def _drop_buffered_publishes(nc: NATS) -> None:
     kept = [cmd for cmd in pending if not cmd.startswith((b"PUB ", b"HPUB "))]
     pending[:] = kept
     nc._pending_data_size = sum(len(cmd) for cmd in kept)
+
+
+def _write_buffered(nc: NATS) -> None:
+    # What nats-py's flusher task does when the loop turns, done now, in order; the
+    # flusher then finds the buffer empty. Like `_drop_buffered_publishes`, this relies on
+    # `_pending`: without it, the events wait for the loop as before.
+    pending = getattr(nc, "_pending", None)
+    transport = getattr(nc, "_transport", None)
+    if not pending or transport is None or not nc.is_connected or not isinstance(pending, list):
+        return
+    try:
+        transport.writelines(pending)
+    except (OSError, RuntimeError, AttributeError) as e:  # the flusher will meet it too
+        log.debug("mistral_workflows: writing to the socket: %r", e)
+        return
+    nc._pending = []
+    nc._pending_data_size = 0
 
 
 _Callback = Callable[[], Awaitable[None]]

@@ -6,10 +6,16 @@ within the size limit, folds them with the ops not sent yet), and sends them thr
 scope's sink as one event. It numbers the events, builds their envelopes, and sends a
 snapshot of the state now and then for consumers that join late.
 
-Updates made while an event of the task is waiting for the event loop's next turn (a
-producer updating faster than it yields) are folded into one IN_PROGRESS event: nothing
-could reach the socket before that turn anyway, so no latency is added, and a fast stream
-costs one envelope per turn instead of one per update.
+An update made after the event loop turned (the producer yielded since its last update)
+is sent at once, unless the task's previous event waits for room in the acknowledgement
+window: then it folds into the next event, sent once there is room (the producer goes on;
+an overloaded worker sends fewer, larger events). So when the loop turns late on average
+(a saturated worker): updates fold while the previous event awaits its acknowledgement,
+at most twice `max_delay`. Updates made without the loop turning (a producer faster than
+it yields, or doing blocking work) fold too; their event leaves on the next turn, or from
+the update call itself once waiting for the next call (expected as far off as the last)
+would make the oldest folded update older than `max_delay`, and is then written to the
+socket at once, since the loop that would write it is not turning.
 
 A task ends with exactly one terminal event, sent after every update accepted before it:
 COMPLETED, or FAILED naming the problem when the end itself fails (the state was changed in
@@ -21,12 +27,13 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
 
-from mistral_workflows.core.context import FollowUp, Scope
+from mistral_workflows.core.context import Scope
 from mistral_workflows.core.diff import StrLists, diff, diff_keys
 from mistral_workflows.core.encoding import event_size
 from mistral_workflows.core.envelope import envelope, failure_message, source
@@ -38,18 +45,21 @@ from mistral_workflows.core.errors import (
 from mistral_workflows.core.events import CUSTOM_TASK_EVENT_TYPES, EventType
 from mistral_workflows.core.json_value import JSON
 from mistral_workflows.core.patch import Op, apply_own, merge
+from mistral_workflows.core.task_snapshots import Snapshots
 
 __all__ = ["TaskWriter"]
 
 log = logging.getLogger("mistral_workflows")
 
-_SNAPSHOT_MIN_BYTES = 16 * 1024
-_SNAPSHOT_MAX_AGE_NS = 1_000_000_000
 # The most patch bytes folded into one event: large enough that the envelope is noise.
 _FOLD_MAX_BYTES = 32 * 1024
 # Room left in the size estimate of an event for what varies between events (sequence
 # number, timestamp digits).
 _SIZE_SLACK = 64
+# Loop turns later than max_delay / _SLOW_TURN_SHARE on average (over about _LAG_TURNS
+# turns) mean the worker is saturated.
+_SLOW_TURN_SHARE = 2
+_LAG_TURNS = 16
 _IN_PROGRESS = EventType.CUSTOM_TASK_IN_PROGRESS
 _TERMINAL = CUSTOM_TASK_EVENT_TYPES - {EventType.CUSTOM_TASK_STARTED, _IN_PROGRESS}
 
@@ -79,18 +89,26 @@ class TaskWriter:
         self._shadow = shadow
         self._state_bytes = self._encoded_state_size(shadow)
         self._seq = 0
-        self._unsnapshotted = 0
-        self._snapshot_bytes = 0
-        self._snapshot_ns = 0
+        self._snapshots = Snapshots(self._sink, channel)
         self._str_lists = StrLists()
         # Ops applied to the shadow but not sent yet (see the module docstring).
         self._folded: list[Op] = []
         self._folded_bytes = 0
         self._patch_overhead = 0
         self._limit = channel.limit  # the event size limit, headers included
-        self._coalesce = channel.coalesce
-        self._sent_this_turn = False
-        self._watching_turn = False
+        self._coalesce = channel.coalesce and channel.max_delay_ns > 0
+        self._max_delay = channel.max_delay_ns
+        self._busy = channel.busy
+        self._unacknowledged = channel.unacknowledged
+        self._hand_over = channel.hand_over
+        self._folded_at = 0  # when the oldest folded update was made (monotonic ns)
+        self._last_call = 0  # when the last update was made, or the task started
+        self._unwritten_at = 0  # when an event first waited for a turn that did not come
+        self._in_turn = False  # something happened since the event loop last turned
+        self._turn_asked = 0  # when the task last asked to hear of the next turn
+        self._lag = 0  # how long the loop takes to turn, on average (ns)
+        self._slow = False  # the loop takes long to turn: the worker is saturated
+        self._timer: asyncio.TimerHandle | None = None
         self._closed = False
         self._background: asyncio.Task[None] | None = None
         self._background_error: BaseException | None = None
@@ -99,6 +117,7 @@ class TaskWriter:
     async def start(self) -> None:
         """Send CUSTOM_TASK_STARTED with the initial state."""
         payload = None if self._shadow is None else {"type": "json", "value": self._shadow}
+        self._last_call = time.monotonic_ns()
         await self._publish(EventType.CUSTOM_TASK_STARTED, {"payload": payload} if payload else {})
 
     async def update(self, changes: Mapping[str, Any]) -> None:
@@ -116,6 +135,8 @@ class TaskWriter:
     async def close(self) -> None:
         """Stop sending in the background: what is folded goes with the last event."""
         self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
         if self._background is not None:
             await self._background
 
@@ -177,8 +198,8 @@ class TaskWriter:
             ) from e
 
     async def _stage(self, ops: list[Op]) -> None:
-        """Apply `ops` to the shadow and send them, or fold them into the next event when
-        an event of this task already went out in this loop turn.
+        """Apply `ops` to the shadow and send them, or fold them into the next event (see
+        the module docstring for when).
 
         Raises:
             PayloadTooLargeError: the update alone, or the state, would be over the limit;
@@ -196,22 +217,52 @@ class TaskWriter:
                 "e.g. {'url': ..., 'size': ...}."
             )
         if self._folded and self._folded_bytes + size > min(room, _FOLD_MAX_BYTES):
+            # Full: sent now, after the task's event waiting for room if there is one (the
+            # producer waits with it, at most the persist timeout).
             await self._send_folded()
         self._apply_within_limit(ops, size)
+        now = time.monotonic_ns()
         if self._folded:
             merge(self._folded, ops)
         else:
-            self._folded = ops
+            self._folded, self._folded_at = ops, now
         self._folded_bytes += size
-        if not (self._coalesce and self._sent_this_turn):
+        if not self._coalesce:
             await self._send_folded()
+            return
+        yielded, interval = not self._in_turn, now - self._last_call
+        self._last_call = now
+        self._mark_turn(now)
+        if self._busy():  # the previous event waits for room: this one goes after it
+            self._send_soon()
+            return
+        # The next update is expected as far off as this one was from the last.
+        due = now + interval
+        if yielded:
+            if self._slow and (
+                due - self._folded_at < self._max_delay
+                or (self._unacknowledged() and now - self._folded_at < 2 * self._max_delay)
+            ):
+                # Saturated: fewer, larger events, while the last one waits for the loop
+                # to read its acknowledgement.
+                self._send_by_deadline(now)
+                return
+            await self._send_folded()
+            return
+        # No turn since the last update: the producer may not yield before its next one.
+        if due - self._folded_at >= self._max_delay:
+            await self._send_folded()
+        if self._unwritten_at and due - self._unwritten_at >= self._max_delay:
+            self._unwritten_at = 0
+            self._hand_over()
 
     async def _send_folded(self) -> None:
         """Send the ops applied to the shadow since the last event, as one event."""
         if not self._folded:
             return
         ops, self._folded, self._folded_bytes = self._folded, [], 0
-        await self._publish(_IN_PROGRESS, {"payload": {"type": "json_patch", "value": ops}})
+        attributes = {"payload": {"type": "json_patch", "value": ops}}
+        await self._publish(_IN_PROGRESS, attributes, self._folded_at)
 
     def _overhead(self) -> int:
         """An upper bound of an IN_PROGRESS event's size without its ops."""
@@ -223,11 +274,50 @@ class TaskWriter:
             self._patch_overhead = event_size(payload, headers) + _SIZE_SLACK
         return self._patch_overhead
 
+    def _mark_turn(self, now: int) -> None:
+        """Note that the task did something in this loop turn (see `_next_turn`)."""
+        if not self._in_turn:
+            self._in_turn, self._turn_asked = True, now
+            asyncio.get_running_loop().call_soon(self._next_turn)
+
     def _next_turn(self) -> None:
-        """The event loop turned since this task last sent: send what was folded since."""
-        self._watching_turn = self._sent_this_turn = False
-        if self._folded and self._background is None and not self._closed:
+        """The event loop turned since this task last updated or sent: its events are being
+        written to the socket; send what was folded since, unless the turn came late (the
+        worker is saturated): then the folded changes wait for `max_delay`."""
+        self._in_turn = False
+        self._unwritten_at = 0
+        now = time.monotonic_ns()
+        # An average over the last several turns: one late turn (the process descheduled
+        # for a moment) does not make a saturated worker.
+        self._lag += (now - self._turn_asked - self._lag) // _LAG_TURNS
+        self._slow = self._lag * _SLOW_TURN_SHARE >= self._max_delay
+        if self._folded:
+            if self._slow:
+                self._send_by_deadline(now)
+            else:
+                self._send_soon()
+
+    def _send_soon(self) -> None:
+        """Send what is folded from a task of its own (after the event waiting for room)."""
+        if self._background is None and not self._closed:
             self._background = asyncio.ensure_future(self._send_in_background())
+
+    def _send_by_deadline(self, now: int) -> None:
+        """Send what is folded once its oldest update is twice `max_delay` old (in a
+        saturated worker, whose loop is late anyway)."""
+        if self._timer is None:
+            delay = (self._folded_at + 2 * self._max_delay - now) / 1e9
+            self._timer = asyncio.get_running_loop().call_later(delay, self._deadline)
+
+    def _deadline(self) -> None:
+        self._timer = None
+        if not self._folded:
+            return
+        now = time.monotonic_ns()
+        if (now - self._folded_at) * 10 >= self._max_delay * 18:
+            self._send_soon()
+        else:  # the timer was set for changes sent since
+            self._send_by_deadline(now)
 
     async def _send_in_background(self) -> None:
         try:
@@ -252,61 +342,23 @@ class TaskWriter:
             **self._source,
         )
 
-    async def _publish(self, event_type: str, attributes: dict[str, Any]) -> None:
-        """Encode, check and send one event, numbered in the order of the calls."""
+    async def _publish(self, event_type: str, attributes: dict[str, Any], made_at: int = 0) -> None:
+        """Encode, check and send one event, numbered in the order of the calls; `made_at`
+        is when its oldest update was made (default: now)."""
         body = self._body(event_type, attributes, self._seq)
         event_id = body["data"]["event_id"]
         what = f"{event_type} of task {self._stream!r}"
         payload, headers = self._sink.encode(body, event_id, what)
-        then = self._snapshot(body) if self._wants_snapshot(event_type, len(payload)) else None
+        then = self._snapshots.after(body, len(payload), self._shadow)
         self._seq += 1
         self._ended = self._ended or event_type in _TERMINAL
         if self._coalesce:
-            self._sent_this_turn = True
-            if not self._watching_turn:
-                self._watching_turn = True
-                asyncio.get_running_loop().call_soon(self._next_turn)
+            # Written to the socket when the loop turns (or by `_hand_over`).
+            now = time.monotonic_ns()
+            if not self._unwritten_at:
+                self._unwritten_at = made_at or now
+            self._mark_turn(now)
         await self._sink.send(self._channel.subject, payload, headers, then)
-
-    def _wants_snapshot(self, event_type: str, size: int) -> bool:
-        """Snapshot at the start, at the end, and when the patches since the last snapshot
-        outweigh the state (or a second has passed): the snapshots then cost no more than
-        the patches themselves, whatever the state's size."""
-        if self._channel.snapshot_subject is None:
-            return False
-        now = self._channel.clock()
-        if event_type == _IN_PROGRESS:
-            self._unsnapshotted += size
-            due = self._unsnapshotted >= max(self._snapshot_bytes, _SNAPSHOT_MIN_BYTES)
-            if not due and now - self._snapshot_ns < _SNAPSHOT_MAX_AGE_NS:
-                return False
-        self._unsnapshotted, self._snapshot_ns = 0, now
-        return True
-
-    def _snapshot(self, body: dict[str, Any]) -> FollowUp:
-        """A copy of the task's state as of this event, for consumers that join late.
-
-        It is sent once the event is stored, naming the sequence to resume reading from.
-        """
-        sink, subject = self._sink, self._channel.snapshot_subject
-        assert subject is not None
-        data = body["data"]
-        attributes = dict(data["attributes"])
-        if "payload" in attributes or data["event_type"] == _IN_PROGRESS:
-            state = memoryview(orjson.dumps(self._shadow)).tobytes()  # exact size
-            self._snapshot_bytes = len(state)
-            attributes["payload"] = {"type": "json", "value": orjson.Fragment(state)}
-        msg_id = f"{data['event_id']}:snapshot"
-        snapshot = {**body, "data": {**data, "event_id": msg_id, "attributes": attributes}}
-
-        def build(seq: int) -> tuple[str, bytes, dict[str, str]] | None:
-            snapshot["metadata"] = {"snapshot": True, "resume_seq": seq + 1}
-            try:
-                return (subject, *sink.encode(snapshot, msg_id, "snapshot", snapshot=True))
-            except PayloadTooLargeError:
-                return None  # The events still carry everything; only the shortcut is lost.
-
-        return build
 
     def _apply_within_limit(self, ops: list[Op], patch_bytes: int) -> None:
         """Apply `ops` to the shadow unless the state would outgrow one event.

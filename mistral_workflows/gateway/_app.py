@@ -32,6 +32,7 @@ from mistral_workflows.gateway._problems import Problem
 from mistral_workflows.gateway._query import StreamQuery, list_query, stream_query
 from mistral_workflows.gateway._sse import EventPump, EventStreamResponse
 from mistral_workflows.gateway._tokens import secret_from_env
+from mistral_workflows.gateway._viewer import Fanout, ViewerStream
 
 __all__ = ["GatewaySettings", "create_app"]
 
@@ -89,6 +90,13 @@ class _Gateway:
         self.access = Access(settings.secret)
         self.read_ahead = ReadAhead(settings.read_ahead_bytes, settings.total_read_ahead_bytes)
         self._nc: NATS | None = None
+        self.fanout = Fanout(
+            lambda: self.nc,
+            settings.stream_name,
+            settings.subject_prefix,
+            self.read_ahead,
+            settings.keepalive,
+        )
 
     @property
     def connection(self) -> NATS | None:
@@ -105,6 +113,7 @@ class _Gateway:
         self._nc = await connect(self.settings.nats_url, **options)
 
     async def stop(self) -> None:
+        await self.fanout.close()
         if self._nc is not None:
             await self._nc.close()
 
@@ -147,6 +156,9 @@ async def _stream(request: Request, query: StreamQuery) -> Response:
     gateway = _gateway(request)
     grant = gateway.access.grant(request)
     wanted = await gateway.access.confine(query.filter, grant, gateway.in_tree)
+    if not query.late_join:
+        return ViewerStream(gateway.fanout.viewer(wanted, query), _SSE_HEADERS)
+    # A late joiner reads its snapshots and its catch-up on a subscription of its own.
     settings = gateway.settings
     pump = EventPump(query.keeps, settings.keepalive, gateway.read_ahead)
     source = gateway.read(

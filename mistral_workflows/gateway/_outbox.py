@@ -64,11 +64,17 @@ class Outbox(Generic[T]):
             await self._bounds.freed()
         self.push(item, size)
 
-    def push(self, item: T, size: int) -> None:
-        """Add `item` now (small notices that must not wait)."""
+    def push(self, item: T, size: int, wake: bool = True) -> None:
+        """Add `item` now (small notices that must not wait); without `wake`, whoever
+        waits for it is woken by a later `wake()`."""
         self._items.append((item, size))
         self._size += size
         self._bounds.take(size)
+        if wake:
+            self._arrived.set()
+
+    def wake(self) -> None:
+        """Wake whoever waits for items (`push(..., wake=False)`)."""
         self._arrived.set()
 
     async def get(self) -> T:
@@ -79,6 +85,21 @@ class Outbox(Generic[T]):
         item, size = self._items.popleft()
         self._release(size)
         return item
+
+    def room(self, size: int) -> bool:
+        """Whether `size` more bytes stay within this client's bound (one item always fits
+        when nothing waits)."""
+        return not self._items or self._size + size <= self._bounds.client_bytes
+
+    async def drain(self) -> list[T]:
+        """Everything waiting, oldest first, once there is something."""
+        while not self._items:
+            self._arrived.clear()
+            await self._arrived.wait()
+        items = [item for item, _ in self._items]
+        self._items.clear()
+        self._release(self._size)
+        return items
 
     def clear(self) -> None:
         """Drop what waits (the client is gone), giving its bytes back to the total."""

@@ -82,6 +82,9 @@ class MistralWorkflowsPlugin(SimplePlugin):
             permission to create streams.
         encryption: Encrypt task state before it leaves the worker (see `Encryption` and
             docs/security.md); consumers need the same keys.
+        max_delay: The longest a task holds an update to fold it with later ones before
+            handing it to the socket (a timedelta, or seconds), whether the activity yields
+            to the event loop between updates or not; 0 sends one event per update.
     """
 
     def __init__(
@@ -101,6 +104,7 @@ class MistralWorkflowsPlugin(SimplePlugin):
         nats_options: dict[str, Any] | None = None,
         provision_stream: bool = True,
         encryption: Encryption | None = None,
+        max_delay: timedelta | float = timedelta(milliseconds=25),
     ) -> None:
         check_nats_urls(nats_url)
         if persist_timeout <= 0 or connect_timeout <= 0 or connect_attempts < 1:
@@ -116,6 +120,7 @@ class MistralWorkflowsPlugin(SimplePlugin):
             duplicate_window=duplicate_window,
             replicas=replicas,
         )
+        self._max_delay = _seconds("max_delay", max_delay)
         self._provision = provision_stream
         self._persist_timeout = persist_timeout
         self._strict = fail_on_publish_error
@@ -239,6 +244,7 @@ class MistralWorkflowsPlugin(SimplePlugin):
             persist_timeout=self._persist_timeout,
             strict=self._strict,
             encryption=self._encryption,
+            max_delay=self._max_delay,
             restore=functools.partial(restore, nc.jetstream(), self.stream, create=self._provision),
         )
         return hooks.publisher
@@ -305,6 +311,21 @@ def _runs_in_thread(fn: object) -> bool:
     """Whether temporalio runs the activity `fn` in its executor (it is not async)."""
     call = getattr(fn, "__call__", None)  # noqa: B004
     return not (inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(call))
+
+
+def _seconds(name: str, value: object) -> float:
+    """A duration given as a timedelta or as seconds, checked: finite and not negative."""
+    seconds = value.total_seconds() if isinstance(value, timedelta) else value
+    if (
+        isinstance(seconds, bool)
+        or not isinstance(seconds, int | float)
+        or not 0 <= seconds < float("inf")
+    ):
+        raise ConfigurationError(
+            f"{name} must be a timedelta or a number of seconds, 0 or more, not {value!r}; "
+            f"e.g. {name}=timedelta(milliseconds=25), or 0"
+        )
+    return float(seconds)
 
 
 def _with_passthrough(runner: WorkflowRunner | None) -> WorkflowRunner:

@@ -181,6 +181,25 @@ def test_merged_ops_apply_like_the_updates_one_by_one(
     assert len(merged) <= sum(len(ops) for ops in batches)
 
 
+def test_merge_keeps_a_folded_list_insert_before_the_ops_it_shifts() -> None:
+    """An insert into a list, then an op on an item after it, then a new value for the
+    inserted item: the insert keeps its place, so the op in between still names its item."""
+    doc: JSON = {"c": [{}]}
+    batches: list[list[dict[str, Any]]] = [
+        [{"op": "add", "path": "/c/0", "value": "a"}],
+        [{"op": "add", "path": "/c/1/k", "value": 1}],
+        [{"op": "replace", "path": "/c/0", "value": "b"}],
+    ]
+    one_by_one = copy.deepcopy(doc)
+    merged: list[dict[str, Any]] = []
+    for ops in batches:
+        one_by_one = apply(one_by_one, ops)
+        merge(merged, ops)
+    assert one_by_one == {"c": ["b", {"k": 1}]}
+    assert apply(copy.deepcopy(doc), merged) == one_by_one
+    assert len(merged) == 2
+
+
 def test_merge_folds_a_token_stream_into_one_append() -> None:
     """Tokens added to a list and a text: one add per token, a single append."""
     merged: list[dict[str, Any]] = []

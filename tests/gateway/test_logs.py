@@ -70,22 +70,29 @@ async def test_gateway_logs_json_lines_with_the_ids_of_each_stream(nats_url):
 
 
 def test_cli_logs_json_lines_with_the_ids_it_reads(nats_url):
-    """`events --log-format json`: the warning about a missing stream is a JSON line with
-    the execution id the command reads; without the flag it stays a plain line."""
+    """`events --follow --log-format json`: the warning that the stream does not exist yet
+    is a JSON line with the execution id the command reads; without the flag it stays a
+    plain line."""
     workflow_id = unique("cli-log")
-    command = [sys.executable, "-m", "mistral_workflows", "events", "--nats", nats_url]
-    command += ["--exec", workflow_id, "--stream-name", unique("NO_STREAM")]
-    as_json = subprocess.run(
-        [*command, "--log-format", "json"], capture_output=True, text=True, timeout=60
-    )
-    assert as_json.returncode == 0, as_json.stderr
-    lines = [json.loads(line) for line in as_json.stderr.splitlines()]
-    missing = [x for x in lines if "does not exist yet" in x["message"]]
-    assert len(missing) == 1
-    assert missing[0]["level"] == "warning"
-    assert missing[0]["workflow_exec_id"] == workflow_id
-    plain = subprocess.run(command, capture_output=True, text=True, timeout=60)
-    assert "does not exist yet" in plain.stderr and not plain.stderr.startswith("{")
+    command = [sys.executable, "-m", "mistral_workflows", "events", "--nats-url", nats_url]
+    command += ["--exec", workflow_id, "--stream-name", unique("NO_STREAM"), "--follow"]
+    as_json = _first_warning([*command, "--log-format", "json"])
+    line = json.loads(as_json)
+    assert "does not exist yet" in line["message"]
+    assert line["level"] == "warning"
+    assert line["workflow_exec_id"] == workflow_id
+    plain = _first_warning(command)
+    assert "does not exist yet" in plain and not plain.startswith("{")
+
+
+def _first_warning(command: list[str]) -> str:
+    """The first line a following command writes to stderr; the command is then stopped."""
+    with subprocess.Popen(command, stderr=subprocess.PIPE, text=True) as process:
+        try:
+            assert process.stderr is not None
+            return process.stderr.readline()
+        finally:
+            process.kill()
 
 
 def test_a_bad_log_format_in_the_variable_is_named():
