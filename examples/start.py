@@ -15,6 +15,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import sys
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -91,6 +93,12 @@ def main() -> None:
             args.workflow, args.argument, args.workflow_id, args.wait, args.follow, args.task_queue
         )
     )
+    # The Temporal client's native threads can abort a short-lived process while the
+    # interpreter finalizes ("PyGILState_Release ... must be current"): once the output is
+    # out, leave without finalizing.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":
