@@ -109,3 +109,24 @@ def test_subpackage_names(package, names):
     """The consumer, worker and dev packages export exactly their documented names."""
     assert package.__all__ == names
     assert all(hasattr(package, name) for name in names)
+
+
+def test_conversational_names():
+    """The conversational package exports Mistral's task types and state models by their
+    Mistral names; TodoList and TodoListItem load on first use."""
+    import mistral_workflows.conversational as conversational
+    from mistral_workflows.conversational._todo import TodoList
+
+    # Sorted as ruff sorts: the constants (TODO_LIST, WORKING: the task types) first.
+    assert conversational.__all__ == sorted(
+        conversational.__all__, key=lambda n: (n != n.upper(), n)
+    )
+    assert {"TodoList", "TodoListItem", "TodoListState", "ChatAssistantWorkingTask"} <= set(
+        conversational.__all__
+    )
+    assert {"GenericToolUIState", "CommandToolUIState", "FileToolUIState"} <= set(
+        conversational.__all__
+    )
+    assert conversational.TodoList is TodoList
+    assert all(hasattr(conversational, name) for name in conversational.__all__)
+    assert set(conversational.__all__) <= set(dir(conversational))
