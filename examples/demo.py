@@ -1,9 +1,10 @@
-"""`make demo`: the two reference examples, end to end, on embedded local servers.
+"""`make demo`: the two reference examples and an agent, end to end, on local servers.
 
 Starts nats-server and a Temporal dev server, runs a worker with the plugin, then runs
 the token-streaming workflow while a consumer prints each token as it arrives through
-NATS, and the progress workflow while a consumer draws a progress bar. The consumer
-only reads the stream; it never talks to the activity.
+NATS, the progress workflow while a consumer draws a progress bar, and an agent workflow
+(a scripted model) while the terminal view shows its todo list, thinking, text and tool
+call. The consumers only read the stream; they never talk to the activities.
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ import uuid
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from examples import scripted_model
+from examples.agent import AgentWorkflow, model_turn, run_tool
+from examples.follow_agent import show_agent
 from examples.follow_progress import show_progress
 from examples.follow_tokens import show_tokens
 from examples.progress import ProgressWorkflow, streaming_tokens_with_progress_activity
@@ -23,6 +27,7 @@ from mistral_workflows.dev import EmbeddedServers
 
 TASK_QUEUE = "demo"
 TEXT = "Stream every step of a long job to a live progress bar"
+QUESTION = "What is the weather in Paris?"
 
 
 async def run_demo(nats_url: str, temporal_address: str) -> None:
@@ -32,8 +37,8 @@ async def run_demo(nats_url: str, temporal_address: str) -> None:
     async with Worker(
         client,
         task_queue=TASK_QUEUE,
-        workflows=[ChatWorkflow, ProgressWorkflow],
-        activities=[chat_activity, streaming_tokens_with_progress_activity],
+        workflows=[ChatWorkflow, ProgressWorkflow, AgentWorkflow],
+        activities=[chat_activity, streaming_tokens_with_progress_activity, model_turn, run_tool],
     ):
         await asyncio.wait_for(plugin.wait_connected(), 30)  # The worker is starting.
         chat_id = f"chat-{uuid.uuid4().hex[:8]}"
@@ -53,7 +58,17 @@ async def run_demo(nats_url: str, temporal_address: str) -> None:
         )
         if await bar != outcome["token_count"]:
             raise SystemExit("demo: the progress bar did not reach the activity's count")
-    print("\nBoth streams arrived complete.")
+
+        agent_id = f"agent-{uuid.uuid4().hex[:8]}"
+        print(f"\nAgent workflow {agent_id} (todo list, model turns, a tool), read from NATS:\n")
+        shown_agent = asyncio.create_task(show_agent(nats_url, agent_id))
+        reply = await client.execute_workflow(
+            AgentWorkflow.run, QUESTION, id=agent_id, task_queue=TASK_QUEUE
+        )
+        await shown_agent
+        if reply != scripted_model.ANSWER:
+            raise SystemExit("demo: the agent's reply differs from the scripted answer")
+    print("\nAll three streams arrived complete.")
 
 
 def main() -> None:

@@ -3,6 +3,7 @@
     python -m examples.start chat "Why stream tokens?" --follow
     python -m examples.start progress --id progress-1 --no-wait
     python -m examples.start research tides --follow
+    python -m examples.start agent --follow
 
 Prints the workflow id, then (unless --no-wait) waits for the result and prints it as
 JSON. With --follow it prints the workflow's events as they arrive, read from NATS.
@@ -14,12 +15,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import sys
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from temporalio.client import Client
 
+from examples.agent import AgentWorkflow
+from examples.follow_agent import show_agent
 from examples.follow_progress import show_progress
 from examples.follow_tokens import show_tokens
 from examples.progress import ProgressWorkflow
@@ -29,6 +34,7 @@ from examples.worker import TASK_QUEUE, servers
 
 # name: (workflow run method, default argument, follower of one execution's events)
 WORKFLOWS: dict[str, tuple[Any, str, Callable[[str, str], Awaitable[Any]]]] = {
+    "agent": (AgentWorkflow.run, "What is the weather in Paris?", show_agent),
     "chat": (ChatWorkflow.run, "Why stream tokens?", show_tokens),
     "progress": (ProgressWorkflow.run, "Stream every step to a progress bar", show_progress),
     "research": (ResearchWorkflow.run, "tides", follow_tree),
@@ -87,6 +93,12 @@ def main() -> None:
             args.workflow, args.argument, args.workflow_id, args.wait, args.follow, args.task_queue
         )
     )
+    # The Temporal client's native threads can abort a short-lived process while the
+    # interpreter finalizes ("PyGILState_Release ... must be current"): once the output is
+    # out, leave without finalizing.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@
     python -m examples.worker                  # then start workflows with examples.start
 
 Reads the servers from `NATS_URL` and `TEMPORAL_ADDRESS` (default: the local standard
-ports) and serves the chat, progress and research workflows on the `examples` task queue.
+ports) and serves the chat, progress, research and agent workflows on the `examples` task
+queue.
 """
 
 from __future__ import annotations
@@ -19,14 +20,21 @@ import sys
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from examples.agent import AgentWorkflow, model_turn, run_tool
 from examples.progress import ProgressWorkflow, streaming_tokens_with_progress_activity
 from examples.research import ResearchWorkflow, StepWorkflow, run_step
 from examples.token_stream import ChatWorkflow, chat_activity
 from mistral_workflows import MistralWorkflowsError, MistralWorkflowsPlugin
 
 TASK_QUEUE = "examples"
-WORKFLOWS = [ChatWorkflow, ProgressWorkflow, ResearchWorkflow, StepWorkflow]
-ACTIVITIES = [chat_activity, streaming_tokens_with_progress_activity, run_step]
+WORKFLOWS = [AgentWorkflow, ChatWorkflow, ProgressWorkflow, ResearchWorkflow, StepWorkflow]
+ACTIVITIES = [
+    chat_activity,
+    model_turn,
+    run_step,
+    run_tool,
+    streaming_tokens_with_progress_activity,
+]
 
 
 def servers() -> tuple[str, str]:

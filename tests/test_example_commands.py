@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from examples import fake_llm, research
+from examples import fake_llm, research, scripted_model
 from mistral_workflows.dev import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,7 +60,8 @@ async def worker(env: dict[str, str], task_queue: str) -> AsyncIterator[asyncio.
 async def test_worker_serves_started_workflows_and_stops_on_sigterm(
     nats_url, temporal_address, task_queue
 ):
-    """The starter runs chat, progress and research on the worker; SIGTERM stops it (exit 0)."""
+    """The starter runs chat, progress, research and agent on the worker; SIGTERM stops it
+    (exit 0)."""
     env = environment(nats_url, temporal_address)
     async with worker(env, task_queue) as process:
         status, out, err = await run(
@@ -82,6 +83,13 @@ async def test_worker_serves_started_workflows_and_stops_on_sigterm(
         )
         assert status == 0, err
         assert json.loads(out.splitlines()[-1]) == {"topic": "tides", "done": research.STEPS}
+
+        status, out, err = await run(
+            env, "examples.start", "agent", "--follow", "--task-queue", task_queue
+        )
+        assert status == 0, err
+        assert "todo_list 3/3 done" in out  # the checklist, drawn by --follow
+        assert json.loads(out.splitlines()[-1]) == scripted_model.ANSWER
 
         process.send_signal(signal.SIGTERM)
         out, err = await process.communicate()

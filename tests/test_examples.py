@@ -20,7 +20,7 @@ async def test_demo_streams_both_examples(temporal_address, nats_url, capsys):
     frames = [f for f in out.split("\r") if f.startswith("[")]
     assert len(frames) == len(set(frames)), "a progress frame was drawn twice"
     assert out.count(full) == 1, "the last progress frame was drawn twice"
-    assert "Both streams arrived complete." in out
+    assert "All three streams arrived complete." in out
 
 
 def test_activity_decorator_forms():

@@ -35,6 +35,7 @@ def loaded_after(code: str) -> list[str]:
         "import mistral_workflows",
         "import mistral_workflows.consumer",
         "from mistral_workflows import subscribe, TaskStates, Encryption, DecryptionError",
+        "from mistral_workflows.conversational import TodoListState, ChatAssistantWorkingTask",
     ],
 )
 def test_the_read_side_loads_no_temporal_and_no_worker(code):
@@ -107,7 +108,9 @@ MAY_IMPORT = {
     "tracing": {"core"},
     "cli": {"_cli_nats", "core", "consumer", "dev", "gateway"},
     "_cli_nats": {"core"},
-    "agents": {"core", "temporalio"},
+    # TodoList is a Task (so core) and ids its items with workflow.uuid4() in workflow code.
+    "conversational": {"core", "temporalio"},
+    "agents": {"core", "conversational", "temporalio"},
 }
 # Temporal is the write side's. In `core`, Task reads an activity's cancellation (and holds
 # temporalio's thread cancellation back while a `def` activity's call runs on the loop), and

@@ -116,3 +116,24 @@ def test_tracing_names():
     import mistral_workflows.tracing as tracing
 
     assert tracing.__all__ == ["parent_context", "span_context", "span_links"]
+
+
+def test_conversational_names():
+    """The conversational package exports Mistral's task types and state models by their
+    Mistral names; TodoList and TodoListItem load on first use."""
+    import mistral_workflows.conversational as conversational
+    from mistral_workflows.conversational._todo import TodoList
+
+    # Sorted as ruff sorts: the constants (TODO_LIST, WORKING: the task types) first.
+    assert conversational.__all__ == sorted(
+        conversational.__all__, key=lambda n: (n != n.upper(), n)
+    )
+    assert {"TodoList", "TodoListItem", "TodoListState", "ChatAssistantWorkingTask"} <= set(
+        conversational.__all__
+    )
+    assert {"GenericToolUIState", "CommandToolUIState", "FileToolUIState"} <= set(
+        conversational.__all__
+    )
+    assert conversational.TodoList is TodoList
+    assert all(hasattr(conversational, name) for name in conversational.__all__)
+    assert set(conversational.__all__) <= set(dir(conversational))

@@ -15,10 +15,21 @@ This module imports no framework: a consumer can validate the state it rebuilds 
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import orjson
 from pydantic import BaseModel, Field
+
+from mistral_workflows.conversational._models import (
+    WORKING,
+    ChatAssistantWorkingTask,
+    GenericToolUIState,
+    ToolResult,
+    ToolResultFailed,
+    ToolResultPending,
+    ToolResultRunning,
+    ToolResultSuccess,
+)
 
 __all__ = [
     "CHAT_TURN_TYPE",
@@ -37,37 +48,8 @@ __all__ = [
 
 CHAT_TURN_TYPE = "chat_turn"
 """The task type of a model response streamed by this package."""
-WORKING_TYPE = "working"
+WORKING_TYPE = WORKING
 """The task type of a tool run (Mistral's working task)."""
-
-
-class ToolResultPending(BaseModel):
-    """The model asked for the call; it has not run yet."""
-
-    status: Literal["pending"] = "pending"
-
-
-class ToolResultRunning(BaseModel):
-    """The tool is running."""
-
-    status: Literal["running"] = "running"
-
-
-class ToolResultSuccess(BaseModel):
-    """The tool returned `value`."""
-
-    status: Literal["success"] = "success"
-    value: Any
-
-
-class ToolResultFailed(BaseModel):
-    """The tool failed (or asked the model to retry) with `error`."""
-
-    status: Literal["failed"] = "failed"
-    error: Any
-
-
-ToolResult = ToolResultPending | ToolResultRunning | ToolResultSuccess | ToolResultFailed
 
 
 class ToolCallState(BaseModel):
@@ -133,29 +115,14 @@ class ChatTurnState(BaseModel):
         return message
 
 
-class GenericToolUIState(BaseModel):
-    """A tool's call and result, as Mistral's `GenericToolUIState`."""
+WorkingState = ChatAssistantWorkingTask
+"""The state of a `working` task: Mistral's `ChatAssistantWorkingTask`.
 
-    type: Literal["generic_tool"] = "generic_tool"
-    toolCallId: str
-    name: str
-    arguments: dict[str, Any]
-    result: ToolResult
-
-
-class WorkingState(BaseModel):
-    """The state of a `working` task, as Mistral's `ChatAssistantWorkingTask`.
-
-    For a tool call (`type` "tool"), `title` is the tool's name, `content` its arguments as
-    JSON text and `toolUIState` the call and its result. For a model response rejected and
-    asked again (`type` "retry"), `title` says so and `content` is the feedback sent to the
-    model; `toolUIState` is None.
-    """
-
-    type: str = "tool"
-    title: str
-    content: str
-    toolUIState: GenericToolUIState | None = None
+For a tool call (`type` "tool"), `title` is the tool's name, `content` its arguments as
+JSON text and `toolUIState` the call and its result. For a model response rejected and
+asked again (`type` "retry"), `title` says so and `content` is the feedback sent to the
+model; `toolUIState` is None.
+"""
 
 
 def initial_turn(model: str | None = None) -> dict[str, Any]:

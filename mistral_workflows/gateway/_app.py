@@ -46,6 +46,7 @@ _PAGES = {
     "live.html": "text/html; charset=utf-8",
     "live.js": "text/javascript; charset=utf-8",
     "patch.js": "text/javascript; charset=utf-8",
+    "tasks.js": "text/javascript; charset=utf-8",
 }
 
 
@@ -220,6 +221,11 @@ async def patch_script(request: Request) -> Response:
     return _static("patch.js")
 
 
+async def tasks_script(request: Request) -> Response:
+    """How the live page draws todo lists, working tasks and chat turns."""
+    return _static("tasks.js")
+
+
 def _static(name: str) -> Response:
     text = resources.files("mistral_workflows.gateway").joinpath("static", name).read_text()
     return Response(text, media_type=_PAGES[name], headers={"Cache-Control": "no-cache"})
@@ -297,6 +303,7 @@ def create_app(settings: GatewaySettings | None = None) -> Starlette:
             Route("/ui/live.js", live_script),
             *ops.routes,
             Route("/ui/patch.js", patch_script),
+            Route("/ui/tasks.js", tasks_script),
         ],
         middleware=ops.middleware,
         exception_handlers={

@@ -24,7 +24,7 @@ SCRIPT = [
 
 async def test_the_chat_examples_stream_a_turn(temporal_address, nats_url, task_queue):
     """Both chat activities stream the same turn and return the assistant message."""
-    client = await plugged_client(temporal_address, nats_url)
+    client = await plugged_client(temporal_address, nats_url, max_delay=0)
     messages = [{"role": "user", "content": "Weather in Paris?"}]
     for activity, path in [(agent_streams.openai_chat, "/v1"), (agent_streams.mistral_chat, "")]:
         wid = unique("example")
@@ -50,7 +50,7 @@ async def test_the_durable_agent_example_shows_turns_and_tools(
     temporal_address, nats_url, task_queue, capsys
 ):
     """The durable agent's model turns and tool call print as a consumer sees them."""
-    plugins = [MistralWorkflowsPlugin(nats_url=nats_url), PydanticAIPlugin()]
+    plugins = [MistralWorkflowsPlugin(nats_url=nats_url, max_delay=0), PydanticAIPlugin()]
     client = await Client.connect(temporal_address, plugins=plugins)
     wid = unique("weather")
     async with Worker(

@@ -31,7 +31,7 @@ async def test_each_model_call_streams_from_the_model_activity(
     agents_plugin = OpenAIAgentsPlugin(
         model_params=params, model_provider=TaskStreamingModelProvider(provider)
     )
-    plugins = [MistralWorkflowsPlugin(nats_url=nats_url), agents_plugin]
+    plugins = [MistralWorkflowsPlugin(nats_url=nats_url, max_delay=0), agents_plugin]
     client = await Client.connect(temporal_address, plugins=plugins)
     wid = unique("sdk")
     async with Worker(client, task_queue=task_queue, workflows=[SdkWeatherAgent]):
@@ -81,7 +81,7 @@ async def test_the_sdk_example_streams_its_turns(temporal_address, nats_url, tas
 
     provider = ScriptedProvider()
     provider.model.breaks, provider.model.tool = 0, "get_weather"
-    plugins = [MistralWorkflowsPlugin(nats_url=nats_url), agents_plugin(provider)]
+    plugins = [MistralWorkflowsPlugin(nats_url=nats_url, max_delay=0), agents_plugin(provider)]
     client = await Client.connect(temporal_address, plugins=plugins)
     wid = unique("sdk-example")
     async with Worker(client, task_queue=task_queue, workflows=[SdkAgentWorkflow]):

@@ -88,7 +88,7 @@ async def run_broken_agent() -> str:
 async def run_states(temporal_address, nats_url, task_queue, activity) -> tuple[Any, list]:
     """Run `activity`; return its result and each (task type, status, state) a consumer
     rebuilds, event by event."""
-    client = await plugged_client(temporal_address, nats_url)
+    client = await plugged_client(temporal_address, nats_url, max_delay=0)
     wid = unique("agent")
     async with running_worker(client, task_queue, [ModelCall], [activity]):
         handle = await client.start_workflow(

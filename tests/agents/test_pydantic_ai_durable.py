@@ -25,7 +25,7 @@ async def test_each_model_request_streams_live_and_a_retry_is_fenced(
     """The model request that breaks fails its attempt's chat_turn; the retried attempt
     replaces it; tools and the second turn follow, all under the workflow's id."""
     BREAKS["left"] = 1
-    plugins = [MistralWorkflowsPlugin(nats_url=nats_url), PydanticAIPlugin()]
+    plugins = [MistralWorkflowsPlugin(nats_url=nats_url, max_delay=0), PydanticAIPlugin()]
     client = await Client.connect(temporal_address, plugins=plugins)
     wid = unique("durable")
     async with Worker(
@@ -81,7 +81,7 @@ async def test_the_temporal_agent_wrapper_streams_too(temporal_address, nats_url
     """Under the `TemporalAgent` wrapper the model request streams from its activity."""
     from tests.agents.durable_wrapper import HelloAgent, wrapped_agent
 
-    plugins = [MistralWorkflowsPlugin(nats_url=nats_url), PydanticAIPlugin()]
+    plugins = [MistralWorkflowsPlugin(nats_url=nats_url, max_delay=0), PydanticAIPlugin()]
     client = await Client.connect(temporal_address, plugins=plugins)
     wid = unique("wrapped")
     worker_plugins = [AgentPlugin(wrapped_agent)]

@@ -137,6 +137,10 @@ function drawTask(task) {
        badge(task.status), task.attempt > 1 ? `attempt ${task.attempt}` : null));
   node.dataset.taskId = task.id;
   node.dataset.taskType = task.type;
+  if (drawShape(node, task)) { // tasks.js: todo lists, working tasks, chat turns
+    if (task.failure) node.append(el("div", { className: "failure", textContent: task.failure }));
+    return node;
+  }
   const text = textOf(task.state);
   const progress = progressOf(task.state);
   if (text !== null) node.append(el("div", { className: "text", textContent: text }));
@@ -159,6 +163,8 @@ function drawWorkflow(wf) {
     el("div", { className: "title" }, el("span", { className: "name", textContent: wf.name }),
        el("span", { className: "id", textContent: wf.id }), badge(wf.status)));
   node.dataset.execId = wf.id;
+  // The workflow's own tasks (a plan, a todo list) first, above the activities' work.
+  for (const task of wf.tasks.values()) node.append(drawTask(task));
   for (const act of wf.activities.values()) {
     const a = el("div", { className: "activity" },
       el("div", { className: "title" }, el("span", { className: "name", textContent: act.name }),
@@ -167,7 +173,6 @@ function drawWorkflow(wf) {
     for (const task of act.tasks.values()) a.append(drawTask(task));
     node.append(a);
   }
-  for (const task of wf.tasks.values()) node.append(drawTask(task));
   for (const child of workflows.values()) {
     if (child.parent === wf.id && child.id !== wf.id) node.append(drawWorkflow(child));
   }
