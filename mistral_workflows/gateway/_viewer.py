@@ -26,7 +26,9 @@ from mistral_workflows.consumer._reader import Reader
 from mistral_workflows.core.errors import MistralWorkflowsError
 from mistral_workflows.core.events import StreamEvent
 from mistral_workflows.core.filter import EventFilter
+from mistral_workflows.gateway._batch import Batch
 from mistral_workflows.gateway._fanout import Hub, Hubs, decode, stop_task
+from mistral_workflows.gateway._metrics import METER, Meter
 from mistral_workflows.gateway._outbox import Outbox, ReadAhead
 from mistral_workflows.gateway._query import StreamQuery
 from mistral_workflows.gateway._sse import RETRY_MS, error_message, event_message, gap_message
@@ -115,7 +117,7 @@ class Viewer:
         start: int | None,
     ) -> None:
         self.next = start or 0
-        self.outbox: Outbox[bytes | _End] = Outbox(fanout.bounds)
+        self.outbox: Outbox[Batch | bytes | _End] = Outbox(fanout.bounds)
         self.quiet = False
         self.gone = False
         self._fanout = fanout
@@ -131,19 +133,23 @@ class Viewer:
 
     # What the hub calls (`Member`).
 
-    def offer(self, frame: bytes, seq: int) -> bool:
-        size = len(frame)
-        if not self.outbox.room(size):
+    def offer(self, batch: Batch) -> bool:
+        outbox = self.outbox
+        size = len(batch.data)
+        # One event always fits when nothing waits; a batch of several only within the
+        # bound, as they would one by one.
+        if not outbox.room(size, alone=len(batch.seqs) == 1):
             return False
-        self._event(frame, size)
-        self.next = seq + 1
+        if self._first:
+            self._first = False
+            batch = batch.prefixed(_RETRY)
+            size = len(batch.data)
+        outbox.push(batch, size)
+        self.next = batch.last + 1
         return True
 
     def notice(self, message: bytes) -> None:
         self.outbox.push(message, len(message))
-
-    def wake(self) -> None:
-        self.outbox.wake()
 
     def cut_loose(self, failure: bytes | None) -> None:
         self._failure = failure
@@ -168,12 +174,6 @@ class Viewer:
             hub, self._hub = self._hub, None
             await self._fanout.hubs.exit(hub)
         self.outbox.clear()
-
-    def _event(self, frame: bytes, size: int) -> None:
-        if self._first:
-            self._first = False
-            self.outbox.push(_RETRY, len(_RETRY), wake=False)
-        self.outbox.push(frame, size, wake=False)
 
     def _end(self, failure: bytes) -> None:
         if self._first:
@@ -251,12 +251,11 @@ class Viewer:
                 seq = msg.metadata.sequence.stream
                 event = decode(msg)
                 if event is not None and self._keeps(event):
-                    frame = event_message(event)
+                    batch = Batch.one(event_message(event), seq, event.data.event_timestamp)
                     if self._first:
                         self._first = False
-                        await self.outbox.put(_RETRY + frame, len(frame) + len(_RETRY))
-                    else:
-                        await self.outbox.put(frame, len(frame))
+                        batch = batch.prefixed(_RETRY)
+                    await self.outbox.put(batch, len(batch.data))
                 self.next = seq + 1
                 if hub.epoch != epoch or hub.failure is not None:
                     return False, False
@@ -272,7 +271,10 @@ class Viewer:
 
 class ViewerStream(Response):
     """The SSE response of one viewer: it sends whatever waits in the viewer's buffer in
-    one write, and ends the viewer however the response ends (a disconnect included)."""
+    one write, and ends the viewer however the response ends (a disconnect included).
+
+    It counts the events it sends for the gateway's metrics itself, from what each batch
+    holds (the metrics middleware then reads nothing of its body)."""
 
     media_type = "text/event-stream"
 
@@ -284,6 +286,9 @@ class ViewerStream(Response):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         viewer = self._viewer
+        meter: Meter | None = scope.get(METER)
+        if meter is not None:
+            meter.claim()
         viewer.start()
         watcher = asyncio.create_task(self._watch(receive))
         try:
@@ -294,8 +299,19 @@ class ViewerStream(Response):
             ended = False
             while not ended and not viewer.gone:
                 items = await viewer.outbox.drain()
-                ended = any(isinstance(item, _End) for item in items)
-                body = b"".join(item for item in items if isinstance(item, bytes))
+                parts = []
+                for item in items:
+                    if type(item) is Batch:
+                        parts.append(item.data)
+                        if meter is not None:
+                            meter.delivered(item)
+                    elif isinstance(item, bytes):
+                        parts.append(item)
+                        if meter is not None:
+                            meter.scan(item)
+                    else:
+                        ended = True
+                body = parts[0] if len(parts) == 1 else b"".join(parts)
                 viewer.quiet = False
                 await send({"type": "http.response.body", "body": body, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
