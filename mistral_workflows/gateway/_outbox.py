@@ -64,6 +64,9 @@ class Outbox(Generic[T]):
         self._size = 0
         self._arrived = asyncio.Event()
 
+    def __len__(self) -> int:
+        return len(self._items)
+
     async def put(self, item: T, size: int) -> None:
         """Add `item`, counted as `size` bytes, once there is room for it."""
         while self._items and not self._has_room(size):
