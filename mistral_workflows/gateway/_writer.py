@@ -125,7 +125,13 @@ class Writer:
         `END` comes."""
         self._send, self._meter = send, meter
         self._context = contextvars.copy_context()
-        outbox = self.outbox
+        try:
+            await self._run()
+        finally:
+            self._idle = False  # However it ends (cancelled while idle included).
+
+    async def _run(self) -> None:
+        outbox, meter = self.outbox, self._meter
         while True:
             if not outbox:
                 self._idle = True

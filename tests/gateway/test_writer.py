@@ -78,3 +78,16 @@ async def test_a_response_cancelled_while_a_write_waits_cancels_that_write() -> 
     assert done and running.cancelled()
     assert client.cancelled
     assert client.sent == []
+
+
+async def test_a_response_that_ended_while_idle_writes_nothing_more() -> None:
+    client = _Client(slow=b"")
+    writer = _writer()
+    running = asyncio.create_task(writer.run(client.send, None))  # type: ignore[arg-type]
+    await asyncio.sleep(0)
+    writer.batch(_batch(b"first", 1))
+    assert client.sent == [b"first"]  # Control: while it runs, a batch is written at once.
+    running.cancel()
+    await asyncio.wait({running}, timeout=5)
+    writer.batch(_batch(b"second", 2))
+    assert client.sent == [b"first"]
