@@ -2,6 +2,7 @@
 
 .venv/bin/python -m bench            # full size, writes bench/results.json
 .venv/bin/python -m bench --tiny     # a quick pass (what `make test` runs)
+.venv/bin/python -m bench --only fanout   # one benchmark (results.json is left as is)
 """
 
 from __future__ import annotations
@@ -64,35 +65,45 @@ TINY = {
 FANOUT_VIEWERS = {"full": (1, 100, 1000), "tiny": (1, 3)}
 
 
-async def run_all(servers: Servers, sizes: dict[str, int], tiny: bool = False) -> list[Row]:
-    rows: list[Row] = []
-    rows += await publish.run(servers, sizes["publish"])
-    rows += await telemetry.run(servers, sizes["telemetry"])
-    rows += await sync_task.run(servers, sizes["sync"])
-    rows += await tokens.run(servers, sizes["tokens"])
-    rows += await latency.run(servers, sizes["latency"])
-    rows += await temporal_cost.run(servers, sizes["temporal"])
-    rows += await scale.run(servers, sizes["scale"])
-    rows += await deadline.run(servers, sizes["deadline"])
-    rows += await overload.run(servers, sizes["overload"])
-    rows += await memory.run(servers, sizes["memory"])
-    rows += await workflow_streams.run(servers, sizes["wfstreams"])
-    rows += await gateway.run(servers, sizes["gateway"])
-    rows += await catchup.run(servers, sizes["catchup"])
+async def run_all(
+    servers: Servers, sizes: dict[str, int], tiny: bool = False, only: str | None = None
+) -> list[Row]:
     viewers = FANOUT_VIEWERS["tiny" if tiny else "full"]
-    rows += await fanout.run(servers, sizes["fanout"], viewers)
+    benches = {
+        "publish": lambda n: publish.run(servers, n),
+        "telemetry": lambda n: telemetry.run(servers, n),
+        "sync": lambda n: sync_task.run(servers, n),
+        "tokens": lambda n: tokens.run(servers, n),
+        "latency": lambda n: latency.run(servers, n),
+        "temporal": lambda n: temporal_cost.run(servers, n),
+        "scale": lambda n: scale.run(servers, n),
+        "deadline": lambda n: deadline.run(servers, n),
+        "overload": lambda n: overload.run(servers, n),
+        "memory": lambda n: memory.run(servers, n),
+        "wfstreams": lambda n: workflow_streams.run(servers, n),
+        "gateway": lambda n: gateway.run(servers, n),
+        "catchup": lambda n: catchup.run(servers, n),
+        "fanout": lambda n: fanout.run(servers, n, viewers),
+    }
+    rows: list[Row] = []
+    for name, bench in benches.items():
+        if only is None or name == only:
+            rows += await bench(sizes[name])
     return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="mistral-workflows benchmarks")
     parser.add_argument("--tiny", action="store_true", help="tiny sizes, a smoke test")
+    parser.add_argument(
+        "--only", choices=sorted(FULL), help="run this benchmark alone (results.json untouched)"
+    )
     args = parser.parse_args()
     sizes = TINY if args.tiny else FULL
     with EmbeddedServers() as embedded:
         servers = Servers(embedded.nats_url, embedded.temporal_address)
-        rows = asyncio.run(run_all(servers, sizes, args.tiny))
-    path = None if args.tiny else Path(__file__).parent / "results.json"
+        rows = asyncio.run(run_all(servers, sizes, args.tiny, args.only))
+    path = None if args.tiny or args.only else Path(__file__).parent / "results.json"
     print(report(rows, path))
 
 

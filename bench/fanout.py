@@ -111,8 +111,12 @@ async def measure(servers: Servers, viewers: int, n: int) -> dict[str, Any]:
             rss = _rss_bytes(pid)
             cpu = _cpu_seconds(pid)
             await _stream(servers.nats_url, exec_id, n)
-            line = await asyncio.wait_for(child.stdout.readline(), 300)
+            done = await asyncio.wait_for(child.stdout.readline(), 300)
+            # Before the viewers disconnect: what they cost to leave is not delivery.
             cpu = _cpu_seconds(pid) - cpu
+            if done.strip() != b"done":
+                raise RuntimeError(f"the viewers did not finish: {done!r}")
+            line = await asyncio.wait_for(child.stdout.readline(), 300)
         finally:
             if child.returncode is None:
                 with contextlib.suppress(ProcessLookupError):

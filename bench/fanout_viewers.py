@@ -3,8 +3,10 @@
 python -m bench.fanout_viewers URL QUERY VIEWERS
 
 Opens VIEWERS connections to URL with the query string QUERY (raw asyncio sockets: the
-client must cost far less than the gateway it measures), prints "ready" once every viewer
-got its first bytes, reads until each saw the task's completion, then prints a JSON line:
+client must cost far less than the gateway it measures, so that it reads each write as it
+comes; it only notes when each piece arrived, and reads the events out of them once all is
+over), prints "ready" once every viewer got its first bytes, reads until each saw the
+task's completion, prints "done" (before it disconnects), then prints a JSON line:
 the delay percentiles (ms, from each event's timestamp to its arrival), the ids of
 the events if every viewer got the same ones (else null), how many viewers got them
 out of order or repeated, and how many times viewers were cut loose.
@@ -32,8 +34,9 @@ class _Viewer(asyncio.Protocol):
         self.delays: list[int] = []
         self.behind = 0
         self.error = b""
-        self.buffer = bytearray()
         self.ids: list[int] = []
+        self.pieces: list[tuple[int, bytes]] = []
+        self.tail = b""
         self.started = asyncio.get_running_loop().create_future()
         self.done = asyncio.get_running_loop().create_future()
 
@@ -42,29 +45,38 @@ class _Viewer(asyncio.Protocol):
         transport.write(self.request)
 
     def data_received(self, data: bytes) -> None:
-        now = time.time_ns()
+        self.pieces.append((time.time_ns(), data))
         if not self.started.done():
             self.started.set_result(None)
-        self.buffer += data
-        whole = self.buffer.rfind(b"\n\n") + 2
-        if whole < 2:
-            return
-        for seq, stamp in _EVENT.findall(self.buffer, 0, whole):
-            self.ids.append(int(seq))
-            self.delays.append(now - int(stamp))
-        self.behind += self.buffer.count(b": behind:", 0, whole)
-        error = self.buffer.find(b"event: error", 0, whole)
-        if error >= 0:
-            self.error = bytes(self.buffer[error : self.buffer.find(b"\n\n", error)])
-        if _DONE in self.buffer[:whole] and not self.done.done():
+        # The completion may come split over two pieces.
+        seen = self.tail + data[: len(_DONE)]
+        if (_DONE in data or _DONE in seen) and not self.done.done():
             self.done.set_result(None)
-        del self.buffer[:whole]
+        self.tail = data[-len(_DONE) :]
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.done.done():
             self.done.set_result(None)
         if not self.started.done():
             self.started.set_result(None)
+
+    def read(self) -> None:
+        """The events out of the pieces, each timed by the piece that completed it."""
+        buffer = bytearray()
+        for now, data in self.pieces:
+            buffer += data
+            whole = buffer.rfind(b"\n\n") + 2
+            if whole < 2:
+                continue
+            for seq, stamp in _EVENT.findall(buffer, 0, whole):
+                self.ids.append(int(seq))
+                self.delays.append(now - int(stamp))
+            self.behind += buffer.count(b": behind:", 0, whole)
+            error = buffer.find(b"event: error", 0, whole)
+            if error >= 0:
+                self.error = bytes(buffer[error : buffer.find(b"\n\n", error)])
+            del buffer[:whole]
+        self.pieces = []
 
 
 async def main(url: str, query: str, count: int) -> None:
@@ -87,8 +99,12 @@ async def main(url: str, query: str, count: int) -> None:
     print("ready", flush=True)
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(asyncio.gather(*(v.done for v in viewers)), _DEADLINE)
+    print("done", flush=True)
     for transport in transports:
         transport.close()
+    reads = sum(len(v.pieces) for v in viewers)
+    for viewer in viewers:
+        viewer.read()
     # Without each viewer's first and last event (the task's start and end), as in
     # bench/latency.py: only the paced updates.
     ordered = sorted(d for v in viewers for d in v.delays[1:-1])
@@ -100,7 +116,7 @@ async def main(url: str, query: str, count: int) -> None:
     disordered = sum(v.ids != sorted(set(v.ids)) for v in viewers)
     result = {"p50": at(0.5), "p99": at(0.99), "max": at(1.0), "disordered": disordered}
     result |= {"ids": sorted(lists)[0] if len(lists) == 1 else None}
-    result |= {"cut_loose": sum(v.behind for v in viewers)}
+    result |= {"cut_loose": sum(v.behind for v in viewers), "reads": reads}
     result |= {"unfinished": sum(not v.done.done() for v in viewers)}
     result |= {"fewest": min(len(v.ids) for v in viewers)}
     errors = {v.error.decode() for v in viewers if v.error}

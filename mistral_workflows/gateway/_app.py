@@ -32,7 +32,7 @@ from mistral_workflows.gateway._problems import Problem
 from mistral_workflows.gateway._query import StreamQuery, list_query, stream_query
 from mistral_workflows.gateway._sse import EventPump, EventStreamResponse
 from mistral_workflows.gateway._tokens import secret_from_env
-from mistral_workflows.gateway._viewer import Fanout, ViewerStream
+from mistral_workflows.gateway._viewer import Fanout
 
 __all__ = ["GatewaySettings", "create_app"]
 
@@ -157,7 +157,7 @@ async def _stream(request: Request, query: StreamQuery) -> Response:
     grant = gateway.access.grant(request)
     wanted = await gateway.access.confine(query.filter, grant, gateway.in_tree)
     if not query.late_join:
-        return ViewerStream(gateway.fanout.viewer(wanted, query), _SSE_HEADERS)
+        return gateway.fanout.viewer(wanted, query).response(_SSE_HEADERS)
     # A late joiner reads its snapshots and its catch-up on a subscription of its own.
     settings = gateway.settings
     pump = EventPump(query.keeps, settings.keepalive, gateway.read_ahead)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from urllib.parse import urlsplit
 
 from starlette.datastructures import Headers, MutableHeaders
@@ -119,12 +119,12 @@ class Cors:
             await self._preflight(origin, method, headers)(scope, receive, send)
             return
 
-        async def marked(message: Message) -> None:
+        def marked(message: Message) -> Awaitable[None]:
             if message["type"] == "http.response.start":
                 out = MutableHeaders(scope=message)
                 out["Access-Control-Allow-Origin"] = origin
                 out.add_vary_header("Origin")
-            await send(message)
+            return send(message)
 
         await self.app(scope, receive, marked)
 

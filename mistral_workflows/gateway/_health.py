@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -168,10 +168,11 @@ class NatsGuard:
             return
         began = asyncio.Event()
 
-        async def tracked(message: Message) -> None:
+        # Not a coroutine of its own: this runs for every write of every stream.
+        def tracked(message: Message) -> Awaitable[None]:
             if message["type"] == "http.response.start":
                 began.set()
-            await send(message)
+            return send(message)
 
         handling = asyncio.ensure_future(self.app(scope, receive, tracked))
         try:

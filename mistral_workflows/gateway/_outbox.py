@@ -24,6 +24,7 @@ class ReadAhead:
         self.total_bytes = total_bytes
         self.used = 0
         self._freed = asyncio.Event()
+        self._waiting = 0
 
     def fits(self, size: int) -> bool:
         """Whether `size` more bytes stay within the total."""
@@ -36,12 +37,17 @@ class ReadAhead:
     def give(self, size: int) -> None:
         """`size` bytes are no longer waiting: wake whoever waits for room."""
         self.used -= size
-        freed, self._freed = self._freed, asyncio.Event()
-        freed.set()
+        if self._waiting:  # A new event only when someone waits: this runs per write.
+            freed, self._freed = self._freed, asyncio.Event()
+            freed.set()
 
     async def freed(self) -> None:
         """Return once some client's messages were sent or dropped."""
-        await self._freed.wait()
+        self._waiting += 1
+        try:
+            await self._freed.wait()
+        finally:
+            self._waiting -= 1
 
 
 class Outbox(Generic[T]):
@@ -57,6 +63,9 @@ class Outbox(Generic[T]):
         self._items: deque[tuple[T, int]] = deque()
         self._size = 0
         self._arrived = asyncio.Event()
+
+    def __len__(self) -> int:
+        return len(self._items)
 
     async def put(self, item: T, size: int) -> None:
         """Add `item`, counted as `size` bytes, once there is room for it."""
@@ -86,10 +95,10 @@ class Outbox(Generic[T]):
         self._release(size)
         return item
 
-    def room(self, size: int) -> bool:
-        """Whether `size` more bytes stay within this client's bound (one item always fits
-        when nothing waits)."""
-        return not self._items or self._size + size <= self._bounds.client_bytes
+    def room(self, size: int, alone: bool = True) -> bool:
+        """Whether `size` more bytes stay within this client's bound (with `alone`, one
+        item always fits when nothing waits)."""
+        return (alone and not self._items) or self._size + size <= self._bounds.client_bytes
 
     async def drain(self) -> list[T]:
         """Everything waiting, oldest first, once there is something."""

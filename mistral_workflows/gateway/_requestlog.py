@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable
 
 from starlette.datastructures import QueryParams
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -48,14 +49,15 @@ class RequestFields:
             fields["workflow_exec_id"] = path[len(_EXECUTION_PATH) : -len("/stream")]
         opened: float | None = None
 
-        async def watched(message: Message) -> None:
+        # Not a coroutine of its own: this runs for every write of every stream.
+        def watched(message: Message) -> Awaitable[None]:
             nonlocal opened
             if message["type"] == "http.response.start" and message["status"] == 200:
                 content_type = dict(message.get("headers", [])).get(b"content-type", b"")
                 if content_type.startswith(b"text/event-stream"):
                     opened = time.monotonic()
                     log.info("mistral_workflows.gateway: event stream opened")
-            await send(message)
+            return send(message)
 
         with bind_log_fields(**fields):
             try:

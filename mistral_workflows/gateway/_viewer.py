@@ -1,12 +1,12 @@
 """One SSE client of a shared read: it catches up on its own, joins its hub, and is cut loose
 (to catch up on its own again) when it cannot keep up.
 
-A viewer is in one of two modes. Joined, its hub queues the hub's framed messages straight
-into its byte-bounded buffer, without waiting. On its own, it reads with a JetStream
-consumer of its own from its position, waiting for room in its buffer as a lone reader
-does; it does so when it starts from an older position than the hub's history holds, and
-when its buffer filled up while joined. It joins (again) once its hub holds every event
-from its position on, so that nothing is lost or repeated.
+A viewer is in one of two modes. Joined, its hub hands it the hub's batches, which it
+writes at once or queues in its byte-bounded buffer (see `_writer`), without waiting. On
+its own, it reads with a JetStream consumer of its own from its position, waiting for room
+in its buffer as a lone reader does; it does so when it starts from an older position than
+the hub's history holds, and when its buffer filled up while joined. It joins (again) once
+its hub holds every event from its position on, so that nothing is lost or repeated.
 """
 
 from __future__ import annotations
@@ -18,20 +18,20 @@ from collections.abc import Callable, Hashable
 
 import orjson
 from nats.aio.client import Client as NATS
-from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
 
 from mistral_workflows.consumer import Gap
 from mistral_workflows.consumer._reader import Reader
 from mistral_workflows.core.errors import MistralWorkflowsError
 from mistral_workflows.core.events import StreamEvent
 from mistral_workflows.core.filter import EventFilter
+from mistral_workflows.gateway._batch import Batch
 from mistral_workflows.gateway._fanout import Hub, Hubs, decode, stop_task
 from mistral_workflows.gateway._outbox import Outbox, ReadAhead
 from mistral_workflows.gateway._query import StreamQuery
 from mistral_workflows.gateway._sse import RETRY_MS, error_message, event_message, gap_message
+from mistral_workflows.gateway._writer import END, Writer, WriterStream
 
-__all__ = ["Fanout", "ViewerStream"]
+__all__ = ["Fanout", "Viewer"]
 
 log = logging.getLogger("mistral_workflows.gateway")
 
@@ -41,13 +41,6 @@ _BEHIND = (
     b": behind: this client reads slower than events come; reading on for it on its own "
     b"until it catches up\n\n"
 )
-
-
-class _End:
-    """The last item of a viewer's buffer."""
-
-
-_END = _End()
 
 
 class Fanout:
@@ -98,9 +91,10 @@ class Fanout:
         while True:
             await asyncio.sleep(self._keepalive)
             for viewer in self._viewers:
-                if viewer.quiet:
-                    viewer.outbox.push(_KEEPALIVE, len(_KEEPALIVE))
-                viewer.quiet = True
+                writer = viewer.writer
+                if writer.quiet:
+                    writer.queue(_KEEPALIVE, len(_KEEPALIVE))
+                writer.quiet = True
 
 
 class Viewer:
@@ -115,9 +109,7 @@ class Viewer:
         start: int | None,
     ) -> None:
         self.next = start or 0
-        self.outbox: Outbox[bytes | _End] = Outbox(fanout.bounds)
-        self.quiet = False
-        self.gone = False
+        self.writer = Writer(Outbox(fanout.bounds))
         self._fanout = fanout
         self._subject = subject
         self._key = key
@@ -131,25 +123,30 @@ class Viewer:
 
     # What the hub calls (`Member`).
 
-    def offer(self, frame: bytes, seq: int) -> bool:
-        size = len(frame)
-        if not self.outbox.room(size):
+    def offer(self, batch: Batch) -> bool:
+        # One event always fits when nothing waits; a batch of several only within the
+        # bound, as they would one by one.
+        if not self.writer.room(len(batch.data), alone=len(batch.seqs) == 1):
             return False
-        self._event(frame, size)
-        self.next = seq + 1
+        if self._first:
+            self._first = False
+            batch = batch.prefixed(_RETRY)
+        self.next = batch.last + 1
+        self.writer.batch(batch)
         return True
 
     def notice(self, message: bytes) -> None:
-        self.outbox.push(message, len(message))
-
-    def wake(self) -> None:
-        self.outbox.wake()
+        self.writer.queue(message, len(message))
 
     def cut_loose(self, failure: bytes | None) -> None:
         self._failure = failure
         self._loose.set()
 
     # The response's side.
+
+    def response(self, headers: dict[str, str]) -> WriterStream:
+        """The SSE response that starts this viewer and writes its events."""
+        return WriterStream(self.writer, self.start, self.stop, headers)
 
     def start(self) -> None:
         self._fanout.add(self)
@@ -160,27 +157,21 @@ class Viewer:
         """End this viewer's reading (its own consumer deleted) and leave its hub (whose
         consumer is deleted if it was the last viewer)."""
         self._fanout.discard(self)
-        self.outbox.clear()
+        self.writer.outbox.clear()
         if self._task is not None:
             await stop_task(self._task, lambda: self._closing)
         if self._hub is not None:
             self._hub.leave(self, self._key)
             hub, self._hub = self._hub, None
             await self._fanout.hubs.exit(hub)
-        self.outbox.clear()
-
-    def _event(self, frame: bytes, size: int) -> None:
-        if self._first:
-            self._first = False
-            self.outbox.push(_RETRY, len(_RETRY), wake=False)
-        self.outbox.push(frame, size, wake=False)
+        self.writer.outbox.clear()
 
     def _end(self, failure: bytes) -> None:
         if self._first:
             self._first = False
             failure = _RETRY + failure
-        self.outbox.push(failure, len(failure))
-        self.outbox.push(_END, 0)
+        self.writer.queue(failure, len(failure))
+        self.writer.queue(END, 0)
 
     async def _run(self, hub: Hub) -> None:
         try:
@@ -251,12 +242,11 @@ class Viewer:
                 seq = msg.metadata.sequence.stream
                 event = decode(msg)
                 if event is not None and self._keeps(event):
-                    frame = event_message(event)
+                    batch = Batch.one(event_message(event), seq, event.data.event_timestamp)
                     if self._first:
                         self._first = False
-                        await self.outbox.put(_RETRY + frame, len(frame) + len(_RETRY))
-                    else:
-                        await self.outbox.put(frame, len(frame))
+                        batch = batch.prefixed(_RETRY)
+                    await self.writer.put(batch)
                 self.next = seq + 1
                 if hub.epoch != epoch or hub.failure is not None:
                     return False, False
@@ -268,43 +258,3 @@ class Viewer:
             self._closing = True
             await reader.close()
             self._closing = False
-
-
-class ViewerStream(Response):
-    """The SSE response of one viewer: it sends whatever waits in the viewer's buffer in
-    one write, and ends the viewer however the response ends (a disconnect included)."""
-
-    media_type = "text/event-stream"
-
-    def __init__(self, viewer: Viewer, headers: dict[str, str]) -> None:
-        self.status_code = 200
-        self.background = None
-        self.init_headers(headers)
-        self._viewer = viewer
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        viewer = self._viewer
-        viewer.start()
-        watcher = asyncio.create_task(self._watch(receive))
-        try:
-            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-            await send(
-                {"type": "http.response.body", "body": b": connected\n\n", "more_body": True}
-            )
-            ended = False
-            while not ended and not viewer.gone:
-                items = await viewer.outbox.drain()
-                ended = any(isinstance(item, _End) for item in items)
-                body = b"".join(item for item in items if isinstance(item, bytes))
-                viewer.quiet = False
-                await send({"type": "http.response.body", "body": body, "more_body": True})
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-        finally:
-            watcher.cancel()
-            await viewer.stop()
-
-    async def _watch(self, receive: Receive) -> None:
-        while (await receive())["type"] != "http.disconnect":
-            pass
-        self._viewer.gone = True
-        self._viewer.outbox.push(_END, 0)

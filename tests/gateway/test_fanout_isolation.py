@@ -11,6 +11,7 @@ import nats
 from mistral_workflows.core import subjects
 from mistral_workflows.dev import NatsServer
 from mistral_workflows.gateway import mint_token
+from mistral_workflows.gateway._batch import Batch
 from mistral_workflows.gateway._fanout import Hub
 from mistral_workflows.gateway._outbox import ReadAhead
 from tests.gateway.fanout_support import (
@@ -120,15 +121,12 @@ class _Member:
         self.next = start
         self.ids: list[int] = []
 
-    def offer(self, frame: bytes, seq: int) -> bool:
-        self.ids.append(seq)
-        self.next = seq + 1
+    def offer(self, batch: Batch) -> bool:
+        self.ids.extend(batch.seqs)
+        self.next = batch.last + 1
         return True
 
     def notice(self, message: bytes) -> None:
-        pass
-
-    def wake(self) -> None:
         pass
 
     def cut_loose(self, failure: bytes | None) -> None:
