@@ -165,9 +165,9 @@ def test_the_command_writes_the_committed_schema(tmp_path):
 def test_the_command_writes_a_state_model(tmp_path):
     """`--state-model module:Model` writes that model's schema; run as a user would."""
     out = tmp_path / "progress.json"
+    command = ["schema", "--state-model", "tests.test_schema:Progress", "-o", str(out)]
     done = subprocess.run(
-        [sys.executable, "-m", "mistral_workflows.cli", "schema"]
-        + ["--state-model", "tests.test_schema:Progress", "-o", str(out)],
+        [sys.executable, "-m", "mistral_workflows.cli", *command],
         capture_output=True,
         text=True,
         timeout=60,
