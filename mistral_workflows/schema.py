@@ -46,8 +46,13 @@ def _event_models() -> list[type[BaseModel]]:
 
 
 def document() -> dict[str, Any]:
-    """The whole schema: `StreamEvent` (the envelope) at the root, each event type and each
-    built-in state model under `$defs`, with `SCHEMA_VERSION` in `x-schema-version`."""
+    """The whole schema of the wire format, as `schema/events.schema.json` holds it.
+
+    Returns:
+        A JSON Schema (draft 2020-12) with `StreamEvent` (the envelope) at the root, each
+        event type and each built-in state model under `$defs`, and `SCHEMA_VERSION` in
+        `x-schema-version`.
+    """
     models: list[type[BaseModel]] = [events.StreamEvent, *_event_models(), *STATE_MODELS.values()]
     _, top = models_json_schema([(m, "validation") for m in models], ref_template="#/$defs/{model}")
     defs: dict[str, Any] = top["$defs"]
@@ -71,8 +76,14 @@ def _event_type(model: type[BaseModel]) -> str:
 
 
 def state_schema(model: type[BaseModel] | Any) -> dict[str, Any]:
-    """JSON Schema of a task's state model (a pydantic model, or any type pydantic knows),
-    carrying `SCHEMA_VERSION` so a UI knows which wire format it goes with."""
+    """The JSON Schema of a task's state model, so a UI knows a stream type's state shape.
+
+    Args:
+        model: A pydantic model, or any type pydantic can describe.
+
+    Returns:
+        A JSON Schema (draft 2020-12) carrying `SCHEMA_VERSION` in `x-schema-version`.
+    """
     if isinstance(model, type) and issubclass(model, BaseModel):
         body = model.model_json_schema(mode="validation")
     else:
