@@ -49,25 +49,38 @@ def document() -> dict[str, Any]:
     """The whole schema of the wire format, as `schema/events.schema.json` holds it.
 
     Returns:
-        A JSON Schema (draft 2020-12) with `StreamEvent` (the envelope) at the root, each
+        A JSON Schema (draft 2020-12) whose root is `StreamEvent` (the envelope), with each
         event type and each built-in state model under `$defs`, and `SCHEMA_VERSION` in
         `x-schema-version`.
     """
     models: list[type[BaseModel]] = [events.StreamEvent, *_event_models(), *STATE_MODELS.values()]
     _, top = models_json_schema([(m, "validation") for m in models], ref_template="#/$defs/{model}")
-    defs: dict[str, Any] = top["$defs"]
-    envelope = defs["StreamEvent"]
+    # Each definition is titled with its Python class name, which generators name types by.
+    defs: dict[str, Any] = {
+        name: {**_untitled_fields(d), "title": name} for name, d in top["$defs"].items()
+    }
+    # The envelope is the root itself (not a `$ref` to it): type generators name the root
+    # type after its title and read every other definition from `$defs`.
+    envelope = defs.pop("StreamEvent")
     return {
         "$schema": _DIALECT,
         "$id": SCHEMA_ID,
         "x-schema-version": SCHEMA_VERSION,
-        "title": "StreamEvent",
-        "description": envelope.get("description", ""),
-        "$ref": "#/$defs/StreamEvent",
+        **envelope,
         "x-event-types": {m.__name__: _event_type(m) for m in _event_models()},
         "x-state-models": {kind: m.__name__ for kind, m in STATE_MODELS.items()},
         "$defs": dict(sorted(defs.items())),
     }
+
+
+def _untitled_fields(schema: dict[str, Any]) -> dict[str, Any]:
+    """`schema` without the titles pydantic gives each field ("Task Id"): type generators
+    would make a named type of every one."""
+    properties = {
+        name: {k: v for k, v in field.items() if k != "title"}
+        for name, field in schema.get("properties", {}).items()
+    }
+    return {**schema, "properties": properties} if properties else schema
 
 
 def _event_type(model: type[BaseModel]) -> str:
@@ -88,4 +101,7 @@ def state_schema(model: type[BaseModel] | Any) -> dict[str, Any]:
         body = model.model_json_schema(mode="validation")
     else:
         body = TypeAdapter(model).json_schema(mode="validation")
+    body = _untitled_fields(body)
+    if "$defs" in body:
+        body["$defs"] = {name: _untitled_fields(d) for name, d in body["$defs"].items()}
     return {"$schema": _DIALECT, "x-schema-version": SCHEMA_VERSION, **body}

@@ -54,14 +54,17 @@ def test_the_schema_is_valid_and_versioned():
     assert SCHEMA_VERSION in schema["$id"]
     assert len(schema["x-event-types"]) == 17
     assert set(schema["x-state-models"]) == {"todo_list", "working", "chat_turn"}
-    for name in [*schema["x-event-types"], *schema["x-state-models"].values(), "StreamEvent"]:
+    assert schema["title"] == "StreamEvent"
+    for name in [*schema["x-event-types"], *schema["x-state-models"].values()]:
         assert name in schema["$defs"]
 
 
 def validator(definition: str = "StreamEvent") -> Draft202012Validator:
-    """A validator of the committed schema, rooted at one of its definitions."""
+    """A validator of the committed schema (the envelope), or of one of its definitions."""
     schema = json.loads(COMMITTED.read_text(encoding="utf-8"))
-    return Draft202012Validator({**schema, "$ref": f"#/$defs/{definition}"})
+    if definition == "StreamEvent":
+        return Draft202012Validator(schema)
+    return Draft202012Validator({"$ref": f"#/$defs/{definition}", "$defs": schema["$defs"]})
 
 
 async def real_messages(temporal_address: str, nats_url: str, task_queue: str) -> list[dict]:
