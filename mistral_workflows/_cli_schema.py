@@ -13,7 +13,6 @@ from typing import Any
 from pydantic import BaseModel
 
 from mistral_workflows.core.errors import ConfigurationError
-from mistral_workflows.schema import document, state_schema
 
 __all__ = ["add_schema_command", "render", "run_schema"]
 
@@ -70,6 +69,9 @@ def _load_model(spec: str) -> type[BaseModel]:
 
 def run_schema(args: argparse.Namespace) -> None:
     """Write the schema that `args` asks for."""
+    # Imported here: the other commands need none of the state models.
+    from mistral_workflows.schema import document, state_schema
+
     schema = state_schema(_load_model(args.state_model)) if args.state_model else document()
     text = render(schema)
     if args.output:
