@@ -24,6 +24,7 @@ from mistral_workflows._cli_nats import (
     read_secret,
     url_option,
 )
+from mistral_workflows._cli_schema import add_schema_command, run_schema
 from mistral_workflows.consumer import Gap, subscribe
 from mistral_workflows.consumer._view import HumanView
 from mistral_workflows.core import subjects
@@ -101,6 +102,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     _reading_options(tail, default_format="human")
     _gateway_commands(commands)
+    add_schema_command(commands, _Formatter)
     return parser
 
 
@@ -351,6 +353,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             _run_gateway(args)
         elif args.command == "token":
             _print_token(args)
+        elif args.command == "schema":
+            run_schema(args)
         else:
             if args.log_format is not None:
                 configure_logging(args.log_format, logging.WARNING)

@@ -106,7 +106,10 @@ MAY_IMPORT = {
     "dev": {"core"},
     "gateway": {"core", "consumer"},
     "tracing": {"core"},
-    "cli": {"_cli_nats", "core", "consumer", "dev", "gateway"},
+    "cli": {"_cli_nats", "_cli_schema", "core", "consumer", "dev", "gateway"},
+    "_cli_schema": {"core", "schema"},
+    # The schema gathers the wire format's models and the built-in task types' state models.
+    "schema": {"core", "conversational", "agents"},
     "_cli_nats": {"core"},
     # TodoList is a Task (so core) and ids its items with workflow.uuid4() in workflow code.
     "conversational": {"core", "temporalio"},

@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
 
 __all__ = [
     "ACTIVITY_EVENT_TYPES",
@@ -384,11 +385,6 @@ class StreamEvent(_Model):
 
     `broker_sequence` is the JetStream stream sequence of the message, filled in by the
     consumer from the message metadata: strictly increasing, never reused.
-
-    `trace_context` holds the W3C trace headers the worker sent with the event
-    (`traceparent`, and `tracestate` if any) when tracing was on and the producing
-    activity had an OpenTelemetry span; None otherwise. It is not part of the event's
-    JSON (see `mistral_workflows.tracing` to link a span to it).
     """
 
     stream: str
@@ -398,4 +394,8 @@ class StreamEvent(_Model):
     activity_context: ActivityContext | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
     broker_sequence: int | None = None
-    trace_context: dict[str, str] | None = Field(default=None, exclude=True)
+    trace_context: SkipJsonSchema[dict[str, str] | None] = Field(default=None, exclude=True)
+    """The W3C trace headers the worker sent with the event (`traceparent`, and
+    `tracestate` if any) when tracing was on and the producing activity had an
+    OpenTelemetry span; None otherwise. Not part of the event's JSON, nor of its schema
+    (see `mistral_workflows.tracing` to link a span to it)."""
