@@ -395,7 +395,5 @@ class StreamEvent(_Model):
     metadata: dict[str, Any] = Field(default_factory=dict)
     broker_sequence: int | None = None
     trace_context: SkipJsonSchema[dict[str, str] | None] = Field(default=None, exclude=True)
-    """The W3C trace headers the worker sent with the event (`traceparent`, and
-    `tracestate` if any) when tracing was on and the producing activity had an
-    OpenTelemetry span; None otherwise. Not part of the event's JSON, nor of its schema
-    (see `mistral_workflows.tracing` to link a span to it)."""
+    """The W3C trace headers the event was stored with (the producing activity's span),
+    or None; not in its JSON nor schema (see `mistral_workflows.tracing`)."""
