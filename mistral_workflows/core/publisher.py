@@ -32,6 +32,10 @@ __all__ = ["ConnectionHooks", "Publisher"]
 
 log = logging.getLogger("mistral_workflows")
 
+# A write of the send buffer scheduled less than this long ago (ns) waits for one more
+# loop turn, to take the events of that turn along.
+_GATHER_NS = 300_000
+
 
 class Publisher:
     """The worker's JetStream publishing settings and connection.
@@ -104,7 +108,7 @@ class Publisher:
             hasattr(nc, name)
             for name in ("_send_command", "_flush_queue", "_pending", "_transport")
         )
-        self._write_due = False  # a write of nats-py's send buffer is scheduled
+        self._write_due = 0  # when a write of nats-py's send buffer was scheduled
 
     def generation(self, stream: str) -> int:
         """How many times the worker created `stream` again after finding it gone."""
@@ -219,11 +223,16 @@ class Publisher:
             # Written once the callbacks of this loop turn have run, with every command
             # buffered by then: lighter than kicking nats-py's flusher task (a future and
             # a queue per publish, and a task step).
-            self._write_due = True
-            asyncio.get_running_loop().call_soon(self._write)
+            self._write_due = time.monotonic_ns()
+            asyncio.get_running_loop().call_soon(self._write, True)
 
-    def _write(self) -> None:
-        self._write_due = False
+    def _write(self, first: bool) -> None:
+        if first and time.monotonic_ns() - self._write_due < _GATHER_NS:
+            # The loop turns fast: one turn more gathers the next events into the same
+            # system call (a write per event is most of a small event's CPU cost).
+            asyncio.get_running_loop().call_soon(self._write, False)
+            return
+        self._write_due = 0
         nc = self.nc
         _write_buffered(nc)
         if nc._pending and nc._flush_queue is not None and nc._flush_queue.empty():
