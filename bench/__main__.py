@@ -2,13 +2,14 @@
 
 .venv/bin/python -m bench            # full size, writes bench/results.json
 .venv/bin/python -m bench --tiny     # a quick pass (what `make test` runs)
-.venv/bin/python -m bench --only fanout   # one benchmark (results.json is left as is)
+.venv/bin/python -m bench --only publish,sync   # some benchmarks only (table not saved)
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from bench import (
@@ -65,38 +66,58 @@ TINY = {
 FANOUT_VIEWERS = {"full": (1, 100, 1000), "tiny": (1, 3)}
 
 
+BENCHES: dict[str, Callable[[Servers, int, bool], Awaitable[list[Row]]]] = {
+    "publish": lambda servers, n, tiny: publish.run(servers, n),
+    "telemetry": lambda servers, n, tiny: telemetry.run(servers, n),
+    "sync": lambda servers, n, tiny: sync_task.run(servers, n),
+    "tokens": lambda servers, n, tiny: tokens.run(servers, n),
+    "latency": lambda servers, n, tiny: latency.run(servers, n),
+    "temporal": lambda servers, n, tiny: temporal_cost.run(servers, n),
+    "scale": lambda servers, n, tiny: scale.run(servers, n),
+    "deadline": lambda servers, n, tiny: deadline.run(servers, n),
+    "overload": lambda servers, n, tiny: overload.run(servers, n),
+    "memory": lambda servers, n, tiny: memory.run(servers, n),
+    "wfstreams": lambda servers, n, tiny: workflow_streams.run(servers, n),
+    "gateway": lambda servers, n, tiny: gateway.run(servers, n),
+    "catchup": lambda servers, n, tiny: catchup.run(servers, n),
+    "fanout": lambda servers, n, tiny: fanout.run(
+        servers, n, FANOUT_VIEWERS["tiny" if tiny else "full"]
+    ),
+}
+
+
 async def run_all(
-    servers: Servers, sizes: dict[str, int], tiny: bool = False, only: str | None = None
+    servers: Servers, sizes: dict[str, int], tiny: bool = False, only: list[str] | None = None
 ) -> list[Row]:
-    viewers = FANOUT_VIEWERS["tiny" if tiny else "full"]
-    benches = {
-        "publish": lambda n: publish.run(servers, n),
-        "telemetry": lambda n: telemetry.run(servers, n),
-        "sync": lambda n: sync_task.run(servers, n),
-        "tokens": lambda n: tokens.run(servers, n),
-        "latency": lambda n: latency.run(servers, n),
-        "temporal": lambda n: temporal_cost.run(servers, n),
-        "scale": lambda n: scale.run(servers, n),
-        "deadline": lambda n: deadline.run(servers, n),
-        "overload": lambda n: overload.run(servers, n),
-        "memory": lambda n: memory.run(servers, n),
-        "wfstreams": lambda n: workflow_streams.run(servers, n),
-        "gateway": lambda n: gateway.run(servers, n),
-        "catchup": lambda n: catchup.run(servers, n),
-        "fanout": lambda n: fanout.run(servers, n, viewers),
-    }
+    """Run the benchmarks (`only`: those named, in the table's order)."""
     rows: list[Row] = []
-    for name, bench in benches.items():
-        if only is None or name == only:
-            rows += await bench(sizes[name])
+    for name, bench in BENCHES.items():
+        if only is None or name in only:
+            rows += await bench(servers, sizes[name], tiny)
     return rows
+
+
+def parse_only(value: str) -> list[str]:
+    """The benchmark names of `--only`, checked against the known ones."""
+    names = [name.strip() for name in value.split(",") if name.strip()]
+    unknown = [name for name in names if name not in BENCHES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown benchmark(s) {', '.join(unknown) or '(none given)'}; "
+            f"pick among: {', '.join(BENCHES)}"
+        )
+    return names
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="mistral-workflows benchmarks")
     parser.add_argument("--tiny", action="store_true", help="tiny sizes, a smoke test")
     parser.add_argument(
-        "--only", choices=sorted(FULL), help="run this benchmark alone (results.json untouched)"
+        "--only",
+        type=parse_only,
+        metavar="NAME[,NAME]",
+        help=f"run only these benchmarks (of: {', '.join(BENCHES)}); the table is printed "
+        "but bench/results.json is left as it is",
     )
     args = parser.parse_args()
     sizes = TINY if args.tiny else FULL

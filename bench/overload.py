@@ -208,9 +208,13 @@ async def run(servers: Servers, n: int) -> list[Row]:
         max_concurrent_activities=max(n, 1),
     ):
         await plugin.wait_connected()
+        cpu = time.process_time()
         _, off, off_span = await produce(client, queue, n, streaming=False)
+        cpu_off = time.process_time() - cpu
         consumer = consumer_process(servers.nats_url, n)
+        cpu = time.process_time()
         exec_id, on, on_span = await produce(client, queue, n, streaming=True)
+        cpu_on = time.process_time() - cpu
         out, _ = await asyncio.to_thread(consumer.communicate, timeout=600)
     arrivals = json.loads(out.strip().splitlines()[-1])
     delays = [(at - _made[k, i]) / 1e6 for k, i, at in arrivals]
@@ -231,6 +235,9 @@ async def run(servers: Servers, n: int) -> list[Row]:
         Row("overload", "  stream length on / off", ratio, "x", "<= 1.1", ratio <= 1.1),
         Row("overload", "  first token to last stream's end, on / off", on_span / off_span, "x"),
         Row("overload", "  events per update", (events - 2 * n) / updates, "ev"),
+        Row("overload", "  worker CPU per update, streaming off", cpu_off / updates * 1e6, "us"),
+        Row("overload", "  worker CPU per update, streaming on", cpu_on / updates * 1e6, "us"),
+        Row("overload", "  worker CPU on / off", cpu_on / cpu_off, "x"),
         Row(
             "overload",
             f"  update-to-consumer p99 (1 stream in {SAMPLE})",

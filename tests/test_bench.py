@@ -28,3 +28,26 @@ def test_benchmarks_run_at_a_tiny_size():
     )
     for figure in figures:
         assert figure in done.stdout
+
+
+def test_only_runs_the_named_benchmarks():
+    """`--only` runs the benchmarks named and no other; an unknown name is refused with
+    the list of known ones."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--tiny", "--only", "publish"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "ratio ours / raw" in done.stdout
+    assert "growth, token" not in done.stdout  # the tokens benchmark did not run
+    refused = subprocess.run(
+        [sys.executable, "-m", "bench", "--only", "publish,nope"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode == 2
+    assert "unknown benchmark(s) nope" in refused.stderr
+    assert "publish, sync, tokens" in refused.stderr

@@ -34,6 +34,10 @@ __all__ = ["ConnectionHooks", "Publisher"]
 
 log = logging.getLogger("mistral_workflows")
 
+# A write of the send buffer scheduled less than this long ago (ns) waits for one more
+# loop turn, to take the events of that turn along.
+_GATHER_NS = 300_000
+
 
 class Publisher:
     """The worker's JetStream publishing settings and connection.
@@ -110,8 +114,10 @@ class Publisher:
         # library, so the command is built here, as nats-py builds it, when nats-py has the
         # buffer this relies on.
         self._fast = all(
-            hasattr(nc, name) for name in ("_send_command", "_flush_queue", "_flush_pending")
+            hasattr(nc, name)
+            for name in ("_send_command", "_flush_queue", "_pending", "_transport")
         )
+        self._write_due = 0  # when a write of nats-py's send buffer was scheduled
 
     def generation(self, stream: str) -> int:
         """How many times the worker created `stream` again after finding it gone."""
@@ -210,7 +216,13 @@ class Publisher:
         """
         nc = self.nc
         lines = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-        if not self._fast or not nc.is_connected or nc.is_draining_pubs or "\n" in lines:
+        # One line break per header, or a value holds one: nats-py's path cleans it up.
+        if (
+            not self._fast
+            or not nc.is_connected
+            or nc.is_draining_pubs
+            or lines.count("\n") != len(headers)
+        ):
             await nc.publish(subject, payload, reply=reply, headers=headers)
             return
         hdr = f"NATS/1.0\r\n{lines}\r\n".encode()
@@ -221,8 +233,26 @@ class Publisher:
         nc.stats["out_msgs"] += 1
         nc.stats["out_bytes"] += len(payload)
         await nc._send_command(command)
-        if nc._flush_queue is not None and nc._flush_queue.empty():
-            await nc._flush_pending()
+        if not self._write_due:
+            # Written once the callbacks of this loop turn have run, with every command
+            # buffered by then: lighter than kicking nats-py's flusher task (a future and
+            # a queue per publish, and a task step).
+            self._write_due = time.monotonic_ns()
+            asyncio.get_running_loop().call_soon(self._write, True)
+
+    def _write(self, first: bool) -> None:
+        if first and time.monotonic_ns() - self._write_due < _GATHER_NS:
+            # The loop turns fast: one turn more gathers the next events into the same
+            # system call (a write per event is most of a small event's CPU cost).
+            asyncio.get_running_loop().call_soon(self._write, False)
+            return
+        self._write_due = 0
+        nc = self.nc
+        _write_buffered(nc)
+        if nc._pending and nc._flush_queue is not None and nc._flush_queue.empty():
+            # Not written (reconnecting, or no transport to write to): nats-py's flusher
+            # knows what to do.
+            nc._flush_queue.put_nowait(asyncio.get_running_loop().create_future())
 
     def hand_over(self) -> None:
         """Write nats-py's send buffer to the socket now.

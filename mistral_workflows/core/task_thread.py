@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Coroutine
+import types
+from collections.abc import Callable, Coroutine, Generator
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, TypeVar
 
@@ -59,15 +60,12 @@ class LoopBridge:
         self._scope = scope
         self._loop = scope.loop
         self.thread = threading.get_ident()
-        # One call at a time: the loop releases this lock when the call is done. A task's
-        # calls run one after the other in one coroutine on the loop (`_serve`), which
-        # takes each from the thread as it comes: lighter than a concurrent future and an
-        # asyncio task per call, which matters at one call per update.
+        # One call at a time: the loop releases this lock when the call is done (lighter
+        # than a concurrent future per call; see `_take` for the loop's side).
         self._done = threading.Lock()
         self._done.acquire()
         self._outcome: tuple[bool, Any] = (True, None)
-        self._server: asyncio.Task[None] | None = None
-        self._next: asyncio.Future[_Call] | None = None
+        self._waiting: asyncio.Task[None] | None = None  # a call that had to wait
         # While a call waits for the loop, temporalio's cancellation exception is held back.
         self._shield: Callable[[], AbstractContextManager[None]] = (
             activity.shield_thread_cancel_exception if activity.in_activity() else nullcontext
@@ -111,36 +109,54 @@ class LoopBridge:
             self._loop.call_soon_threadsafe(self._stop)
 
     def _stop(self) -> None:
-        if self._next is not None:
-            self._next.cancel()
-        elif self._server is not None and not self._server.done():
-            self._server.cancel()
+        if self._waiting is not None and not self._waiting.done():
+            self._waiting.cancel()
 
     def _take(self, call: _Call) -> None:
-        """On the loop: hand the call to the serving coroutine, started by the first call
-        (it then runs with the thread's context: the activity's scope)."""
-        waiting = self._next
-        if waiting is not None and not waiting.done():
-            waiting.set_result(call)
-        elif self._server is None:
-            self._server = self._loop.create_task(self._serve(call))
-        else:  # The server was cancelled (the loop is closing): run the call on its own.
-            self._loop.create_task(self._serve(call, alone=True))
+        """On the loop: run the call's coroutine until it finishes or has to wait (most
+        calls never wait: they only stage and hand an event to the connection); a call
+        that has to wait goes on in a task of its own. Lighter than handing each call to a
+        serving task, which matters at one call per update."""
+        coroutine = call[0]
+        try:
+            waits_for = coroutine.send(None)
+        except StopIteration as done:
+            self._outcome = (True, done.value)
+        except BaseException as e:
+            self._outcome = (False, e)
+        else:
+            self._waiting = self._loop.create_task(self._go_on(coroutine, waits_for))
+            return
+        self._done.release()
 
-    async def _serve(self, call: _Call, *, alone: bool = False) -> None:
-        while True:
-            coroutine, last = call
-            try:
-                self._outcome = (True, await coroutine)
-            except BaseException as e:
-                self._outcome = (False, e)
-            current = asyncio.current_task()
-            stop = alone or last or (current is not None and current.cancelling() > 0)
-            self._next = None if stop else self._loop.create_future()
+    async def _go_on(self, coroutine: Coroutine[Any, Any, Any], waits_for: Any) -> None:
+        try:
+            self._outcome = (True, await _resume(coroutine, waits_for))
+        except BaseException as e:
+            self._outcome = (False, e)
+        finally:
+            self._waiting = None
             self._done.release()
-            if self._next is None:
-                return
-            call = await self._next
+
+
+@types.coroutine
+def _resume(coroutine: Coroutine[Any, Any, T], waits_for: Any) -> Generator[Any, Any, T]:
+    """Go on with a coroutine that was started outside of a task and is waiting for
+    `waits_for` (what it yielded): the task running this one passes it what it waited for,
+    or the exception thrown in (a cancellation), as if it had run the coroutine itself."""
+    while True:
+        try:
+            sent = yield waits_for
+        except BaseException as e:
+            try:
+                waits_for = coroutine.throw(e)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+        else:
+            try:
+                waits_for = coroutine.send(sent)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
 
 
 _Call = tuple[Coroutine[Any, Any, Any], bool]
