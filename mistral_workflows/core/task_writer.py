@@ -6,16 +6,12 @@ within the size limit, folds them with the ops not sent yet), and sends them thr
 scope's sink as one event. It numbers the events, builds their envelopes, and sends a
 snapshot of the state now and then for consumers that join late.
 
-An update made after the event loop turned (the producer yielded since its last update)
-is sent at once, unless the task's previous event waits for room in the acknowledgement
-window: then it folds into the next event, sent once there is room (the producer goes on;
-an overloaded worker sends fewer, larger events). So when the loop turns late on average
-(a saturated worker): updates fold while the previous event awaits its acknowledgement,
-at most twice `max_delay`. Updates made without the loop turning (a producer faster than
-it yields, or doing blocking work) fold too; their event leaves on the next turn, or from
-the update call itself once waiting for the next call (expected as far off as the last)
-would make the oldest folded update older than `max_delay`, and is then written to the
-socket at once, since the loop that would write it is not turning.
+An update made after the event loop turned is sent at once, unless the task's previous
+event waits for room in the acknowledgement window, or the loop turns late on average (a
+saturated worker): then it folds into the next event, at most twice `max_delay` later.
+Updates made without the loop turning (blocking work between them) fold too; their event
+leaves on the next turn, or from the update call itself once the oldest folded update would
+otherwise be older than `max_delay`, written to the socket at once.
 
 A task ends with exactly one terminal event, sent after every update accepted before it:
 COMPLETED, or FAILED naming the problem when the end itself fails (the state was changed in
