@@ -69,6 +69,18 @@ class LogFields(logging.Filter):
         return True
 
 
+def _name_records(logger: logging.Logger) -> None:
+    """Give every record of `logger` the fields bound where it was logged, whatever
+    handlers the application configures."""
+    if not any(isinstance(f, LogFields) for f in logger.filters):
+        logger.addFilter(LogFields())
+
+
+# The library's own loggers (worker side and consumers; the gateway's).
+_name_records(logging.getLogger("mistral_workflows"))
+_name_records(logging.getLogger("mistral_workflows.gateway"))
+
+
 def record_fields(record: logging.LogRecord) -> dict[str, Any]:
     """The structured fields of a record: the attributes a plain record does not have."""
     return {k: v for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")}

@@ -176,7 +176,8 @@ class TaskWriter:
             await self._publish(event_type, attributes)
         except MistralWorkflowsError as e:
             # The task's own exception matters more; the activity's flush reports the rest.
-            log.warning("mistral_workflows: could not publish %s: %s", event_type, e)
+            message = "mistral_workflows: could not publish %s: %s"
+            log.warning(message, event_type, e, extra={"task_id": self._task_id})
 
     async def _stage_in_place(self, final: Callable[[], JSON]) -> None:
         """Stage the changes made to the state in place, without an update."""

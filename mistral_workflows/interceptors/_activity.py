@@ -17,11 +17,18 @@ from temporalio.worker import (
     ExecuteActivityInput,
 )
 
-from mistral_workflows.core.context import ActivityRef, Scope, reset_scope, use_scope
+from mistral_workflows.core.context import (
+    ActivityRef,
+    ExecutionContext,
+    Scope,
+    reset_scope,
+    use_scope,
+)
 from mistral_workflows.core.emitter import Emitter
 from mistral_workflows.core.envelope import stable_id
 from mistral_workflows.core.errors import MistralWorkflowsError, PublishError
 from mistral_workflows.core.events import EventType
+from mistral_workflows.core.logfields import bind_log_fields
 from mistral_workflows.core.publisher import Publisher
 from mistral_workflows.core.relay import Relay
 from mistral_workflows.interceptors._context import activity_context
@@ -66,6 +73,23 @@ class ActivityInbound(ActivityInboundInterceptor):
             return await super().execute_activity(input)
         ref = ActivityRef(info.activity_id, info.activity_type, info.attempt)
         context = activity_context(info, input.headers)
+        # Every line the library logs during the attempt names it (logfields.LogFields).
+        with bind_log_fields(
+            workflow_exec_id=context.workflow_exec_id,
+            root_workflow_exec_id=context.root_workflow_exec_id,
+            activity_id=info.activity_id,
+            attempt=info.attempt,
+        ):
+            return await self._attempt(input, publisher, info, ref, context)
+
+    async def _attempt(
+        self,
+        input: ExecuteActivityInput,
+        publisher: Publisher,
+        info: activity.Info,
+        ref: ActivityRef,
+        context: ExecutionContext,
+    ) -> Any:
         relay = self._relay()
         if relay is not None:
             # Events its workflow handed over on this worker and NATS has not stored yet
