@@ -15,7 +15,9 @@ from typing import Any
 
 try:
     from agents import Model, ModelProvider, ModelResponse, Usage
-except ImportError as e:  # pragma: no cover - exercised in a subprocess by the tests
+except ModuleNotFoundError as e:  # pragma: no cover - exercised in a subprocess by the tests
+    if (e.name or "").partition(".")[0] != "agents":
+        raise  # installed, but something it needs is missing: its own error says what
     raise ImportError(
         "mistral_workflows.agents.openai_agents needs openai-agents: "
         "pip install 'mistral-workflows[openai-agents]'"

@@ -17,7 +17,9 @@ from typing import Any
 
 try:
     from pydantic_ai import messages as _messages
-except ImportError as e:  # pragma: no cover - exercised in a subprocess by the tests
+except ModuleNotFoundError as e:  # pragma: no cover - exercised in a subprocess by the tests
+    if (e.name or "").partition(".")[0] != "pydantic_ai":
+        raise  # installed, but something it needs is missing: its own error says what
     raise ImportError(
         "mistral_workflows.agents.pydantic_ai needs pydantic-ai: "
         "pip install 'mistral-workflows[pydantic-ai]'"
