@@ -9,9 +9,9 @@ from collections.abc import Iterator
 import pytest
 
 from mistral_workflows.dev import NatsServer
+from tests.gateway.fanout_support import consumers_of
 from tests.gateway.gateway_support import Gateway, gateway_process
 from tests.gateway.stalled_support import (
-    consumers,
     delivered_events,
     gateway_subscriptions,
     publish_backlog,
@@ -43,12 +43,12 @@ async def test_reset_of_stalled_clients_deletes_their_consumers(
     consumer and no reader behind: both counts are back at their start within seconds."""
     workflow_id = unique("gw-stalled")
     await publish_backlog(nats_server.url, workflow_id, 2000, 4096)
-    start = consumers(nats_server)
+    # Counted by their filter: other tests' consumers may still be going away meanwhile.
     clients = [stalled_client(own_gateway.url, workflow_id) for _ in range(CLIENTS)]
     # Each client catches up on its own consumer, besides the one their shared read holds.
     await until(
-        lambda: consumers(nats_server) == start + CLIENTS + 1,
-        lambda: f"{consumers(nats_server) - start} of {CLIENTS} + 1 consumers made",
+        lambda: consumers_of(nats_server, workflow_id) == CLIENTS + 1,
+        lambda: f"{consumers_of(nats_server, workflow_id)} of {CLIENTS} + 1 consumers made",
         PROMPTLY,
     )
     # One subscription per reader, besides the connection's own (one for every request).
@@ -62,8 +62,8 @@ async def test_reset_of_stalled_clients_deletes_their_consumers(
     for client in clients:
         reset(client)
     await until(
-        lambda: consumers(nats_server) == start,
-        lambda: f"{consumers(nats_server) - start} consumers outlive their reset clients",
+        lambda: consumers_of(nats_server, workflow_id) == 0,
+        lambda: f"{consumers_of(nats_server, workflow_id)} consumers outlive their reset clients",
         PROMPTLY,
     )
     await until(
@@ -91,11 +91,10 @@ async def _read_ahead(server: NatsServer, *flags: str) -> tuple[int, int]:
     await publish_backlog(server.url, workflow_id, 250, EVENT)
     with gateway_process(server.url, None, *flags) as gateway:
         before = rss_bytes(gateway.process.pid)
-        start = consumers(server)
         clients = [stalled_client(gateway.url, workflow_id) for _ in range(STALLED)]
         await until(
-            lambda: consumers(server) == start + STALLED + 1,
-            lambda: f"{consumers(server) - start} of {STALLED} + 1 consumers made",
+            lambda: consumers_of(server, workflow_id) == STALLED + 1,
+            lambda: f"{consumers_of(server, workflow_id)} of {STALLED} + 1 consumers made",
             PROMPTLY,
         )
         for _ in range(2):  # Settled twice, a moment apart: no delivery in between.
