@@ -9,12 +9,8 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
-import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -22,35 +18,16 @@ from urllib.parse import urlencode
 import nats
 
 from bench._common import Row, Servers, direct_emitter
-from bench.gateway import _wait_ready
+from bench.gateway import gateway_process
 from mistral_workflows import subscribe
 from mistral_workflows.core import subjects
 from mistral_workflows.core.task import Task
-from mistral_workflows.dev import free_port
 from mistral_workflows.worker import StreamSettings, provision
 
 RATE = 100
 _TYPE = "fanout"
 _TICK = os.sysconf("SC_CLK_TCK")
 _ROOT = Path(__file__).resolve().parent.parent
-
-
-@contextlib.contextmanager
-def _gateway(nats_url: str) -> Iterator[tuple[str, int]]:
-    """A gateway process on a free loopback port: its URL and process id."""
-    port = free_port()
-    command = [sys.executable, "-m", "mistral_workflows", "gateway", "--nats-url", nats_url]
-    command += ["--port", str(port)]
-    env = {k: v for k, v in os.environ.items() if k != "MISTRAL_WORKFLOWS_GATEWAY_SECRET"}
-    with tempfile.TemporaryFile() as log:
-        process = subprocess.Popen(command, env=env, stderr=log)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            _wait_ready(url, process)
-            yield url, process.pid
-        finally:
-            os.kill(process.pid, signal.SIGTERM)
-            process.wait(15)
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -96,7 +73,7 @@ async def measure(servers: Servers, viewers: int, n: int) -> dict[str, Any]:
     nc = await nats.connect(servers.nats_url)
     await provision(nc.jetstream(), StreamSettings())  # Viewers must not wait for it.
     await nc.close()
-    with _gateway(servers.nats_url) as (url, pid):
+    with gateway_process(servers.nats_url) as (url, pid):
         idle_rss = _rss_bytes(pid)
         command = [sys.executable, "-m", "bench.fanout_viewers", url, query, str(viewers)]
         child = await asyncio.create_subprocess_exec(
