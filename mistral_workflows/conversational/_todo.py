@@ -13,9 +13,8 @@ status change, added or removed item publishes the difference. It works in activ
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import Any
 
 from temporalio import workflow
 
@@ -26,7 +25,7 @@ from mistral_workflows.conversational._models import (
     TodoListState,
 )
 from mistral_workflows.core.errors import ConfigurationError
-from mistral_workflows.core.task import Task
+from mistral_workflows.core.task import _DONE, Task
 from mistral_workflows.core.task_thread import running_loop
 
 __all__ = ["TodoList", "TodoListItem"]
@@ -231,19 +230,6 @@ class TodoList(Task[TodoListState]):
     def __enter__(self) -> TodoList:
         super().__enter__()
         return self
-
-
-class _Done:
-    """What publishing returns in a `def` activity: it is already done."""
-
-    __slots__ = ()
-
-    def __await__(self) -> Generator[Any, None, None]:
-        return
-        yield
-
-
-_DONE = _Done()
 
 
 def _new_id() -> str:
